@@ -1,0 +1,52 @@
+# The one place the project's commands live. `make run` and `make test` work on a fresh
+# machine with Python 3.11+: they create .venv, install everything, then serve or test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+NODE_STAMP := static/node_modules/.installed-$(shell cat static/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
+N ?= 3
+
+.PHONY: run test lint typecheck check migrate bench cluster loadtest browser clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,loadtest]'
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+# Browser libraries for the dashboard (socket.io client, Chart.js) from the npm registry.
+$(NODE_STAMP): static/package.json static/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --prefix static --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error && \
+	  touch $(NODE_STAMP); \
+	else echo "npm not found: the dashboard will load without its vendor libraries" >&2; fi
+
+# Headless Chromium for the dashboard tests, from Debian's packages.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends chromium fonts-liberation >/dev/null; }
+
+run: $(STAMP) $(NODE_STAMP)
+	$(PY) -m server run
+
+migrate: $(STAMP)
+	$(PY) -m server migrate
+
+lint: $(STAMP)
+	$(PY) -m ruff check server actors workers loadtests tests
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+test: $(STAMP) $(NODE_STAMP) browser
+	$(PY) -m ruff check server actors workers loadtests tests
+	$(PY) -m mypy
+	$(PY) -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .data out static/node_modules

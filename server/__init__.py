@@ -1,0 +1,1 @@
+"""ReplyHQ server: REST + Socket.IO on Sanic, Postgres as source of truth."""

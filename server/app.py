@@ -1,0 +1,127 @@
+"""App factory: builds the Sanic app from settings; listeners own every async resource."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from pathlib import Path
+
+import redis.asyncio as aioredis
+import socketio
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse, file
+
+from server.db.pool import create_pool
+from server.errors import install_error_handlers
+from server.logging_setup import request_id_var
+from server.metrics import Metrics
+from server.payloads import dumps
+from server.realtime.admin_ns import AdminNamespace
+from server.realtime.client_ns import ClientNamespace
+from server.realtime.manager import ReplicaFanoutManager
+from server.routes import operations
+from server.settings import Settings
+
+log = logging.getLogger("replyhq.app")
+ROOT = Path(__file__).resolve().parent.parent
+STATIC_DIR = ROOT / "static"
+SOCKETIO_PATH = "/v1/socket.io"
+
+
+def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
+    if not settings.database_url or not settings.redis_url:
+        raise ValueError("create_app needs database_url and redis_url (the CLI fills them in embedded mode)")
+    app = Sanic(name, dumps=dumps, configure_logging=False)
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.graceful_shutdown_timeout
+    app.config.REQUEST_MAX_SIZE = 1_000_000
+    app.config.USE_UVLOOP = True
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.KEEP_ALIVE_TIMEOUT = 75
+    app.ctx.settings = settings
+    app.ctx.metrics = Metrics()
+
+    manager = ReplicaFanoutManager(settings.redis_url, channel=settings.socketio_channel)
+    sio = socketio.AsyncServer(async_mode="sanic", client_manager=manager, cors_allowed_origins="*",
+                               ping_interval=25, ping_timeout=20, max_http_buffer_size=1_000_000)
+    sio.attach(app, socketio_path=SOCKETIO_PATH)
+    sio.register_namespace(ClientNamespace(app.ctx))
+    sio.register_namespace(AdminNamespace(app.ctx))
+    app.ctx.sio = sio
+
+    install_error_handlers(app)
+    _install_middleware(app)
+    app.blueprint(operations.bp)
+    _install_static(app)
+
+    @app.before_server_start
+    async def _open_resources(app: Sanic) -> None:
+        app.ctx.pool = await create_pool(settings, settings.database_url or "")
+        app.ctx.redis = aioredis.from_url(settings.redis_url or "", decode_responses=False,
+                                          health_check_interval=10, socket_keepalive=True)
+        app.ctx.tasks = set()
+        log.info("replica %s serving on %s", settings.replica_id, settings.base_url)
+
+    @app.after_server_stop
+    async def _close_resources(app: Sanic) -> None:
+        tasks: set[asyncio.Task[None]] = getattr(app.ctx, "tasks", set())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if getattr(app.ctx, "redis", None) is not None:
+            await app.ctx.redis.aclose()
+        if getattr(app.ctx, "pool", None) is not None:
+            await app.ctx.pool.close()
+        log.info("replica %s stopped", settings.replica_id)
+
+    return app
+
+
+def _install_middleware(app: Sanic) -> None:
+    @app.on_request
+    async def _start(request: Request) -> None:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.ctx.request_id = rid[:64]
+        request.ctx.started = time.perf_counter()
+        request_id_var.set(request.ctx.request_id)
+
+    @app.on_response
+    async def _finish(request: Request, response: HTTPResponse) -> None:
+        if response is None:
+            return
+        rid = getattr(request.ctx, "request_id", None)
+        if rid:
+            response.headers["x-request-id"] = rid
+        started = getattr(request.ctx, "started", None)
+        if started is None or request.path.startswith(SOCKETIO_PATH):
+            return
+        route = request.route.path if request.route else "unmatched"
+        metrics = request.app.ctx.metrics
+        metrics.http_requests.labels(request.method, route, str(response.status)).inc()
+        metrics.http_latency.labels(request.method, route).observe(time.perf_counter() - started)
+
+
+def _install_static(app: Sanic) -> None:
+    """The dashboard: plain HTML/JS in static/, vendor libraries from static/node_modules."""
+    if not STATIC_DIR.exists():
+        return
+    vendor = {
+        "socket.io.min.js": "socket.io-client/dist/socket.io.min.js",
+        "chart.umd.min.js": "chart.js/dist/chart.umd.min.js",
+    }
+    for public, rel in vendor.items():
+        path = STATIC_DIR / "node_modules" / rel
+        if path.exists():
+            app.static(f"/vendor/{public}", path, name=f"vendor_{public.replace('.', '_')}")
+
+    @app.get("/")
+    async def _index(request: Request) -> HTTPResponse:
+        return await file(STATIC_DIR / "index.html")
+
+    # Each page and asset folder is its own route: a catch-all would shadow /v1/socket.io/.
+    for page in sorted(STATIC_DIR.glob("*.html")):
+        app.static(f"/{page.name}", page, name=f"page_{page.stem.replace('-', '_')}")
+    for folder in ("js", "css", "img"):
+        if (STATIC_DIR / folder).is_dir():
+            app.static(f"/{folder}", STATIC_DIR / folder, name=f"assets_{folder}")

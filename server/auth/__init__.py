@@ -1,0 +1,1 @@
+"""Admin authentication: access tokens (JWT) and who the caller is."""

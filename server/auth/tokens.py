@@ -1,0 +1,49 @@
+"""Admin access tokens: short-lived HS256 JWTs naming admin, app and role."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from uuid import UUID
+
+import jwt
+
+from server.errors import Unauthorized
+
+_ALG = "HS256"
+_AUDIENCE = "replyhq-admin"
+
+
+@dataclass(frozen=True)
+class AdminClaims:
+    admin_id: UUID
+    app_id: UUID
+    role: str
+    token_id: str
+    expires_at: int
+
+
+def issue_access_token(secret: str, *, admin_id: UUID, app_id: UUID, role: str, ttl: int) -> tuple[str, int]:
+    now = int(time.time())
+    exp = now + ttl
+    token = jwt.encode({"sub": str(admin_id), "app": str(app_id), "role": role, "iat": now, "exp": exp,
+                        "aud": _AUDIENCE, "jti": uuid.uuid4().hex, "typ": "access"}, secret, algorithm=_ALG)
+    return token, exp
+
+
+def decode_access_token(secret: str, token: str) -> AdminClaims:
+    try:
+        claims = jwt.decode(token, secret, algorithms=[_ALG], audience=_AUDIENCE,
+                            options={"require": ["exp", "sub", "app", "role"]})
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("access token expired", code="token_expired") from None
+    except jwt.PyJWTError:
+        raise Unauthorized("invalid access token", code="invalid_token") from None
+    if claims.get("typ") != "access":
+        raise Unauthorized("not an access token", code="invalid_token")
+    try:
+        return AdminClaims(UUID(claims["sub"]), UUID(claims["app"]), str(claims["role"]),
+                           str(claims.get("jti", "")), int(claims["exp"]))
+    except (ValueError, TypeError):
+        raise Unauthorized("invalid access token", code="invalid_token") from None

@@ -1,0 +1,30 @@
+"""Prometheus metrics of one replica, kept on one registry per app."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter("replyhq_http_requests_total", "HTTP requests",
+                                     ["method", "route", "status"], registry=r)
+        self.http_latency = Histogram("replyhq_http_request_duration_seconds", "HTTP request latency",
+                                      ["method", "route"], registry=r,
+                                      buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.socket_connections = Gauge("replyhq_socket_connections", "Connected Socket.IO clients",
+                                        ["namespace"], registry=r)
+        self.socket_connects = Counter("replyhq_socket_connects_total", "Socket.IO connects",
+                                       ["namespace", "result"], registry=r)
+        self.socket_emits = Counter("replyhq_socket_emits_total", "Socket.IO events emitted",
+                                    ["event"], registry=r)
+        self.actor_partitions_owned = Gauge("replyhq_actor_partitions_owned",
+                                            "Actor partitions owned by this replica", ["kind"], registry=r)
+        self.actor_commands = Counter("replyhq_actor_commands_total", "Actor commands processed",
+                                      ["kind", "result"], registry=r)
+        self.actor_stream_lag = Gauge("replyhq_actor_stream_lag", "Commands waiting in owned partitions",
+                                      ["kind"], registry=r)
+        self.commit_batch_size = Histogram("replyhq_commit_batch_size", "Messages per group commit",
+                                           registry=r, buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500))

@@ -1,0 +1,34 @@
+"""Decoding request bodies into msgspec Structs at the edge; encoders made once."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from sanic import Request
+
+from server.errors import MalformedJSON, from_validation_error
+
+T = TypeVar("T")
+json_encoder = msgspec.json.Encoder()
+
+
+def dumps(obj: Any, **_: Any) -> str:
+    return json_encoder.encode(obj).decode()
+
+
+def decode_body(request: Request, typ: type[T]) -> T:
+    if not request.body:
+        raise MalformedJSON("request body is empty; a JSON object was expected")
+    try:
+        return msgspec.json.decode(request.body, type=typ)
+    except msgspec.DecodeError as err:
+        raise from_validation_error(err) from None
+
+
+def convert(data: Any, typ: type[T]) -> T:
+    """Validate an already-parsed object (a Socket.IO payload) into a Struct."""
+    try:
+        return msgspec.convert(data, typ)
+    except msgspec.ValidationError as err:
+        raise from_validation_error(err) from None

@@ -1,0 +1,1 @@
+"""Socket.IO: the server, its fan-out manager and the /client and /admin namespaces."""

@@ -1,0 +1,69 @@
+"""Operations endpoints: liveness, readiness, Prometheus metrics, the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json, raw
+
+from server.openapi import Operation, build_document, document
+
+bp = Blueprint("operations")
+
+
+class Health(msgspec.Struct):
+    status: str
+    replica: str
+    loop: str
+    pid: int
+
+
+class Readiness(msgspec.Struct):
+    status: str
+    checks: dict[str, str]
+
+
+document(
+    Operation("GET", "/healthz", "Process is alive", "operations", response=Health),
+    Operation("GET", "/readyz", "Postgres and Redis answer (503 names the failing one)", "operations",
+              response=Readiness, errors=(503,)),
+    Operation("GET", "/metrics", "Prometheus metrics of this replica", "operations"),
+    Operation("GET", "/openapi.json", "This document", "operations"),
+)
+
+
+@bp.get("/healthz")
+async def healthz(request: Request) -> HTTPResponse:
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    return json(msgspec.to_builtins(Health("ok", request.app.ctx.settings.replica_id, loop, os.getpid())))
+
+
+async def _check(coro: object, timeout: float = 1.5) -> str:
+    try:
+        await asyncio.wait_for(coro, timeout)  # type: ignore[arg-type]
+        return "ok"
+    except Exception as exc:  # readiness reports any failure, it never raises
+        return f"error: {type(exc).__name__}: {exc}"[:200]
+
+
+@bp.get("/readyz")
+async def readyz(request: Request) -> HTTPResponse:
+    ctx = request.app.ctx
+    pg, rd = await asyncio.gather(_check(ctx.pool.fetchval("SELECT 1")), _check(ctx.redis.ping()))
+    checks = {"postgres": pg, "redis": rd}
+    ok = all(v == "ok" for v in checks.values())
+    return json({"status": "ready" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+
+@bp.get("/metrics")
+async def metrics(request: Request) -> HTTPResponse:
+    return raw(generate_latest(request.app.ctx.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+
+@bp.get("/openapi.json")
+async def openapi(request: Request) -> HTTPResponse:
+    return json(build_document())

@@ -1,0 +1,135 @@
+"""One typed settings object, built from the environment and passed in everywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+# Environment variable -> settings field. The one place names are mapped.
+ENV_VARS: dict[str, str] = {
+    "REPLYHQ_ENV": "env",
+    "HOST": "host",
+    "PORT": "port",
+    "DATABASE_URL": "database_url",
+    "REDIS_URL": "redis_url",
+    "DATA_DIR": "data_dir",
+    "JWT_SECRET": "jwt_secret",
+    "LOG_LEVEL": "log_level",
+    "REPLICA_ID": "replica_id",
+    "ACTOR_PARTITIONS": "actor_partitions",
+    "DB_POOL_MIN": "db_pool_min",
+    "DB_POOL_MAX": "db_pool_max",
+    "GRACEFUL_SHUTDOWN_TIMEOUT": "graceful_shutdown_timeout",
+    "PUBLIC_URL": "public_url",
+    "ACCESS_TOKEN_TTL": "access_token_ttl",
+    "REFRESH_TOKEN_TTL": "refresh_token_ttl",
+    "STRIPE_SECRET_KEY": "stripe_secret_key",
+    "STRIPE_WEBHOOK_SECRET": "stripe_webhook_secret",
+    "STRIPE_API_BASE": "stripe_api_base",
+    "BOOTSTRAP_DEMO": "bootstrap_demo",
+    "SOCKETIO_CHANNEL": "socketio_channel",
+    "MAX_MESSAGE_BYTES": "max_message_bytes",
+}
+FIELD_TO_ENV = {v: k for k, v in ENV_VARS.items()}
+
+
+class SettingsError(Exception):
+    """A configuration value is missing or wrong; the message names the variable."""
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    env: Literal["development", "production", "test"] = "development"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8000
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: str = ".data"
+    jwt_secret: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    replica_id: str = ""
+    actor_partitions: Annotated[int, Meta(ge=1, le=4096)] = 32
+    db_pool_min: Annotated[int, Meta(ge=1)] = 2
+    db_pool_max: Annotated[int, Meta(ge=1)] = 16
+    graceful_shutdown_timeout: Annotated[float, Meta(ge=0)] = 10.0
+    public_url: str | None = None
+    access_token_ttl: Annotated[int, Meta(ge=5)] = 900
+    refresh_token_ttl: Annotated[int, Meta(ge=60)] = 30 * 24 * 3600
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
+    bootstrap_demo: bool = True
+    socketio_channel: str = "replyhq-sio"
+    max_message_bytes: Annotated[int, Meta(ge=1)] = 16384
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None or self.redis_url is None
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def _field_from_error(err: msgspec.ValidationError) -> str | None:
+    text = str(err)
+    marker = "at `$."
+    if marker in text:
+        return text.split(marker, 1)[1].split("`", 1)[0].split("[", 1)[0]
+    if "missing required field `" in text:
+        return text.split("missing required field `", 1)[1].split("`", 1)[0]
+    return None
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from the environment; raise SettingsError naming the variable."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, object] = {}
+    for var, field in ENV_VARS.items():
+        value = environ.get(var)
+        if value is None or value == "":
+            continue
+        if field == "bootstrap_demo":
+            raw[field] = value.lower() in ("1", "true", "yes", "on")
+        else:
+            raw[field] = value
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as err:
+        bad = _field_from_error(err)
+        var = FIELD_TO_ENV.get(bad or "", bad or "?")
+        detail = str(err).split(" - at ", 1)[0]
+        raise SettingsError(f"{var}: invalid value ({detail})") from None
+    if not settings.replica_id:
+        settings = msgspec.structs.replace(settings, replica_id=f"{socket.gethostname()}-{os.getpid()}")
+    if settings.env == "production":
+        missing = [v for v, f in (("DATABASE_URL", "database_url"), ("REDIS_URL", "redis_url"),
+                                  ("JWT_SECRET", "jwt_secret")) if not getattr(settings, f)]
+        if missing:
+            raise SettingsError(f"{missing[0]}: required when REPLYHQ_ENV=production")
+        if len(settings.jwt_secret or "") < 32:  # short HS256 keys are brute-forceable
+            raise SettingsError("JWT_SECRET: must be at least 32 characters in production")
+    if settings.jwt_secret is None:
+        settings = msgspec.structs.replace(settings, jwt_secret=_dev_secret(Path(settings.data_dir)))
+    return settings
+
+
+def _dev_secret(data_dir: Path) -> str:
+    """Generate the development JWT key once and keep it in the data folder."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "secrets.json"
+    if path.exists():
+        stored = json.loads(path.read_text()).get("jwt_secret")
+        if isinstance(stored, str):
+            return stored
+    secret = secrets.token_urlsafe(48)
+    path.write_text(json.dumps({"jwt_secret": secret}))
+    path.chmod(0o600)
+    return secret

@@ -1,0 +1,1 @@
+"""Tenancy: apps (workspaces), their API keys and admins."""

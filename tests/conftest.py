@@ -1,0 +1,150 @@
+"""Fixtures: one embedded Postgres + Redis per session; a fresh database and Redis DB per test."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from server.db.migrate import migrate
+from server.embedded import EmbeddedServices
+from server.tenancy.workspaces import NewWorkspace, create_workspace
+from tests.support import ServerProcess
+
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-default-apps",
+                 "--disable-extensions", "--metrics-recording-only",
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
+TEST_JWT_SECRET = "test-secret-" + "x" * 40
+_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):  # type: ignore[no-untyped-def]
+    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServices]:
+    root = tmp_path_factory.mktemp("embedded")
+    os.chmod(root, 0o755)
+    for parent in root.parents:  # the unprivileged Postgres user must reach its data dir
+        if str(parent).startswith("/tmp") and parent != Path("/tmp"):
+            os.chmod(parent, 0o755)
+    svc = EmbeddedServices(root)
+    svc.start(True, True)
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(services: EmbeddedServices) -> str:
+    assert services.postgres is not None
+    return services.postgres.url
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url: str) -> str:
+    """A migrated database each test database is cloned from (CREATE DATABASE ... TEMPLATE)."""
+    async def go() -> None:
+        conn = await asyncpg.connect(pg_admin_url)
+        await conn.execute("DROP DATABASE IF EXISTS replyhq_template")
+        await conn.execute("CREATE DATABASE replyhq_template")
+        await conn.close()
+        await migrate(pg_admin_url.rsplit("/", 1)[0] + "/replyhq_template")
+
+    asyncio.run(go())
+    return "replyhq_template"
+
+
+@pytest.fixture
+def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
+    name = f"t_{os.getpid()}_{next(_counter)}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(pg_admin_url)
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE {template_db}')
+        await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(pg_admin_url)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+    asyncio.run(create())
+    yield pg_admin_url.rsplit("/", 1)[0] + "/" + name
+    asyncio.run(drop())
+
+
+@pytest.fixture
+def redis_url(services: EmbeddedServices) -> str:
+    """A Redis logical DB per test, flushed first (pub/sub channels are separated by name)."""
+    assert services.redis is not None
+    index = next(_counter) % 16
+    url = f"redis://127.0.0.1:{services.redis.port}/{index}"
+
+    async def flush() -> None:
+        r = aioredis.from_url(url)
+        await r.flushdb()
+        await r.aclose()
+
+    asyncio.run(flush())
+    return url
+
+
+@pytest.fixture
+def server_env(db_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
+    return {"DATABASE_URL": db_url, "REDIS_URL": redis_url, "REPLYHQ_ENV": "test",
+            "JWT_SECRET": TEST_JWT_SECRET, "DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "INFO",
+            "SOCKETIO_CHANNEL": f"sio-{tmp_path.name}", "HOST": "127.0.0.1"}
+
+
+@pytest.fixture
+def start_server(server_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start replicas of the real server; all are stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(wait: bool = True, **env: str) -> ServerProcess:
+        n = len(started) + 1
+        proc = ServerProcess({**server_env, "REPLICA_ID": f"replica-{n}", **env},
+                             log_path=tmp_path / f"server-{n}.log")
+        started.append(proc)
+        return proc.start(wait=wait)
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
+    return start_server()
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=4)
+    assert pool is not None
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def workspace(db: asyncpg.Pool) -> NewWorkspace:
+    n = next(_counter)
+    return await create_workspace(db, app_name=f"Acme {n}", email=f"owner{n}@acme.test",
+                                  password="correct horse battery", owner_name="Olive Owner")
+
+
+@pytest.fixture
+async def other_workspace(db: asyncpg.Pool) -> NewWorkspace:
+    n = next(_counter)
+    return await create_workspace(db, app_name=f"Globex {n}", email=f"owner{n}@globex.test",
+                                  password="correct horse battery", owner_name="Gus Owner")
