@@ -1,0 +1,1 @@
+"""SDK messaging domain: end users, conversations, messages, receipts, sync."""

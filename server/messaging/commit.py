@@ -1,0 +1,169 @@
+"""The conversation actor's writes: one transaction per batch of commands (group commit).
+
+The actor owns `seq`: it numbers new messages from the conversation's last_seq, and the
+conversation row's last_seq acts as a fence — if another writer moved it, the batch fails
+with StaleSeq and the actor reloads instead of writing a gap or a duplicate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from server.messaging import rows
+from server.messaging.conversations import record_user_changes
+from server.messaging.models import Conversation, Message, Receipt, UpdateCommand
+
+
+class StaleSeq(Exception):
+    """The conversation's last_seq is not what the actor believed: someone else wrote."""
+
+
+@dataclass(frozen=True)
+class ConversationState:
+    id: UUID
+    app_id: UUID
+    user_id: UUID
+    last_seq: int
+
+
+@dataclass
+class NewMessage:
+    id: UUID
+    app_id: UUID
+    conversation_id: UUID
+    seq: int
+    client_id: str
+    sender_kind: str
+    sender_id: UUID | None
+    body: str
+    attachments_json: str
+    is_note: bool
+    created_at: datetime
+
+
+async def load_states(conn: asyncpg.Connection | asyncpg.Pool, ids: list[UUID]) -> dict[UUID, ConversationState]:
+    found = await conn.fetch("SELECT id, app_id, user_id, last_seq FROM conversations WHERE id = ANY($1::uuid[])", ids)
+    return {r["id"]: ConversationState(r["id"], r["app_id"], r["user_id"], r["last_seq"]) for r in found}
+
+
+async def existing_messages(conn: asyncpg.Connection, keys: list[tuple[UUID, str]]) -> dict[tuple[UUID, str], Message]:
+    """Messages already stored under (conversation_id, client_id): resends return these."""
+    if not keys:
+        return {}
+    found = await conn.fetch(
+        """SELECT m.* FROM messages m JOIN unnest($1::uuid[], $2::text[]) AS k(c, cid)
+           ON m.conversation_id = k.c AND m.client_id = k.cid""",
+        [k[0] for k in keys], [k[1] for k in keys])
+    return {(r["conversation_id"], r["client_id"]): rows.message(r) for r in found}
+
+
+async def insert_messages(conn: asyncpg.Connection, new: list[NewMessage],
+                          states: dict[UUID, ConversationState]) -> None:
+    """Insert the batch, advance each conversation (fenced on last_seq), log user changes."""
+    if not new:
+        return
+    await conn.execute(
+        """INSERT INTO messages (id, app_id, conversation_id, seq, client_id, sender_kind, sender_id, body,
+                                 attachments, is_note, created_at)
+           SELECT i, a, c, s, cid, sk, sid, b, att::jsonb, n, t
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::text[], $7::uuid[],
+                       $8::text[], $9::text[], $10::bool[], $11::timestamptz[])
+                AS x(i, a, c, s, cid, sk, sid, b, att, n, t)""",
+        [m.id for m in new], [m.app_id for m in new], [m.conversation_id for m in new], [m.seq for m in new],
+        [m.client_id for m in new], [m.sender_kind for m in new], [m.sender_id for m in new],
+        [m.body for m in new], [m.attachments_json for m in new], [m.is_note for m in new],
+        [m.created_at for m in new])
+
+    per_conv: dict[UUID, dict[str, Any]] = {}
+    for m in new:
+        agg = per_conv.setdefault(m.conversation_id, {"top": 0, "at": m.created_at, "preview": None,
+                                                      "sender": None, "uu": 0, "au": 0, "admin_at": None})
+        agg["top"] = max(agg["top"], m.seq)
+        if not m.is_note:
+            agg["at"], agg["preview"], agg["sender"] = m.created_at, m.body[:200], m.sender_kind
+            if m.sender_kind == "user":
+                agg["au"] += 1
+            else:
+                agg["uu"] += 1
+                if m.sender_kind == "admin" and agg["admin_at"] is None:
+                    agg["admin_at"] = m.created_at
+    ids = list(per_conv)
+    updated = await conn.fetch(
+        """UPDATE conversations c SET
+               last_seq = u.top,
+               last_message_at = COALESCE(u.at, c.last_message_at),
+               last_message_preview = COALESCE(u.preview, c.last_message_preview),
+               last_message_sender = COALESCE(u.sender, c.last_message_sender),
+               user_unread = c.user_unread + u.uu,
+               admin_unread = c.admin_unread + u.au,
+               first_admin_reply_at = COALESCE(c.first_admin_reply_at, u.admin_at),
+               status = CASE WHEN u.au > 0 AND c.status IN ('closed', 'snoozed') THEN 'open' ELSE c.status END,
+               snoozed_until = CASE WHEN u.au > 0 AND c.status = 'snoozed' THEN NULL ELSE c.snoozed_until END,
+               updated_at = now()
+           FROM unnest($1::uuid[], $2::int[], $3::int[], $4::timestamptz[], $5::text[], $6::text[], $7::int[],
+                       $8::int[], $9::timestamptz[]) AS u(id, old, top, at, preview, sender, uu, au, admin_at)
+           WHERE c.id = u.id AND c.last_seq = u.old
+           RETURNING c.id""",
+        ids, [states[i].last_seq for i in ids], [per_conv[i]["top"] for i in ids],
+        [per_conv[i]["at"] for i in ids], [per_conv[i]["preview"] for i in ids],
+        [per_conv[i]["sender"] for i in ids], [per_conv[i]["uu"] for i in ids],
+        [per_conv[i]["au"] for i in ids], [per_conv[i]["admin_at"] for i in ids])
+    if len(updated) != len(ids):
+        raise StaleSeq(f"{len(ids) - len(updated)} conversation(s) moved under the actor")
+    await record_user_changes(conn, [(states[m.conversation_id].user_id, "message", m.conversation_id, m.seq)
+                                     for m in new if not m.is_note])
+
+
+async def apply_receipt(conn: asyncpg.Connection, state: ConversationState, participant_kind: str,
+                        participant_id: UUID, delivered: int | None, read: int | None) -> Receipt:
+    """Raise the participant's high-water marks (never lower them); read implies delivered."""
+    top = state.last_seq
+    read_seq = min(read, top) if read is not None else 0
+    delivered_seq = max(min(delivered, top) if delivered is not None else 0, read_seq)
+    row = await conn.fetchrow(
+        """INSERT INTO receipts (conversation_id, participant_kind, participant_id, delivered_seq, read_seq)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (conversation_id, participant_kind, participant_id) DO UPDATE SET
+               delivered_seq = GREATEST(receipts.delivered_seq, EXCLUDED.delivered_seq),
+               read_seq = GREATEST(receipts.read_seq, EXCLUDED.read_seq),
+               updated_at = now()
+           RETURNING *""", state.id, participant_kind, participant_id, delivered_seq, read_seq)
+    if read is not None:
+        mine = "user" if participant_kind == "user" else "admin"
+        column = "user_unread" if mine == "user" else "admin_unread"
+        other = "sender_kind <> 'user'" if mine == "user" else "sender_kind = 'user'"
+        await conn.execute(
+            f"""UPDATE conversations SET {column} = (SELECT count(*) FROM messages
+                    WHERE conversation_id = $1 AND seq > $2 AND {other} AND NOT is_note)
+                WHERE id = $1""", state.id, row["read_seq"])
+    await record_user_changes(conn, [(state.user_id, "receipt", state.id, None)])
+    return rows.receipt(row)
+
+
+async def apply_update(conn: asyncpg.Connection, state: ConversationState, cmd: UpdateCommand) -> Conversation:
+    row = await conn.fetchrow(
+        """UPDATE conversations SET
+               status = COALESCE($2, status),
+               snoozed_until = CASE WHEN $2 = 'snoozed' THEN $3::timestamptz
+                                    WHEN $2 IS NOT NULL THEN NULL ELSE snoozed_until END,
+               assignee_id = CASE WHEN $5 THEN NULL ELSE COALESCE($4::uuid, assignee_id) END,
+               tags = ARRAY(SELECT DISTINCT t FROM unnest(tags || $6::text[]) t WHERE t <> ALL($7::text[]) ORDER BY t),
+               updated_at = now()
+           WHERE id = $1 RETURNING *""",
+        state.id, cmd.status, _ts(cmd.snoozed_until), _uuid(cmd.assignee_id), cmd.unassign,
+        cmd.add_tags, cmd.remove_tags)
+    await record_user_changes(conn, [(state.user_id, "conversation", state.id, None)])
+    return rows.conversation(row)
+
+
+def _uuid(v: str | None) -> UUID | None:
+    return UUID(v) if v else None
+
+
+def _ts(v: str | None) -> datetime | None:
+    return datetime.fromisoformat(v.replace("Z", "+00:00")) if v else None

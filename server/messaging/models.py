@@ -1,0 +1,129 @@
+"""Wire shapes of the messaging domain (REST bodies, socket payloads, actor commands)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+Id = Annotated[str, Meta(min_length=1, max_length=64)]
+ClientId = Annotated[str, Meta(min_length=1, max_length=100)]
+Body = Annotated[str, Meta(min_length=1, max_length=10_000)]
+SenderKind = Literal["user", "admin", "bot", "system"]
+Status = Literal["open", "pending", "snoozed", "closed"]
+
+
+class Attachment(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Metadata only: the file itself lives wherever the app uploaded it."""
+
+    url: Annotated[str, Meta(max_length=2048)]
+    name: Annotated[str, Meta(max_length=255)] | None = None
+    content_type: Annotated[str, Meta(max_length=255)] | None = None
+    size: Annotated[int, Meta(ge=0)] | None = None
+
+
+class Device(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    platform: Annotated[str, Meta(max_length=40)] | None = None
+    model: Annotated[str, Meta(max_length=100)] | None = None
+    os_version: Annotated[str, Meta(max_length=40)] | None = None
+    app_version: Annotated[str, Meta(max_length=40)] | None = None
+    sdk_version: Annotated[str, Meta(max_length=40)] | None = None
+    locale: Annotated[str, Meta(max_length=20)] | None = None
+    timezone: Annotated[str, Meta(max_length=60)] | None = None
+
+
+class Message(msgspec.Struct, kw_only=True):
+    id: str
+    conversation_id: str
+    seq: int
+    client_id: str
+    sender_kind: SenderKind
+    sender_id: str | None
+    body: str
+    attachments: list[Attachment]
+    created_at: str
+    is_note: bool = False
+
+
+class Receipt(msgspec.Struct, kw_only=True):
+    conversation_id: str
+    participant_kind: Literal["user", "admin"]
+    participant_id: str
+    delivered_seq: int
+    read_seq: int
+
+
+class Conversation(msgspec.Struct, kw_only=True):
+    id: str
+    app_id: str
+    user_id: str
+    status: Status
+    assignee_id: str | None
+    tags: list[str]
+    subject: str | None
+    last_seq: int
+    last_message_at: str | None
+    last_message_preview: str | None
+    user_unread: int
+    admin_unread: int
+    snoozed_until: str | None
+    created_at: str
+    updated_at: str
+
+
+class EndUser(msgspec.Struct, kw_only=True):
+    id: str
+    app_id: str
+    user_id: str | None
+    anonymous_id: str | None
+    name: str | None
+    email: str | None
+    attributes: dict[str, Any]
+    metadata: dict[str, Any]
+    first_seen_at: str
+    last_seen_at: str
+
+
+class Sender(msgspec.Struct, frozen=True):
+    kind: SenderKind
+    id: str | None
+
+
+# ---- actor commands -------------------------------------------------------------
+
+class SendCommand(msgspec.Struct, tag="send", kw_only=True):
+    conversation_id: str
+    app_id: str
+    sender_kind: SenderKind
+    sender_id: str | None
+    client_id: str
+    body: str
+    attachments: list[Attachment] = []
+    is_note: bool = False
+
+
+class ReceiptCommand(msgspec.Struct, tag="receipt", kw_only=True):
+    conversation_id: str
+    app_id: str
+    participant_kind: Literal["user", "admin"]
+    participant_id: str
+    delivered_seq: int | None = None
+    read_seq: int | None = None
+
+
+class UpdateCommand(msgspec.Struct, tag="update", kw_only=True):
+    """Admin changes to a conversation: status, snooze, assignee, tags."""
+
+    conversation_id: str
+    app_id: str
+    actor_id: str | None = None
+    status: Status | None = None
+    snoozed_until: str | None = None
+    assignee_id: str | None = None
+    unassign: bool = False
+    add_tags: list[str] = []
+    remove_tags: list[str] = []
+
+
+ConversationCommand = SendCommand | ReceiptCommand | UpdateCommand

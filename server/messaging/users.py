@@ -1,0 +1,59 @@
+"""SQL of end_users: identify (upsert), lookup, device metadata."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+from uuid import UUID
+
+import asyncpg
+
+from server.messaging import rows
+from server.messaging.models import EndUser
+
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
+
+
+async def identify(conn: Conn, app_id: UUID, *, external_id: str | None, anonymous_id: str | None,
+                   name: str | None = None, email: str | None = None,
+                   attributes: dict[str, Any] | None = None, device: dict[str, Any] | None = None) -> EndUser:
+    """Find or create the user; given fields overwrite, attributes and device merge."""
+    patch_meta = {"device": device} if device else {}
+    if external_id is not None:
+        row = await conn.fetchrow(
+            """INSERT INTO end_users (app_id, external_id, anonymous_id, name, email, attributes, metadata)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
+               ON CONFLICT (app_id, external_id) WHERE external_id IS NOT NULL DO UPDATE SET
+                   name = COALESCE(EXCLUDED.name, end_users.name),
+                   email = COALESCE(EXCLUDED.email, end_users.email),
+                   attributes = end_users.attributes || EXCLUDED.attributes,
+                   metadata = end_users.metadata || EXCLUDED.metadata,
+                   last_seen_at = now()
+               RETURNING *""",
+            app_id, external_id, anonymous_id, name, email, attributes or {}, patch_meta)
+    elif anonymous_id is not None:
+        row = await conn.fetchrow(
+            """INSERT INTO end_users (app_id, anonymous_id, name, email, attributes, metadata)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (app_id, anonymous_id) WHERE anonymous_id IS NOT NULL AND external_id IS NULL
+               DO UPDATE SET
+                   name = COALESCE(EXCLUDED.name, end_users.name),
+                   email = COALESCE(EXCLUDED.email, end_users.email),
+                   attributes = end_users.attributes || EXCLUDED.attributes,
+                   metadata = end_users.metadata || EXCLUDED.metadata,
+                   last_seen_at = now()
+               RETURNING *""",
+            app_id, anonymous_id, name, email, attributes or {}, patch_meta)
+    else:
+        raise ValueError("identify needs external_id or anonymous_id")
+    return rows.end_user(row)
+
+
+async def get(conn: Conn, app_id: UUID, user_id: UUID) -> EndUser | None:
+    row = await conn.fetchrow("SELECT * FROM end_users WHERE id = $1 AND app_id = $2", user_id, app_id)
+    return rows.end_user(row) if row else None
+
+
+async def touch_seen(conn: Conn, user_id: UUID) -> None:
+    await conn.execute(
+        "UPDATE end_users SET last_seen_at = now() WHERE id = $1 AND last_seen_at < now() - interval '30 seconds'",
+        user_id)
