@@ -16,6 +16,7 @@ log = logging.getLogger("replyhq.errors")
 class ApiError(Exception):
     status = 400
     code = "bad_request"
+    headers: dict[str, str] = {}  # extra response headers (Retry-After on 429)
 
     def __init__(self, message: str, details: Any = None, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -67,6 +68,12 @@ class RateLimited(ApiError):
     status = 429
     code = "rate_limited"
 
+    def __init__(self, message: str, details: Any = None, *, code: str | None = None,
+                 retry_after: int | None = None) -> None:
+        super().__init__(message, details, code=code)
+        if retry_after is not None:
+            self.headers = {"retry-after": str(retry_after)}
+
 
 class ServiceUnavailable(ApiError):
     status = 503
@@ -94,7 +101,7 @@ _SANIC_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_l
 def install_error_handlers(app: Sanic) -> None:
     @app.exception(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> HTTPResponse:
-        return json(exc.body(), status=exc.status)
+        return json(exc.body(), status=exc.status, headers=exc.headers or None)
 
     @app.exception(msgspec.DecodeError)
     async def _decode_error(request: Request, exc: msgspec.DecodeError) -> HTTPResponse:
