@@ -91,3 +91,9 @@ async def revoke(conn: asyncpg.Connection | asyncpg.Pool, app_id: UUID, key_id: 
         "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND app_id = $2 AND revoked_at IS NULL",
         key_id, app_id)
     return bool(status.endswith(" 1"))
+
+
+async def get(conn: asyncpg.Connection | asyncpg.Pool, app_id: UUID, key_id: UUID) -> ApiKey | None:
+    """One of the app's keys (revoked or not); another app's key id is None, like an unknown one."""
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM api_keys WHERE id = $1 AND app_id = $2", key_id, app_id)
+    return ApiKey(**dict(row)) if row else None

@@ -1,0 +1,57 @@
+"""Signing in: password check with throttling, and the access + refresh token pair a session gets."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from server.auth import admins, login_limits, refresh_tokens
+from server.auth.admins import AdminRow
+from server.auth.rbac import AdminPrincipal, principal_for
+from server.auth.roles import roles_of
+from server.auth.tokens import issue_access_token
+from server.errors import Unauthorized
+from server.tenancy.passwords import verify_password
+
+LIMITS = login_limits.LoginLimits()
+
+
+@dataclass(frozen=True)
+class SessionTokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    principal: AdminPrincipal
+
+
+async def start_session(ctx: Any, row: AdminRow, refresh_token: str | None = None) -> SessionTokens:
+    """Tokens for `row`: a new refresh family unless a rotated `refresh_token` is passed in."""
+    settings = ctx.settings
+    role = (await roles_of(ctx))[row.role]
+    access, _ = issue_access_token(settings.jwt_secret, admin_id=row.id, app_id=row.app_id, role=row.role,
+                                   ttl=settings.access_token_ttl)
+    if refresh_token is None:
+        refresh_token, _ = await refresh_tokens.issue(ctx.pool, row.id, row.app_id, settings.refresh_token_ttl)
+    return SessionTokens(access, refresh_token, settings.access_token_ttl, principal_for(row, role))
+
+
+async def login(ctx: Any, email: str, password: str, ip: str) -> SessionTokens:
+    await login_limits.check(ctx.redis, LIMITS, email, ip)
+    row = await admins.active_by_email(ctx.pool, email)
+    # verify_password does the same Argon2 work for unknown emails: no account enumeration by timing.
+    ok = await asyncio.to_thread(verify_password, row.password_hash if row else None, password)
+    if not ok or row is None:
+        await login_limits.record_failure(ctx.redis, LIMITS, email, ip)
+        raise Unauthorized("wrong email or password", code="invalid_credentials")
+    await login_limits.record_success(ctx.redis, email, ip)
+    await admins.record_login(ctx.pool, row.id)
+    return await start_session(ctx, row)
+
+
+async def refresh(ctx: Any, presented: str) -> SessionTokens:
+    grant = await refresh_tokens.rotate(ctx.pool, presented, ctx.settings.refresh_token_ttl)
+    row = await admins.active_by_id(ctx.pool, grant.admin_id, grant.app_id)
+    if row is None:
+        raise Unauthorized("this admin account no longer exists or is disabled", code="admin_disabled")
+    return await start_session(ctx, row, grant.token)
