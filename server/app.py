@@ -13,15 +13,19 @@ import socketio
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, file
 
+from actors.conversation import ConversationHandler
+from actors.host import ActorHost
 from server.db.pool import create_pool
 from server.errors import install_error_handlers
 from server.logging_setup import request_id_var
+from server.messaging.service import MessagingService
 from server.metrics import Metrics
 from server.payloads import dumps
 from server.realtime.admin_ns import AdminNamespace
 from server.realtime.client_ns import ClientNamespace
+from server.realtime.fanout import Fanout
 from server.realtime.manager import ReplicaFanoutManager
-from server.routes import operations
+from server.routes import admin_account, admin_api_keys, admin_auth, admin_team, operations
 from server.settings import Settings
 
 log = logging.getLogger("replyhq.app")
@@ -53,6 +57,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
     install_error_handlers(app)
     _install_middleware(app)
     app.blueprint(operations.bp)
+    for admin_bp in (admin_auth.bp, admin_team.bp, admin_api_keys.bp, admin_account.bp):
+        app.blueprint(admin_bp)
     _install_static(app)
 
     @app.before_server_start
@@ -61,10 +67,19 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         app.ctx.redis = aioredis.from_url(settings.redis_url or "", decode_responses=False,
                                           health_check_interval=10, socket_keepalive=True)
         app.ctx.tasks = set()
+        app.ctx.fanout = Fanout(sio, app.ctx.metrics)
+        handler = ConversationHandler(app.ctx.pool, app.ctx.redis, app.ctx.fanout, app.ctx.metrics)
+        app.ctx.conversation_actors = ActorHost(app.ctx.redis, handler, replica_id=settings.replica_id,
+                                                partitions=settings.actor_partitions, metrics=app.ctx.metrics)
+        await app.ctx.conversation_actors.start()
+        app.ctx.messaging = MessagingService(app.ctx.pool, app.ctx.redis, app.ctx.conversation_actors,
+                                             app.ctx.fanout)
         log.info("replica %s serving on %s", settings.replica_id, settings.base_url)
 
     @app.after_server_stop
     async def _close_resources(app: Sanic) -> None:
+        if getattr(app.ctx, "conversation_actors", None) is not None:
+            await app.ctx.conversation_actors.stop()
         tasks: set[asyncio.Task[None]] = getattr(app.ctx, "tasks", set())
         for task in tasks:
             task.cancel()
