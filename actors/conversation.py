@@ -1,0 +1,220 @@
+"""The conversation actor: applies a partition's commands in order, numbering messages with a
+gapless per-conversation `seq` and committing each batch in one transaction (group commit).
+
+Replies go out only after the commit; fan-out and domain events follow in seq order.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+import redis.asyncio as aioredis
+
+from server.errors import ApiError, NotFound, ServiceUnavailable
+from server.events import append_events
+from server.messaging.commit import (
+    ConversationState,
+    NewMessage,
+    StaleSeq,
+    apply_receipt,
+    apply_update,
+    existing_messages,
+    insert_messages,
+    load_states,
+)
+from server.messaging.models import (
+    Conversation,
+    ConversationCommand,
+    Message,
+    Receipt,
+    ReceiptCommand,
+    SendCommand,
+    UpdateCommand,
+)
+from server.realtime.fanout import Fanout
+
+log = logging.getLogger("replyhq.actors.conversation")
+_encoder = msgspec.json.Encoder()
+_command_decoder = msgspec.json.Decoder(ConversationCommand)  # type: ignore[var-annotated]
+
+
+class _Result(msgspec.Struct, tag_field="t"):
+    pass
+
+
+class MessageResult(_Result, tag="m"):
+    value: Message
+
+
+class ReceiptResult(_Result, tag="r"):
+    value: Receipt
+
+
+class ConversationResult(_Result, tag="c"):
+    value: Conversation
+
+
+_result_decoder = msgspec.json.Decoder(MessageResult | ReceiptResult | ConversationResult)
+
+
+class Outcome(msgspec.Struct):
+    """What a processed command leaves for after_process: the fan-out to do."""
+
+    result: Any
+    new: bool  # False for a resent message: no second fan-out
+
+
+class ConversationHandler:
+    kind = "conversation"
+
+    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, fanout: Fanout, metrics: Any) -> None:
+        self.pool = pool
+        self.redis = redis
+        self.fanout = fanout
+        self.metrics = metrics
+        self._states: dict[UUID, ConversationState] = {}
+        self._pending_effects: dict[int, list[Outcome]] = {}
+
+    # ---- codec ---------------------------------------------------------------------
+    def key(self, command: ConversationCommand) -> str:
+        return command.conversation_id
+
+    def encode(self, command: ConversationCommand) -> bytes:
+        return _encoder.encode(command)
+
+    def decode(self, data: bytes) -> ConversationCommand:
+        return _command_decoder.decode(data)  # type: ignore[no-any-return]
+
+    def encode_result(self, result: Any) -> bytes:
+        if isinstance(result, Message):
+            return _encoder.encode(MessageResult(result))
+        if isinstance(result, Receipt):
+            return _encoder.encode(ReceiptResult(result))
+        return _encoder.encode(ConversationResult(result))
+
+    def decode_result(self, data: bytes) -> Any:
+        return _result_decoder.decode(data).value
+
+    # ---- processing ------------------------------------------------------------------
+    async def process(self, partition: int, commands: list[ConversationCommand]) -> list[Any]:
+        for attempt in range(3):
+            try:
+                outcomes = await self._process_once(commands)
+                break
+            except (StaleSeq, asyncpg.UniqueViolationError) as exc:
+                # Someone else wrote to one of these conversations (a previous owner finishing
+                # late): forget what we believed and read it again.
+                log.warning("reloading conversation state after %s (attempt %s)", exc, attempt + 1)
+                self._forget(commands)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("commit failed: %s", exc)
+                self._forget(commands)
+                err = ServiceUnavailable("storage unavailable; retry with the same client_id", code="storage")
+                return [err] * len(commands)
+        else:
+            err = ServiceUnavailable("conversation busy; retry with the same client_id", code="conflict_retry")
+            return [err] * len(commands)
+        self._pending_effects[partition] = outcomes
+        return [o.result for o in outcomes]
+
+    def _forget(self, commands: list[ConversationCommand]) -> None:
+        for c in commands:
+            try:
+                self._states.pop(UUID(c.conversation_id), None)
+            except ValueError:
+                pass
+
+    async def _process_once(self, commands: list[ConversationCommand]) -> list[Outcome]:
+        ids: list[UUID | None] = []
+        for c in commands:
+            try:
+                ids.append(UUID(c.conversation_id))
+            except ValueError:
+                ids.append(None)
+        missing = [i for i in ids if i is not None and i not in self._states]
+        async with self.pool.acquire() as conn, conn.transaction():
+            if missing:
+                self._states.update(await load_states(conn, list(set(missing))))
+            # Working copy: only adopted once the transaction commits.
+            states = {i: self._states[i] for i in ids if i is not None and i in self._states}
+            sends = [(n, c) for n, c in enumerate(commands) if isinstance(c, SendCommand)]
+            prior = await existing_messages(conn, [(UUID(c.conversation_id), c.client_id) for _, c in sends
+                                                   if UUID(c.conversation_id) in states])
+            outcomes: list[Outcome | None] = [None] * len(commands)
+            new: list[NewMessage] = []
+            fresh: dict[tuple[UUID, str], Message] = {}
+            now = datetime.now(UTC)
+            for n, cmd in enumerate(commands):
+                cid = ids[n]
+                state = states.get(cid) if cid is not None else None
+                if state is None or str(state.app_id) != cmd.app_id:
+                    outcomes[n] = Outcome(NotFound("conversation not found", code="conversation_not_found"), False)
+                    continue
+                if isinstance(cmd, SendCommand):
+                    key = (state.id, cmd.client_id)
+                    if key in prior or key in fresh:
+                        outcomes[n] = Outcome(prior.get(key) or fresh[key], False)
+                        continue
+                    seq = state.last_seq + 1
+                    states[state.id] = ConversationState(state.id, state.app_id, state.user_id, seq)
+                    row = NewMessage(uuid.uuid4(), state.app_id, state.id, seq, cmd.client_id, cmd.sender_kind,
+                                     UUID(cmd.sender_id) if cmd.sender_id else None, cmd.body,
+                                     _encoder.encode(cmd.attachments).decode(), cmd.is_note, now)
+                    new.append(row)
+                    msg = Message(id=str(row.id), conversation_id=cmd.conversation_id, seq=seq, client_id=cmd.client_id,
+                                  sender_kind=cmd.sender_kind, sender_id=cmd.sender_id, body=cmd.body,
+                                  attachments=cmd.attachments, created_at=now.isoformat().replace("+00:00", "Z"),
+                                  is_note=cmd.is_note)
+                    fresh[key] = msg
+                    outcomes[n] = Outcome(msg, True)
+            # Messages first (one statement for the batch), then receipts/updates in order.
+            base = {i: self._states[i] for i in {m.conversation_id for m in new}}
+            await insert_messages(conn, new, base)
+            for n, cmd in enumerate(commands):
+                if outcomes[n] is not None:
+                    continue
+                state = states[ids[n]]  # type: ignore[index]
+                if isinstance(cmd, ReceiptCommand):
+                    receipt = await apply_receipt(conn, state, cmd.participant_kind, UUID(cmd.participant_id),
+                                                  cmd.delivered_seq, cmd.read_seq)
+                    outcomes[n] = Outcome(receipt, True)
+                elif isinstance(cmd, UpdateCommand):
+                    outcomes[n] = Outcome(await apply_update(conn, state, cmd), True)
+        self._states.update(states)
+        if new:
+            self.metrics.commit_batch_size.observe(len(new))
+        return [o for o in outcomes if o is not None]
+
+    async def after_process(self, partition: int, results: list[Any]) -> None:
+        """Fan-out and domain events, in the order the batch was applied."""
+        outcomes = self._pending_effects.pop(partition, [])
+        events: list[tuple[str, str, Any]] = []
+        for o in outcomes:
+            if not o.new or isinstance(o.result, ApiError):
+                continue
+            r = o.result
+            if isinstance(r, Message):
+                state = self._states.get(UUID(r.conversation_id))
+                if state is None:
+                    continue
+                await self.fanout.message_new(str(state.app_id), str(state.user_id), r)
+                events.append(("message.created", str(state.app_id), msgspec.to_builtins(r)))
+            elif isinstance(r, Receipt):
+                state = self._states.get(UUID(r.conversation_id))
+                if state is None:
+                    continue
+                await self.fanout.receipt(str(state.app_id), str(state.user_id), r)
+                events.append(("receipt.updated", str(state.app_id), msgspec.to_builtins(r)))
+            elif isinstance(r, Conversation):
+                await self.fanout.conversation("conversation:updated", r)
+                events.append(("conversation.updated", r.app_id, msgspec.to_builtins(r)))
+        try:
+            await append_events(self.redis, events)
+        except Exception as exc:  # the messages are committed; an event stream outage must not fail them
+            log.warning("domain events not appended: %s", exc)

@@ -1,0 +1,320 @@
+"""The actor host of one replica: owns leased partitions, feeds each partition's commands to
+its handler strictly in order and in batches, and routes replies to the waiting caller.
+
+A command for a partition this replica owns goes straight into the local mailbox; any other
+goes onto the partition's Redis Stream, is read by the owner through the consumer group, and
+its reply comes back on this replica's reply channel. Entries are acknowledged only after the
+handler has committed, so a replica dying mid-batch leaves them pending for the next owner,
+which claims them (handlers are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from actors.leases import PartitionLeases
+from actors.partitions import partition_of, stream_key
+from server.errors import ApiError, ServiceUnavailable
+
+log = logging.getLogger("replyhq.actors.host")
+C = TypeVar("C")
+GROUP = "owners"
+MAX_BATCH = 512
+STREAM_MAXLEN = 200_000
+
+
+class Handler(Protocol[C]):
+    """What an actor kind provides to the host."""
+
+    kind: str
+
+    def key(self, command: C) -> str: ...
+    def encode(self, command: C) -> bytes: ...
+    def decode(self, data: bytes) -> C: ...
+    def encode_result(self, result: Any) -> bytes: ...
+    def decode_result(self, data: bytes) -> Any: ...
+    async def process(self, partition: int, commands: list[C]) -> list[Any]:
+        """One result (or ApiError) per command, in order; called with a partition's commands in order."""
+        ...
+    async def after_process(self, partition: int, results: list[Any]) -> None:
+        """Side effects after replies are sent (fan-out), still in partition order."""
+        ...
+
+
+@dataclass
+class Envelope(Generic[C]):
+    command: C
+    future: asyncio.Future[Any] | None = None  # local caller
+    reply_to: str | None = None  # remote caller: replica id
+    request_id: str | None = None
+    entry_id: bytes | None = None  # stream entry, acknowledged after commit
+
+
+class _Reply(msgspec.Struct):
+    q: str
+    ok: bool
+    data: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
+    error: dict[str, Any] | None = None
+    status: int = 0
+
+
+class ActorHost(Generic[C]):
+    def __init__(self, redis: aioredis.Redis, handler: Handler[C], *, replica_id: str, partitions: int,
+                 metrics: Any, call_timeout: float = 10.0, lease_ttl_ms: int = 2000) -> None:
+        self.redis = redis
+        self.handler = handler
+        self.kind = handler.kind
+        self.replica_id = replica_id
+        self.partitions = partitions
+        self.metrics = metrics
+        self.call_timeout = call_timeout
+        self.leases = PartitionLeases(redis, kind=self.kind, partitions=partitions, replica_id=replica_id,
+                                      ttl_ms=lease_ttl_ms, on_acquired=self._acquired, on_lost=self._lost)
+        self._mailboxes: dict[int, asyncio.Queue[Envelope[C]]] = {}
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._waiting: dict[str, asyncio.Future[Any]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reply_channel = f"actors:{self.kind}:reply:{replica_id}"
+        self._reply_encoder = msgspec.json.Encoder()
+        self._reply_decoder = msgspec.json.Decoder(_Reply)
+        self._stopping = False
+        self._rerouting: set[asyncio.Task[None]] = set()
+
+    # ---- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        subscribed = asyncio.Event()
+        self._tasks.append(asyncio.create_task(self._replies(subscribed), name=f"{self.kind}-replies"))
+        await asyncio.wait_for(subscribed.wait(), 10)
+        await self.leases.start()
+        self._tasks.append(asyncio.create_task(self._read_streams(), name=f"{self.kind}-reader"))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await self.leases.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(ServiceUnavailable("replica shutting down; retry"))
+
+    @property
+    def owned(self) -> set[int]:
+        return set(self._workers)
+
+    # ---- calling an actor ---------------------------------------------------------------
+    async def call(self, command: C) -> Any:
+        partition = partition_of(self.handler.key(command), self.partitions)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        box = self._mailboxes.get(partition)
+        request_id: str | None = None
+        if box is not None and self.leases.owns(partition):
+            box.put_nowait(Envelope(command, future=future))
+        else:
+            request_id = uuid.uuid4().hex
+            self._waiting[request_id] = future
+            try:
+                await self.redis.xadd(stream_key(self.kind, partition),
+                                      {"c": self.handler.encode(command), "r": self.replica_id, "q": request_id},
+                                      maxlen=STREAM_MAXLEN, approximate=True)
+            except RedisError as exc:
+                self._waiting.pop(request_id, None)
+                raise ServiceUnavailable("message bus unavailable; retry", code="bus_unavailable") from exc
+        try:
+            result = await asyncio.wait_for(future, self.call_timeout)
+        except TimeoutError:
+            raise ServiceUnavailable("the conversation did not answer in time; retry with the same client_id",
+                                     code="timeout") from None
+        finally:
+            if request_id is not None:
+                self._waiting.pop(request_id, None)
+        if isinstance(result, ApiError):
+            raise result
+        return result
+
+    # ---- partitions ------------------------------------------------------------------
+    async def _ensure_group(self, partition: int) -> None:
+        try:
+            await self.redis.xgroup_create(stream_key(self.kind, partition), GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _acquired(self, partition: int) -> None:
+        box: asyncio.Queue[Envelope[C]] = asyncio.Queue()
+        self._mailboxes[partition] = box
+        try:
+            await self._ensure_group(partition)
+            # Entries a dead owner read but never acknowledged come first.
+            start: bytes | str = "0-0"
+            while True:
+                res = await self.redis.xautoclaim(stream_key(self.kind, partition), GROUP, self.replica_id,
+                                                  min_idle_time=0, start_id=start, count=500)
+                start, entries = res[0], res[1]
+                self._enqueue_entries(partition, entries)
+                if not entries or start in (b"0-0", "0-0"):
+                    break
+        except RedisError as exc:
+            log.warning("claiming pending entries of partition %s failed: %s", partition, exc)
+        self._workers[partition] = asyncio.create_task(self._work(partition, box), name=f"{self.kind}-p{partition}")
+        self.metrics.actor_partitions_owned.labels(self.kind).set(len(self._workers))
+
+    async def _lost(self, partition: int) -> None:
+        worker = self._workers.pop(partition, None)
+        box = self._mailboxes.pop(partition, None)
+        if worker:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+        if box:  # local callers' commands go to the new owner through the stream
+            while not box.empty():
+                env = box.get_nowait()
+                if env.future is not None and not env.future.done():
+                    task = asyncio.create_task(self._reroute(env))
+                    self._rerouting.add(task)
+                    task.add_done_callback(self._rerouting.discard)
+        self.metrics.actor_partitions_owned.labels(self.kind).set(len(self._workers))
+
+    async def _reroute(self, env: Envelope[C]) -> None:
+        assert env.future is not None
+        try:
+            env.future.set_result(await self.call(env.command))
+        except ApiError as exc:
+            env.future.set_result(exc)
+
+    def _enqueue_entries(self, partition: int, entries: list[Any]) -> None:
+        box = self._mailboxes.get(partition)
+        if box is None:
+            return
+        for entry_id, fields in entries:
+            if not fields:  # deleted/trimmed entry
+                continue
+            try:
+                command = self.handler.decode(fields[b"c"])
+            except (msgspec.DecodeError, KeyError):
+                log.error("dropping undecodable command %s on partition %s", entry_id, partition)
+                continue
+            box.put_nowait(Envelope(command, reply_to=fields.get(b"r", b"").decode() or None,
+                                    request_id=fields.get(b"q", b"").decode() or None, entry_id=entry_id))
+
+    async def _read_streams(self) -> None:
+        """One blocking XREADGROUP over every owned partition's stream."""
+        while not self._stopping:
+            owned = sorted(self._workers)
+            if not owned:
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                got: Any = await self.redis.xreadgroup(GROUP, self.replica_id,
+                                                  {stream_key(self.kind, p): ">" for p in owned},
+                                                  count=MAX_BATCH, block=250)
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis lost its data (restart): recreate the groups
+                    for p in owned:
+                        with contextlib.suppress(RedisError):
+                            await self._ensure_group(p)
+                    continue
+                log.warning("stream read failed: %s", exc)
+                await asyncio.sleep(0.2)
+                continue
+            except RedisError as exc:
+                log.warning("stream read failed: %s", exc)
+                await asyncio.sleep(0.2)
+                continue
+            for key, entries in got or []:
+                partition = int((key.decode() if isinstance(key, bytes) else key).rsplit(":", 1)[1])
+                self._enqueue_entries(partition, entries)
+
+    async def _work(self, partition: int, box: asyncio.Queue[Envelope[C]]) -> None:
+        lag = self.metrics.actor_stream_lag.labels(self.kind)
+        while True:
+            batch = [await box.get()]
+            while len(batch) < MAX_BATCH and not box.empty():
+                batch.append(box.get_nowait())
+            lag.set(sum(b.qsize() for b in self._mailboxes.values()))
+            started = time.perf_counter()
+            try:
+                results = await self.handler.process(partition, [env.command for env in batch])
+            except Exception:
+                log.exception("actor batch failed on partition %s", partition)
+                results = [ServiceUnavailable("could not process; retry", code="actor_error")] * len(batch)
+            await self._reply(partition, batch, results)
+            self.metrics.actor_commands.labels(self.kind, "ok").inc(
+                sum(1 for r in results if not isinstance(r, ApiError)))
+            try:
+                await self.handler.after_process(partition, results)
+            except Exception:
+                log.exception("after_process failed on partition %s", partition)
+            log.debug("partition %s batch of %s in %.1f ms", partition, len(batch),
+                      (time.perf_counter() - started) * 1000)
+
+    async def _reply(self, partition: int, batch: list[Envelope[C]], results: list[Any]) -> None:
+        remote: list[tuple[str, bytes]] = []
+        acks: list[bytes] = []
+        for env, result in zip(batch, results, strict=True):
+            if env.future is not None:
+                if not env.future.done():
+                    env.future.set_result(result)
+            elif env.reply_to and env.request_id:
+                if isinstance(result, ApiError):
+                    reply = _Reply(env.request_id, False, error=result.body()["error"], status=result.status)
+                else:
+                    reply = _Reply(env.request_id, True, data=msgspec.Raw(self.handler.encode_result(result)))
+                remote.append((env.reply_to, self._reply_encoder.encode(reply)))
+            if env.entry_id is not None:
+                acks.append(env.entry_id)
+        if not remote and not acks:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for replica, payload in remote:
+                    pipe.publish(f"actors:{self.kind}:reply:{replica}", payload)
+                if acks:
+                    pipe.xack(stream_key(self.kind, partition), GROUP, *acks)
+                await pipe.execute()
+        except RedisError as exc:  # unacked entries are claimed again; handlers are idempotent
+            log.warning("reply/ack on partition %s failed: %s", partition, exc)
+
+    async def _replies(self, subscribed: asyncio.Event) -> None:
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._reply_channel)
+                subscribed.set()
+                async for msg in pubsub.listen():
+                    if msg.get("type") != "message":
+                        continue
+                    try:
+                        reply = self._reply_decoder.decode(msg["data"])
+                    except msgspec.DecodeError:
+                        log.error("dropping undecodable reply")
+                        continue
+                    fut = self._waiting.pop(reply.q, None)
+                    if fut is None or fut.done():
+                        continue
+                    if reply.ok:
+                        fut.set_result(self.handler.decode_result(bytes(reply.data)))
+                    else:
+                        err = reply.error or {}
+                        exc = ApiError(err.get("message", "error"), err.get("details"), code=err.get("code"))
+                        exc.status = reply.status or 400
+                        fut.set_result(exc)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("reply channel lost (%s); resubscribing", exc)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                await asyncio.sleep(0.2)
