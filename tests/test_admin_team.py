@@ -1,0 +1,212 @@
+"""Team, invitations, API keys and account settings, as a workspace's admins use them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+import socketio
+
+from tests.admin_helpers import PASSWORD, call, invite_and_join, login, signup
+from tests.support import ServerProcess, http
+
+
+def test_invited_teammate_accepts_sets_a_password_and_is_signed_in(server: ServerProcess) -> None:
+    owner = signup(server)
+    token = owner["access_token"]
+    status, inv = call(server, "POST", "/admin/api/team/invite", token,
+                       {"email": "ada@acme.test", "role": "agent", "name": "Ada"})
+    assert status == 201, inv
+    assert inv["member"]["status"] == "invited" and inv["member"]["role"] == "agent"
+    assert inv["invite_url"].endswith("/login.html#invite=" + inv["invite_token"])
+    # not yet able to log in: no password
+    assert login(server, "ada@acme.test")[0] == 401
+    status, session = http("POST", server.url + "/admin/auth/accept-invite",
+                           {"token": inv["invite_token"], "password": PASSWORD, "name": "Ada L."})
+    assert status == 200, session
+    assert session["admin"]["role"] == "agent" and session["admin"]["name"] == "Ada L."
+    assert session["app"]["id"] == owner["app"]["id"]
+    assert login(server, "ada@acme.test")[0] == 200
+    # the token works once
+    status, body = http("POST", server.url + "/admin/auth/accept-invite",
+                        {"token": inv["invite_token"], "password": PASSWORD})
+    assert status == 401 and body["error"]["code"] == "invalid_invitation"
+    status, team = call(server, "GET", "/admin/api/team", token)
+    assert status == 200
+    assert {(m["email"], m["role"], m["status"]) for m in team["members"]} == {
+        (owner["admin"]["email"], "owner", "active"), ("ada@acme.test", "agent", "active")}
+    assert [r["name"] for r in team["roles"]] == ["owner", "admin", "agent", "viewer"]
+
+
+def test_inviting_an_existing_email_is_409(server: ServerProcess) -> None:
+    owner = signup(server, "olive@acme.test")
+    other = signup(server, "gus@globex.test")
+    for email in ("olive@acme.test", "GUS@globex.test"):
+        status, body = call(server, "POST", "/admin/api/team/invite", owner["access_token"],
+                            {"email": email, "role": "agent"})
+        assert status == 409 and body["error"]["code"] == "email_taken"
+    assert other
+
+
+def test_nobody_grants_a_role_above_their_own(server: ServerProcess) -> None:
+    owner = signup(server)
+    admin = invite_and_join(server, owner["access_token"], "admin")
+    status, body = call(server, "POST", "/admin/api/team/invite", admin["access_token"],
+                        {"email": "boss@acme.test", "role": "owner"})
+    assert status == 403 and body["error"]["code"] == "role_above_own"
+    agent = invite_and_join(server, owner["access_token"], "agent")
+    status, body = call(server, "PATCH", f"/admin/api/team/{agent['admin']['id']}", admin["access_token"],
+                        {"role": "owner"})
+    assert status == 403 and body["error"]["code"] == "role_above_own"
+    # an admin cannot demote or remove the owner either
+    status, body = call(server, "PATCH", f"/admin/api/team/{owner['admin']['id']}", admin["access_token"],
+                        {"role": "viewer"})
+    assert status == 403
+    assert call(server, "DELETE", f"/admin/api/team/{owner['admin']['id']}", admin["access_token"])[0] == 403
+    # but may move an agent to viewer
+    status, member = call(server, "PATCH", f"/admin/api/team/{agent['admin']['id']}", admin["access_token"],
+                          {"role": "viewer"})
+    assert status == 200 and member["role"] == "viewer"
+    status, body = call(server, "PATCH", f"/admin/api/team/{agent['admin']['id']}", owner["access_token"],
+                        {"role": "superuser"})
+    assert status == 422 and body["error"]["code"] == "validation_error"
+
+
+def test_the_last_owner_cannot_be_demoted_or_removed(server: ServerProcess) -> None:
+    owner = signup(server)
+    token, me = owner["access_token"], owner["admin"]["id"]
+    status, body = call(server, "PATCH", f"/admin/api/team/{me}", token, {"role": "admin"})
+    assert status == 409 and body["error"]["code"] == "last_owner"
+    status, body = call(server, "DELETE", f"/admin/api/team/{me}", token)
+    assert status == 409 and body["error"]["code"] == "last_owner"
+    # an invited (not yet accepted) owner does not count as a second owner
+    call(server, "POST", "/admin/api/team/invite", token, {"email": "pending@acme.test", "role": "owner"})
+    assert call(server, "PATCH", f"/admin/api/team/{me}", token, {"role": "admin"})[0] == 409
+    second = invite_and_join(server, token, "owner")
+    status, member = call(server, "PATCH", f"/admin/api/team/{me}", token, {"role": "admin"})
+    assert status == 200 and member["role"] == "admin"
+    # now second is the last owner
+    status, body = call(server, "DELETE", f"/admin/api/team/{second['admin']['id']}", second["access_token"])
+    assert status == 409
+
+
+def test_a_removed_member_is_refused_at_once_and_can_be_invited_back(server: ServerProcess) -> None:
+    owner = signup(server)
+    agent = invite_and_join(server, owner["access_token"], "agent", email="ada@acme.test")
+    assert call(server, "GET", "/admin/auth/me", agent["access_token"])[0] == 200
+    status, body = call(server, "DELETE", f"/admin/api/team/{agent['admin']['id']}", owner["access_token"])
+    assert status == 200 and body == {"ok": True}
+    # the still-unexpired access token is refused, and the refresh token too
+    status, body = call(server, "GET", "/admin/auth/me", agent["access_token"])
+    assert status == 401 and body["error"]["code"] == "admin_disabled"
+    assert http("POST", server.url + "/admin/auth/refresh", {"refresh_token": agent["refresh_token"]})[0] == 401
+    assert login(server, "ada@acme.test")[0] == 401
+    _, team = call(server, "GET", "/admin/api/team", owner["access_token"])
+    assert [m["email"] for m in team["members"]] == [owner["admin"]["email"]]
+    back = invite_and_join(server, owner["access_token"], "viewer", email="ada@acme.test")
+    assert back["admin"]["id"] == agent["admin"]["id"] and back["admin"]["role"] == "viewer"
+
+
+def test_role_changes_apply_to_existing_tokens_immediately(server: ServerProcess) -> None:
+    owner = signup(server)
+    admin = invite_and_join(server, owner["access_token"], "admin")
+    assert call(server, "GET", "/admin/api/api-keys", admin["access_token"])[0] == 200
+    call(server, "PATCH", f"/admin/api/team/{admin['admin']['id']}", owner["access_token"], {"role": "viewer"})
+    status, body = call(server, "GET", "/admin/api/api-keys", admin["access_token"])
+    assert status == 403 and body["error"]["details"] == {"permission": "api_keys.read"}
+
+
+async def test_api_keys_are_created_once_listed_by_prefix_and_revoked(server: ServerProcess) -> None:
+    owner = signup(server)
+    token = owner["access_token"]
+    status, created = call(server, "POST", "/admin/api/api-keys", token, {"kind": "publishable", "name": "iOS"})
+    assert status == 201, created
+    key = created["key"]
+    assert key.startswith("rhq_pk_") and created["api_key"]["prefix"] == key[:15]
+    status, listing = call(server, "GET", "/admin/api/api-keys", token)
+    assert status == 200
+    assert key not in str(listing)
+    ios = next(k for k in listing["api_keys"] if k["name"] == "iOS")
+    assert set(ios) == {"id", "kind", "name", "prefix", "created_at", "last_used_at", "revoked_at"}
+    assert ios["revoked_at"] is None and len(listing["api_keys"]) == 3  # + the two signup keys
+
+    sdk = socketio.AsyncClient(reconnection=False)
+    await sdk.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"],
+                      transports=["websocket"], auth={"api_key": key})
+    await sdk.disconnect()
+
+    status, revoked = call(server, "DELETE", f"/admin/api/api-keys/{ios['id']}", token)
+    assert status == 200 and revoked["revoked_at"] is not None
+    again = call(server, "DELETE", f"/admin/api/api-keys/{ios['id']}", token)[1]
+    assert again["revoked_at"] == revoked["revoked_at"]
+
+    errors: list[dict] = []
+    sdk = socketio.AsyncClient(reconnection=False)
+    sdk.on("connect_error", lambda data: errors.append(data), namespace="/client")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await sdk.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"],
+                          transports=["websocket"], auth={"api_key": key}, wait_timeout=5)
+    await asyncio.sleep(0.1)
+    assert errors and errors[0]["data"]["error"]["code"] == "invalid_api_key"
+    await sdk.disconnect()
+
+
+def test_secret_keys_can_be_created_and_bad_kinds_are_422(server: ServerProcess) -> None:
+    token = signup(server)["access_token"]
+    status, created = call(server, "POST", "/admin/api/api-keys", token, {"kind": "secret"})
+    assert status == 201 and created["key"].startswith("rhq_sk_")
+    status, body = call(server, "POST", "/admin/api/api-keys", token, {"kind": "root"})
+    assert status == 422 and body["error"]["details"]["path"] == "$.kind"
+
+
+def test_account_settings_show_the_identity_secret_only_to_settings_writers(server: ServerProcess) -> None:
+    owner = signup(server, app_name="Acme")
+    status, account = call(server, "GET", "/admin/api/account", owner["access_token"])
+    assert status == 200 and account["name"] == "Acme" and account["identity_verification_required"] is False
+    assert len(account["identity_secret"]) > 20
+    agent = invite_and_join(server, owner["access_token"], "agent")
+    status, seen = call(server, "GET", "/admin/api/account", agent["access_token"])
+    assert status == 200 and "identity_secret" not in seen and seen["name"] == "Acme"
+    status, _ = call(server, "PATCH", "/admin/api/account", agent["access_token"], {"name": "Hijacked"})
+    assert status == 403
+    status, updated = call(server, "PATCH", "/admin/api/account", owner["access_token"],
+                           {"name": "Acme Corp", "identity_verification_required": True})
+    assert status == 200 and updated["name"] == "Acme Corp" and updated["identity_verification_required"]
+    status, updated = call(server, "PATCH", "/admin/api/account", owner["access_token"], {})
+    assert status == 200 and updated["name"] == "Acme Corp"  # omitted fields are kept
+    assert call(server, "PATCH", "/admin/api/account", owner["access_token"], {"name": ""})[0] == 422
+    assert call(server, "GET", "/admin/auth/me", owner["access_token"])[1]["app"]["name"] == "Acme Corp"
+
+
+async def test_admin_socket_refuses_removed_admins_and_rechecks_each_event(server: ServerProcess,
+                                                                         db_url: str) -> None:
+    owner = signup(server)
+    agent = invite_and_join(server, owner["access_token"], "agent")
+    sock = socketio.AsyncClient(reconnection=False)
+    await sock.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/admin"],
+                       transports=["websocket"], auth={"admin_token": agent["access_token"]})
+    me = await sock.call("me", namespace="/admin", timeout=5)
+    assert me["ok"] and me["role"] == "agent" and "team.write" not in me["permissions"]
+    call(server, "DELETE", f"/admin/api/team/{agent['admin']['id']}", owner["access_token"])
+    refused = await sock.call("me", namespace="/admin", timeout=5)
+    assert refused["ok"] is False and refused["error"]["code"] == "admin_disabled"
+    await sock.disconnect()
+
+    errors: list[dict] = []
+    again = socketio.AsyncClient(reconnection=False)
+    again.on("connect_error", lambda data: errors.append(data), namespace="/admin")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await again.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/admin"],
+                            transports=["websocket"], auth={"admin_token": agent["access_token"]},
+                            wait_timeout=5)
+    await asyncio.sleep(0.1)
+    assert errors and errors[0]["data"]["error"]["code"] == "admin_disabled"
+    await again.disconnect()
+    conn = await asyncpg.connect(db_url)
+    try:  # sessions of the removed admin are revoked in the database too
+        live = await conn.fetchval("SELECT count(*) FROM admin_refresh_tokens WHERE admin_id = $1::uuid "
+                                   "AND revoked_at IS NULL", agent["admin"]["id"])
+    finally:
+        await conn.close()
+    assert live == 0
