@@ -102,7 +102,7 @@ class PartitionLeases:
         now_ms = int(time.time() * 1000)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self._members, {self.replica_id: now_ms})
-            pipe.zremrangebyscore(self._members, 0, now_ms - self.ttl_ms * 2)
+            pipe.zremrangebyscore(self._members, 0, now_ms - self.ttl_ms)
             pipe.zcard(self._members)
             _, _, live = await pipe.execute()
         self.live_replicas = max(1, int(live))

@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from server.db.migrate import migrate
+from server.db.pool import init_connection
 from server.embedded import EmbeddedServices
 from server.tenancy.workspaces import NewWorkspace, create_workspace
 from tests.support import ServerProcess
@@ -130,7 +131,7 @@ def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
 
 @pytest.fixture
 async def db(db_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=4)
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=4, init=init_connection)
     assert pool is not None
     yield pool
     await pool.close()

@@ -11,7 +11,7 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(typ, encoder=lambda v: _encode(v).decode(), decoder=_decode,
                                   schema="pg_catalog")
@@ -19,6 +19,6 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
-                                     init=_init_connection, command_timeout=30)
+                                     init=init_connection, command_timeout=30)
     assert pool is not None
     return pool
