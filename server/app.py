@@ -72,6 +72,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         app.ctx.conversation_actors = ActorHost(app.ctx.redis, handler, replica_id=settings.replica_id,
                                                 partitions=settings.actor_partitions, metrics=app.ctx.metrics)
         await app.ctx.conversation_actors.start()
+        leases = app.ctx.conversation_actors.leases
+        manager.has_peers = lambda: leases.live_replicas > 1
         app.ctx.messaging = MessagingService(app.ctx.pool, app.ctx.redis, app.ctx.conversation_actors,
                                              app.ctx.fanout)
         log.info("replica %s serving on %s", settings.replica_id, settings.base_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import socketio
@@ -20,7 +21,12 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     def __init__(self, url: str, channel: str, publish_concurrency: int = 4, **kwargs: Any) -> None:
         super().__init__(url, channel=channel, **kwargs)
         self._publish_slots = asyncio.Semaphore(publish_concurrency)
+        # Told by the replica membership whether any other replica is alive; alone, an emit
+        # has been delivered to every socket there is once the local handling is done.
+        self.has_peers: Callable[[], bool] = lambda: True
 
     async def _publish(self, data: Any) -> Any:
+        if not self.has_peers():
+            return None
         async with self._publish_slots:
             return await super()._publish(data)
