@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -24,7 +26,14 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-d
                  "--disable-extensions", "--metrics-recording-only",
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
+T = TypeVar("T")
 _counter = itertools.count(1)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on a fresh thread: sync Playwright keeps a loop running on the main thread."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +70,7 @@ def template_db(pg_admin_url: str) -> str:
         await conn.close()
         await migrate(pg_admin_url.rsplit("/", 1)[0] + "/replyhq_template")
 
-    asyncio.run(go())
+    run_sync(go())
     return "replyhq_template"
 
 
@@ -79,9 +88,9 @@ def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.close()
 
-    asyncio.run(create())
+    run_sync(create())
     yield pg_admin_url.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(drop())
+    run_sync(drop())
 
 
 @pytest.fixture
@@ -96,7 +105,7 @@ def redis_url(services: EmbeddedServices) -> str:
         await r.flushdb()
         await r.aclose()
 
-    asyncio.run(flush())
+    run_sync(flush())
     return url
 
 
