@@ -18,6 +18,7 @@ from actors.host import ActorHost
 from server.db.pool import create_pool
 from server.errors import install_error_handlers
 from server.logging_setup import request_id_var
+from server.messaging.identity import SdkIdentity
 from server.messaging.service import MessagingService
 from server.metrics import Metrics
 from server.payloads import dumps
@@ -25,7 +26,17 @@ from server.realtime.admin_ns import AdminNamespace
 from server.realtime.client_ns import ClientNamespace
 from server.realtime.fanout import Fanout
 from server.realtime.manager import ReplicaFanoutManager
-from server.routes import admin_account, admin_api_keys, admin_auth, admin_team, operations
+from server.routes import (
+    admin_account,
+    admin_api_keys,
+    admin_auth,
+    admin_team,
+    docs,
+    operations,
+    sdk_conversations,
+    sdk_sync,
+    sdk_users,
+)
 from server.settings import Settings
 
 log = logging.getLogger("replyhq.app")
@@ -57,6 +68,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
     install_error_handlers(app)
     _install_middleware(app)
     app.blueprint(operations.bp)
+    for sdk_bp in (sdk_users.bp, sdk_conversations.bp, sdk_sync.bp, docs.bp):
+        app.blueprint(sdk_bp)
     for admin_bp in (admin_auth.bp, admin_team.bp, admin_api_keys.bp, admin_account.bp):
         app.blueprint(admin_bp)
     _install_static(app)
@@ -74,6 +87,7 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         await app.ctx.conversation_actors.start()
         leases = app.ctx.conversation_actors.leases
         manager.has_peers = lambda: leases.live_replicas > 1
+        app.ctx.sdk_identity = SdkIdentity(app.ctx.pool)
         app.ctx.messaging = MessagingService(app.ctx.pool, app.ctx.redis, app.ctx.conversation_actors,
                                              app.ctx.fanout)
         log.info("replica %s serving on %s", settings.replica_id, settings.base_url)

@@ -92,3 +92,10 @@ async def record_user_changes(conn: asyncpg.Connection,
         """INSERT INTO user_changes (user_id, change_seq, kind, conversation_id, message_seq)
            SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::uuid[], $5::int[])""",
         user_ids, seqs, kinds, convs, mseqs)
+
+
+async def message_by_client_id(conn: Conn, conversation_id: UUID, client_id: str) -> Message | None:
+    """A message already stored under this client id (a resend returns it)."""
+    row = await conn.fetchrow("SELECT * FROM messages WHERE conversation_id = $1 AND client_id = $2",
+                              conversation_id, client_id)
+    return rows.message(row) if row else None

@@ -48,6 +48,20 @@ async def identify(conn: Conn, app_id: UUID, *, external_id: str | None, anonymo
     return rows.end_user(row)
 
 
+async def find(conn: Conn, app_id: UUID, *, external_id: str | None, anonymous_id: str | None) -> EndUser | None:
+    """The user an SDK caller names: by external id when given, else by anonymous id."""
+    if external_id is not None:
+        row = await conn.fetchrow("SELECT * FROM end_users WHERE app_id = $1 AND external_id = $2",
+                                  app_id, external_id)
+    elif anonymous_id is not None:
+        row = await conn.fetchrow(
+            "SELECT * FROM end_users WHERE app_id = $1 AND anonymous_id = $2 AND external_id IS NULL",
+            app_id, anonymous_id)
+    else:
+        return None
+    return rows.end_user(row) if row else None
+
+
 async def get(conn: Conn, app_id: UUID, user_id: UUID) -> EndUser | None:
     row = await conn.fetchrow("SELECT * FROM end_users WHERE id = $1 AND app_id = $2", user_id, app_id)
     return rows.end_user(row) if row else None

@@ -1,0 +1,30 @@
+"""The /v1 request's caller: API key + user id headers -> (SdkCaller, EndUser)."""
+
+from __future__ import annotations
+
+from sanic import Request
+
+from server.messaging.identity import SdkCaller
+from server.messaging.models import EndUser
+
+HEADER_PARAMS = (
+    ("X-User-Id", "header", "the app's own id of the user (or send X-Anonymous-Id)"),
+    ("X-Anonymous-Id", "header", "SDK-generated id of a visitor not yet identified"),
+    ("X-User-Hash", "header", "HMAC-SHA256(identity_secret, user id), hex; required when the app verifies identity"),
+)
+
+
+async def sdk_caller(request: Request, *, external_id: str | None = None,
+                     anonymous_id: str | None = None) -> SdkCaller:
+    """Authenticate the key and user named by headers (or, for identify, by the body)."""
+    h = request.headers
+    return await request.app.ctx.sdk_identity.authenticate(  # type: ignore[no-any-return]
+        h.get("x-api-key"),
+        external_id=external_id if external_id is not None else h.get("x-user-id"),
+        anonymous_id=anonymous_id if anonymous_id is not None else h.get("x-anonymous-id"),
+        presented_hash=h.get("x-user-hash"))
+
+
+async def sdk_user(request: Request) -> tuple[SdkCaller, EndUser]:
+    caller = await sdk_caller(request)
+    return caller, await request.app.ctx.sdk_identity.user(caller)
