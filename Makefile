@@ -50,3 +50,7 @@ test: $(STAMP) $(NODE_STAMP) browser
 
 clean:
 	rm -rf $(VENV) .data out static/node_modules
+
+# Benchmarks print one JSON line per run (REPLICAS, CLIENTS, DURATION override the defaults).
+bench: $(STAMP) $(NODE_STAMP)
+	$(PY) -m loadtests.bench

@@ -20,6 +20,7 @@ from server.errors import ApiError, NotFound, ServiceUnavailable
 from server.events import append_events
 from server.messaging.commit import (
     ConversationState,
+    DuplicateClientIds,
     NewMessage,
     StaleSeq,
     apply_receipt,
@@ -107,7 +108,7 @@ class ConversationHandler:
             try:
                 outcomes = await self._process_once(commands)
                 break
-            except (StaleSeq, asyncpg.UniqueViolationError) as exc:
+            except (StaleSeq, asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as exc:
                 # Someone else wrote to one of these conversations (a previous owner finishing
                 # late): forget what we believed and read it again.
                 log.warning("reloading conversation state after %s (attempt %s)", exc, attempt + 1)
@@ -138,58 +139,74 @@ class ConversationHandler:
             except ValueError:
                 ids.append(None)
         missing = [i for i in ids if i is not None and i not in self._states]
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:
             if missing:
                 self._states.update(await load_states(conn, list(set(missing))))
-            # Working copy: only adopted once the transaction commits.
-            states = {i: self._states[i] for i in ids if i is not None and i in self._states}
-            sends = [(n, c) for n, c in enumerate(commands) if isinstance(c, SendCommand)]
-            prior = await existing_messages(conn, [(UUID(c.conversation_id), c.client_id) for _, c in sends
-                                                   if UUID(c.conversation_id) in states])
-            outcomes: list[Outcome | None] = [None] * len(commands)
-            new: list[NewMessage] = []
-            fresh: dict[tuple[UUID, str], Message] = {}
-            now = datetime.now(UTC)
-            for n, cmd in enumerate(commands):
-                cid = ids[n]
-                state = states.get(cid) if cid is not None else None
-                if state is None or str(state.app_id) != cmd.app_id:
-                    outcomes[n] = Outcome(NotFound("conversation not found", code="conversation_not_found"), False)
-                    continue
-                if isinstance(cmd, SendCommand):
-                    key = (state.id, cmd.client_id)
-                    if key in prior or key in fresh:
-                        outcomes[n] = Outcome(prior.get(key) or fresh[key], False)
-                        continue
-                    seq = state.last_seq + 1
-                    states[state.id] = ConversationState(state.id, state.app_id, state.user_id, seq)
-                    row = NewMessage(uuid.uuid4(), state.app_id, state.id, seq, cmd.client_id, cmd.sender_kind,
-                                     UUID(cmd.sender_id) if cmd.sender_id else None, cmd.body,
-                                     _encoder.encode(cmd.attachments).decode(), cmd.is_note, now)
-                    new.append(row)
-                    msg = Message(id=str(row.id), conversation_id=cmd.conversation_id, seq=seq, client_id=cmd.client_id,
-                                  sender_kind=cmd.sender_kind, sender_id=cmd.sender_id, body=cmd.body,
-                                  attachments=cmd.attachments, created_at=now.isoformat().replace("+00:00", "Z"),
-                                  is_note=cmd.is_note)
-                    fresh[key] = msg
-                    outcomes[n] = Outcome(msg, True)
-            # Messages first (one statement for the batch), then receipts/updates in order.
-            base = {i: self._states[i] for i in {m.conversation_id for m in new}}
-            await insert_messages(conn, new, base)
-            for n, cmd in enumerate(commands):
-                if outcomes[n] is not None:
-                    continue
-                state = states[ids[n]]  # type: ignore[index]
-                if isinstance(cmd, ReceiptCommand):
-                    receipt = await apply_receipt(conn, state, cmd.participant_kind, UUID(cmd.participant_id),
-                                                  cmd.delivered_seq, cmd.read_seq)
-                    outcomes[n] = Outcome(receipt, True)
-                elif isinstance(cmd, UpdateCommand):
-                    outcomes[n] = Outcome(await apply_update(conn, state, cmd), True)
-        self._states.update(states)
+            sends = [c for c in commands if isinstance(c, SendCommand)]
+            prior: dict[tuple[UUID, str], Message] = {}
+            while True:
+                # Optimistic: assume no client_id is a resend; the commit says if one was.
+                outcomes, states, new = self._plan(commands, ids, prior)
+                base = {i: self._states[i] for i in {m.conversation_id for m in new}}
+                try:
+                    await insert_messages(conn, new, base)
+                    break
+                except DuplicateClientIds:
+                    if prior:
+                        raise
+                    prior = await existing_messages(conn, [(UUID(c.conversation_id), c.client_id) for c in sends
+                                                           if UUID(c.conversation_id) in self._states])
+            self._states.update(states)
+            others = [n for n, o in enumerate(outcomes) if o is None]
+            if others:  # receipts and conversation changes: rarer, one transaction, in order
+                async with conn.transaction():
+                    for n in others:
+                        cmd = commands[n]
+                        state = states[ids[n]]  # type: ignore[index]
+                        if isinstance(cmd, ReceiptCommand):
+                            receipt = await apply_receipt(conn, state, cmd.participant_kind,
+                                                          UUID(cmd.participant_id), cmd.delivered_seq, cmd.read_seq)
+                            outcomes[n] = Outcome(receipt, True)
+                        elif isinstance(cmd, UpdateCommand):
+                            outcomes[n] = Outcome(await apply_update(conn, state, cmd), True)
         if new:
             self.metrics.commit_batch_size.observe(len(new))
         return [o for o in outcomes if o is not None]
+
+    def _plan(self, commands: list[ConversationCommand], ids: list[UUID | None],
+              prior: dict[tuple[UUID, str], Message]
+              ) -> tuple[list[Outcome | None], dict[UUID, ConversationState], list[NewMessage]]:
+        """Number the batch's new messages from each conversation's last_seq (nothing is written)."""
+        states = {i: self._states[i] for i in ids if i is not None and i in self._states}
+        outcomes: list[Outcome | None] = [None] * len(commands)
+        new: list[NewMessage] = []
+        fresh: dict[tuple[UUID, str], Message] = {}
+        now = datetime.now(UTC)
+        created_at = now.isoformat().replace("+00:00", "Z")
+        for n, cmd in enumerate(commands):
+            cid = ids[n]
+            state = states.get(cid) if cid is not None else None
+            if state is None or str(state.app_id) != cmd.app_id:
+                outcomes[n] = Outcome(NotFound("conversation not found", code="conversation_not_found"), False)
+                continue
+            if not isinstance(cmd, SendCommand):
+                continue
+            key = (state.id, cmd.client_id)
+            if key in prior or key in fresh:
+                outcomes[n] = Outcome(prior.get(key) or fresh[key], False)
+                continue
+            seq = state.last_seq + 1
+            states[state.id] = ConversationState(state.id, state.app_id, state.user_id, seq)
+            row = NewMessage(uuid.uuid4(), state.app_id, state.id, seq, cmd.client_id, cmd.sender_kind,
+                             UUID(cmd.sender_id) if cmd.sender_id else None, cmd.body,
+                             _encoder.encode(cmd.attachments).decode(), cmd.is_note, now)
+            new.append(row)
+            msg = Message(id=str(row.id), conversation_id=cmd.conversation_id, seq=seq, client_id=cmd.client_id,
+                          sender_kind=cmd.sender_kind, sender_id=cmd.sender_id, body=cmd.body,
+                          attachments=cmd.attachments, created_at=created_at, is_note=cmd.is_note)
+            fresh[key] = msg
+            outcomes[n] = Outcome(msg, True)
+        return outcomes, states, new
 
     async def after_process(self, partition: int, results: list[Any]) -> None:
         """Fan-out and domain events, in the order the batch was applied."""

@@ -62,26 +62,83 @@ async def existing_messages(conn: asyncpg.Connection, keys: list[tuple[UUID, str
     return {(r["conversation_id"], r["client_id"]): rows.message(r) for r in found}
 
 
-async def insert_messages(conn: asyncpg.Connection, new: list[NewMessage],
+class DuplicateClientIds(Exception):
+    """Some client_ids of the batch are stored already: nothing was written."""
+
+    def __init__(self, keys: set[tuple[UUID, str]]) -> None:
+        super().__init__(f"{len(keys)} resent client id(s)")
+        self.keys = keys
+
+
+# One statement, so one round trip and atomic without an explicit transaction: write nothing
+# if any client_id is already stored (the actor then answers those from the stored rows), and
+# abort everything if any conversation's last_seq moved (the fence) via replyhq_stale().
+_COMMIT_SQL = """
+WITH new AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::text[], $7::uuid[],
+                         $8::text[], $9::text[], $10::bool[], $11::timestamptz[])
+             WITH ORDINALITY AS x(i, a, c, s, cid, sk, sid, b, att, n, t, ord)
+),
+dup AS (
+    SELECT m.conversation_id, m.client_id FROM messages m
+    JOIN new ON m.conversation_id = new.c AND m.client_id = new.cid
+),
+adv AS (
+    UPDATE conversations c SET
+        last_seq = u.top,
+        last_message_at = COALESCE(u.at, c.last_message_at),
+        last_message_preview = COALESCE(u.preview, c.last_message_preview),
+        last_message_sender = COALESCE(u.sender, c.last_message_sender),
+        user_unread = c.user_unread + u.uu,
+        admin_unread = c.admin_unread + u.au,
+        first_admin_reply_at = COALESCE(c.first_admin_reply_at, u.admin_at),
+        status = CASE WHEN u.au > 0 AND c.status IN ('closed', 'snoozed') THEN 'open' ELSE c.status END,
+        snoozed_until = CASE WHEN u.au > 0 AND c.status = 'snoozed' THEN NULL ELSE c.snoozed_until END,
+        updated_at = now()
+    FROM unnest($12::uuid[], $13::int[], $14::int[], $15::timestamptz[], $16::text[], $17::text[], $18::int[],
+                $19::int[], $20::timestamptz[]) AS u(id, old, top, at, preview, sender, uu, au, admin_at)
+    WHERE c.id = u.id AND c.last_seq = u.old AND NOT EXISTS (SELECT 1 FROM dup)
+    RETURNING c.id, c.user_id
+),
+ins AS (
+    INSERT INTO messages (id, app_id, conversation_id, seq, client_id, sender_kind, sender_id, body,
+                          attachments, is_note, created_at)
+    SELECT i, a, c, s, cid, sk, sid, b, att::jsonb, n, t FROM new WHERE c IN (SELECT id FROM adv)
+    RETURNING 1
+),
+chg AS (
+    SELECT adv.user_id, new.c, new.s, row_number() OVER (PARTITION BY adv.user_id ORDER BY new.ord) AS k
+    FROM new JOIN adv ON adv.id = new.c WHERE NOT new.n
+),
+cnt AS (SELECT user_id, count(*) AS n FROM chg GROUP BY user_id),
+bump AS (
+    UPDATE end_users u SET change_seq = u.change_seq + cnt.n FROM cnt WHERE u.id = cnt.user_id
+    RETURNING u.id, u.change_seq - cnt.n AS base
+),
+logged AS (
+    INSERT INTO user_changes (user_id, change_seq, kind, conversation_id, message_seq)
+    SELECT chg.user_id, bump.base + chg.k, 'message', chg.c, chg.s FROM chg JOIN bump ON bump.id = chg.user_id
+    RETURNING 1
+)
+SELECT (SELECT array_agg(conversation_id) FROM dup) AS dup_conversations,
+       (SELECT array_agg(client_id) FROM dup) AS dup_client_ids,
+       CASE WHEN NOT EXISTS (SELECT 1 FROM dup) AND (SELECT count(*) FROM adv) <> $21
+            THEN replyhq_stale('conversation moved under its actor') END AS fence,
+       (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM logged) AS logged
+"""
+
+
+async def insert_messages(conn: asyncpg.Connection | asyncpg.Pool, new: list[NewMessage],
                           states: dict[UUID, ConversationState]) -> None:
-    """Insert the batch, advance each conversation (fenced on last_seq), log user changes."""
+    """Insert the batch, advance each conversation (fenced on last_seq), log user changes.
+
+    Raises DuplicateClientIds (nothing written) or StaleSeq (nothing written).
+    """
     if not new:
         return
-    await conn.execute(
-        """INSERT INTO messages (id, app_id, conversation_id, seq, client_id, sender_kind, sender_id, body,
-                                 attachments, is_note, created_at)
-           SELECT i, a, c, s, cid, sk, sid, b, att::jsonb, n, t
-           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::text[], $7::uuid[],
-                       $8::text[], $9::text[], $10::bool[], $11::timestamptz[])
-                AS x(i, a, c, s, cid, sk, sid, b, att, n, t)""",
-        [m.id for m in new], [m.app_id for m in new], [m.conversation_id for m in new], [m.seq for m in new],
-        [m.client_id for m in new], [m.sender_kind for m in new], [m.sender_id for m in new],
-        [m.body for m in new], [m.attachments_json for m in new], [m.is_note for m in new],
-        [m.created_at for m in new])
-
     per_conv: dict[UUID, dict[str, Any]] = {}
     for m in new:
-        agg = per_conv.setdefault(m.conversation_id, {"top": 0, "at": m.created_at, "preview": None,
+        agg = per_conv.setdefault(m.conversation_id, {"top": 0, "at": None, "preview": None,
                                                       "sender": None, "uu": 0, "au": 0, "admin_at": None})
         agg["top"] = max(agg["top"], m.seq)
         if not m.is_note:
@@ -93,30 +150,22 @@ async def insert_messages(conn: asyncpg.Connection, new: list[NewMessage],
                 if m.sender_kind == "admin" and agg["admin_at"] is None:
                     agg["admin_at"] = m.created_at
     ids = list(per_conv)
-    updated = await conn.fetch(
-        """UPDATE conversations c SET
-               last_seq = u.top,
-               last_message_at = COALESCE(u.at, c.last_message_at),
-               last_message_preview = COALESCE(u.preview, c.last_message_preview),
-               last_message_sender = COALESCE(u.sender, c.last_message_sender),
-               user_unread = c.user_unread + u.uu,
-               admin_unread = c.admin_unread + u.au,
-               first_admin_reply_at = COALESCE(c.first_admin_reply_at, u.admin_at),
-               status = CASE WHEN u.au > 0 AND c.status IN ('closed', 'snoozed') THEN 'open' ELSE c.status END,
-               snoozed_until = CASE WHEN u.au > 0 AND c.status = 'snoozed' THEN NULL ELSE c.snoozed_until END,
-               updated_at = now()
-           FROM unnest($1::uuid[], $2::int[], $3::int[], $4::timestamptz[], $5::text[], $6::text[], $7::int[],
-                       $8::int[], $9::timestamptz[]) AS u(id, old, top, at, preview, sender, uu, au, admin_at)
-           WHERE c.id = u.id AND c.last_seq = u.old
-           RETURNING c.id""",
-        ids, [states[i].last_seq for i in ids], [per_conv[i]["top"] for i in ids],
-        [per_conv[i]["at"] for i in ids], [per_conv[i]["preview"] for i in ids],
-        [per_conv[i]["sender"] for i in ids], [per_conv[i]["uu"] for i in ids],
-        [per_conv[i]["au"] for i in ids], [per_conv[i]["admin_at"] for i in ids])
-    if len(updated) != len(ids):
-        raise StaleSeq(f"{len(ids) - len(updated)} conversation(s) moved under the actor")
-    await record_user_changes(conn, [(states[m.conversation_id].user_id, "message", m.conversation_id, m.seq)
-                                     for m in new if not m.is_note])
+    try:
+        row = await conn.fetchrow(
+            _COMMIT_SQL,
+            [m.id for m in new], [m.app_id for m in new], [m.conversation_id for m in new], [m.seq for m in new],
+            [m.client_id for m in new], [m.sender_kind for m in new], [m.sender_id for m in new],
+            [m.body for m in new], [m.attachments_json for m in new], [m.is_note for m in new],
+            [m.created_at for m in new],
+            ids, [states[i].last_seq for i in ids], [per_conv[i]["top"] for i in ids],
+            [per_conv[i]["at"] for i in ids], [per_conv[i]["preview"] for i in ids],
+            [per_conv[i]["sender"] for i in ids], [per_conv[i]["uu"] for i in ids],
+            [per_conv[i]["au"] for i in ids], [per_conv[i]["admin_at"] for i in ids], len(ids))
+    except asyncpg.RaiseError as exc:
+        raise StaleSeq(str(exc)) from None
+    assert row is not None
+    if row["dup_conversations"]:
+        raise DuplicateClientIds(set(zip(row["dup_conversations"], row["dup_client_ids"], strict=True)))
 
 
 async def apply_receipt(conn: asyncpg.Connection, state: ConversationState, participant_kind: str,
