@@ -1,0 +1,119 @@
+"""Faults with real processes: a partition owner SIGKILLed mid-stream, Redis restarting mid-stream.
+No acknowledged message may be lost or duplicated, order must hold, and the SDK's retries with
+the same client id complete the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from pathlib import Path
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from actors.partitions import partition_of
+from loadtests.sdk import ReplyHQClient
+from server.embedded import EmbeddedRedis
+from tests.support import ServerProcess
+
+PARTITIONS = 32
+TOTAL = 120
+
+
+async def _stream(sender: ReplyHQClient, conversation_id: str, fault_after: int, fault) -> list[dict]:  # type: ignore[no-untyped-def]
+    acked = []
+    for i in range(TOTAL):
+        if i == fault_after:
+            await fault()
+        acked.append(await sender.send(conversation_id, f"message {i}", client_id=f"c-{i}"))
+    return acked
+
+
+async def _observed(observer: ReplyHQClient, conversation_id: str) -> list[int]:
+    seqs: list[int] = []
+    while len(seqs) < TOTAL:
+        try:
+            _, msg = await observer.receive("message:new", timeout=3)
+        except TimeoutError:
+            await observer.catch_up()  # the SDK's own gap filling, as after any reconnect
+            continue
+        if msg["conversation_id"] == conversation_id:
+            seqs.append(msg["seq"])
+    return seqs
+
+
+async def _assert_stored_exactly_once(db_url: str, conversation_id: str, acked: list[dict]) -> None:
+    conn = await asyncpg.connect(db_url)
+    rows = await conn.fetch("SELECT seq, client_id FROM messages WHERE conversation_id = $1 ORDER BY seq",
+                            uuid.UUID(conversation_id))
+    await conn.close()
+    assert [r["seq"] for r in rows] == list(range(1, TOTAL + 1))  # gapless, none duplicated
+    assert [r["client_id"] for r in rows] == [f"c-{i}" for i in range(TOTAL)]  # in send order
+    assert [m["seq"] for m in acked] == list(range(1, TOTAL + 1))  # each ack carries its stored seq
+
+
+async def test_killing_the_partition_owner_mid_stream_loses_and_duplicates_nothing(
+        start_server, workspace, redis_url: str, db_url: str) -> None:
+    replicas = {"replica-1": start_server(), "replica-2": start_server()}
+    await asyncio.sleep(1.5)  # leases settle: each replica owns half the partitions
+    first = ReplyHQClient(replicas["replica-1"].url, workspace.publishable_key, user_id="mover")
+    await first.connect()
+    conversation_id = (await first.create_conversation(subject="failover"))["conversation"]["id"]
+    await first.close()
+
+    r = aioredis.from_url(redis_url)
+    owner = (await r.get(f"actors:conversation:lease:{partition_of(conversation_id, PARTITIONS)}")).decode()
+    await r.aclose()
+    survivor: ServerProcess = next(srv for name, srv in replicas.items() if name != owner)
+
+    sender = ReplyHQClient(survivor.url, workspace.publishable_key, user_id="mover")
+    observer = ReplyHQClient(survivor.url, workspace.publishable_key, user_id="mover")  # second device
+    await sender.connect()
+    await observer.connect()
+
+    async def kill_owner() -> None:
+        replicas[owner].stop(signal.SIGKILL)
+
+    try:
+        observing = asyncio.create_task(_observed(observer, conversation_id))
+        acked = await _stream(sender, conversation_id, TOTAL // 3, kill_owner)
+        seqs = await asyncio.wait_for(observing, 30)
+    finally:
+        await sender.close()
+        await observer.close()
+    await _assert_stored_exactly_once(db_url, conversation_id, acked)
+    assert seqs == list(range(1, TOTAL + 1))  # the other device saw everything once, in order
+
+
+async def test_redis_restarting_mid_stream_loses_and_duplicates_nothing(start_server, workspace, db_url: str,
+                                                                        tmp_path: Path) -> None:
+    redis = EmbeddedRedis(tmp_path / "redis")
+    redis.start()
+    try:
+        srv = start_server(REDIS_URL=redis.url)
+        await asyncio.sleep(0.5)
+        sender = ReplyHQClient(srv.url, workspace.publishable_key, user_id="steady")
+        observer = ReplyHQClient(srv.url, workspace.publishable_key, user_id="steady")
+        await sender.connect()
+        await observer.connect()
+        conversation_id = (await sender.create_conversation(subject="redis restart"))["conversation"]["id"]
+
+        async def restart_redis() -> None:
+            port = redis.port
+            redis.stop()
+            await asyncio.sleep(0.5)
+            redis.port = port
+            redis.start()
+
+        try:
+            observing = asyncio.create_task(_observed(observer, conversation_id))
+            acked = await _stream(sender, conversation_id, TOTAL // 3, restart_redis)
+            seqs = await asyncio.wait_for(observing, 30)
+        finally:
+            await sender.close()
+            await observer.close()
+        await _assert_stored_exactly_once(db_url, conversation_id, acked)
+        assert seqs == list(range(1, TOTAL + 1))
+    finally:
+        redis.stop()
