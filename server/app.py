@@ -30,7 +30,10 @@ from server.routes import (
     admin_account,
     admin_api_keys,
     admin_auth,
+    admin_conversations,
+    admin_dashboard,
     admin_team,
+    admin_users,
     docs,
     operations,
     sdk_conversations,
@@ -72,6 +75,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         app.blueprint(sdk_bp)
     for admin_bp in (admin_auth.bp, admin_team.bp, admin_api_keys.bp, admin_account.bp):
         app.blueprint(admin_bp)
+    for inbox_bp in (admin_conversations.bp, admin_users.bp, admin_dashboard.bp):
+        app.blueprint(inbox_bp)
     _install_static(app)
 
     @app.before_server_start

@@ -14,13 +14,20 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import msgspec
+
 from server.auth import admins
 from server.auth.rbac import AdminPrincipal, authenticate_token, principal_for, requires
 from server.auth.roles import roles_of
-from server.errors import ApiError, Unauthorized
+from server.errors import ApiError, Unauthorized, ValidationFailed
+from server.inbox import agent, online
+from server.inbox.schemas import ConversationRef, SocketRead, SocketSend
+from server.payloads import convert
 from server.realtime.errors import refuse
 from server.realtime.namespace import EventNamespace
 from server.tenancy import api_keys
+
+_to_builtins = msgspec.to_builtins
 
 # A legacy secret-API-key session has no admin behind it: it may read and reply, like an agent.
 LEGACY_KEY_ROLE = "agent"
@@ -81,3 +88,69 @@ class AdminNamespace(EventNamespace):
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.ctx.metrics.socket_connections.labels("/admin").dec()
+
+    # ---- inbox events (payload contract: a plain conversation id string or {"conversation_id": ...}) ----
+    async def _conversation(self, sid: str, data: Any) -> tuple[AdminPrincipal, Any]:
+        """The conversation a payload names, checked against the socket's app (another app's id: 404)."""
+        if isinstance(data, str):
+            data = {"conversation_id": data}
+        if data is None:
+            raise ValidationFailed("send a conversation id or {conversation_id}", {"path": "$"})
+        ref = convert(data, ConversationRef)
+        p = await self.current_admin(sid)
+        return p, await agent.conversation(self.ctx, p, ref.conversation_id)
+
+    @requires("conversations.read")
+    async def on_conversation_join(self, sid: str, data: Any = None) -> dict[str, Any]:
+        """Watch one conversation: the socket enters its room `conversation:{id}`."""
+        _, conv = await self._conversation(sid, data)
+        await self.enter_room(sid, conversation_room(conv.id))
+        return {"ok": True, "conversation": _to_builtins(conv)}
+
+    @requires("conversations.read")
+    async def on_conversation_leave(self, sid: str, data: Any = None) -> dict[str, Any]:
+        _, conv = await self._conversation(sid, data)
+        await self.leave_room(sid, conversation_room(conv.id))
+        return {"ok": True, "conversation_id": conv.id}
+
+    async def _typing(self, sid: str, data: Any, typing: bool) -> dict[str, Any]:
+        p, conv = await self._conversation(sid, data)
+        who = {"sender_kind": "admin", "sender_id": str(p.admin_id) if p.admin_id else None, "name": p.name or None}
+        # To the SDK user's devices and to every other agent of the app (not back to this socket).
+        await self.ctx.fanout.typing(str(p.app_id), conv.user_id, conv.id, who, typing, skip_sid=sid)
+        return {"ok": True}
+
+    @requires("conversations.reply")
+    async def on_typing_start(self, sid: str, data: Any = None) -> dict[str, Any]:
+        return await self._typing(sid, data, True)
+
+    @requires("conversations.reply")
+    async def on_typing_stop(self, sid: str, data: Any = None) -> dict[str, Any]:
+        return await self._typing(sid, data, False)
+
+    @requires("users.read")
+    async def on_sessions_list(self, sid: str, data: Any = None) -> dict[str, Any]:
+        """Live SDK sessions of this app on every replica."""
+        p = await self.current_admin(sid)
+        found = await online.live_sessions(self.ctx, p.app_id)
+        return {"ok": True, "sessions": [_to_builtins(s) for s in found]}
+
+    @requires("conversations.reply")
+    async def on_message_send(self, sid: str, data: Any = None) -> dict[str, Any]:
+        """An agent reply (or note, with is_note) over the socket: the same path as the REST reply."""
+        payload = convert(data, SocketSend)
+        p = await self.current_admin(sid)
+        message, created = await agent.reply(self.ctx, p, payload.conversation_id, client_id=payload.client_id,
+                                             body=payload.body, is_note=payload.is_note)
+        return {"ok": True, "message": _to_builtins(message), "created": created}
+
+    @requires("conversations.reply")
+    async def on_message_read(self, sid: str, data: Any = None) -> dict[str, Any]:
+        payload = convert(data, SocketRead)
+        p = await self.current_admin(sid)
+        receipt = await agent.read(self.ctx, p, payload.conversation_id, payload.seq)
+        return {"ok": True, "receipt": _to_builtins(receipt)}
+
+
+def conversation_room(conversation_id: str) -> str:
+    return f"conversation:{conversation_id}"
