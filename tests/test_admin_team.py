@@ -133,7 +133,7 @@ async def test_api_keys_are_created_once_listed_by_prefix_and_revoked(server: Se
 
     sdk = socketio.AsyncClient(reconnection=False)
     await sdk.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"],
-                      transports=["websocket"], auth={"api_key": key})
+                      transports=["websocket"], auth={"api_key": key, "user_id": "u-1"})
     await sdk.disconnect()
 
     status, revoked = call(server, "DELETE", f"/admin/api/api-keys/{ios['id']}", token)
@@ -146,7 +146,7 @@ async def test_api_keys_are_created_once_listed_by_prefix_and_revoked(server: Se
     sdk.on("connect_error", lambda data: errors.append(data), namespace="/client")
     with pytest.raises(socketio.exceptions.ConnectionError):
         await sdk.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"],
-                          transports=["websocket"], auth={"api_key": key}, wait_timeout=5)
+                          transports=["websocket"], auth={"api_key": key, "user_id": "u-1"}, wait_timeout=5)
     await asyncio.sleep(0.1)
     assert errors and errors[0]["data"]["error"]["code"] == "invalid_api_key"
     await sdk.disconnect()
