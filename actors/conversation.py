@@ -26,9 +26,9 @@ from server.messaging.commit import (
     apply_receipt,
     apply_update,
     existing_messages,
-    insert_messages,
     load_states,
 )
+from server.messaging.group_commit import GroupCommitter
 from server.messaging.models import (
     Conversation,
     ConversationCommand,
@@ -79,6 +79,7 @@ class ConversationHandler:
         self.redis = redis
         self.fanout = fanout
         self.metrics = metrics
+        self.committer = GroupCommitter(pool, metrics)
         self._states: dict[UUID, ConversationState] = {}
         self._pending_effects: dict[int, list[Outcome]] = {}
 
@@ -139,26 +140,27 @@ class ConversationHandler:
             except ValueError:
                 ids.append(None)
         missing = [i for i in ids if i is not None and i not in self._states]
-        async with self.pool.acquire() as conn:
-            if missing:
-                self._states.update(await load_states(conn, list(set(missing))))
-            sends = [c for c in commands if isinstance(c, SendCommand)]
-            prior: dict[tuple[UUID, str], Message] = {}
-            while True:
-                # Optimistic: assume no client_id is a resend; the commit says if one was.
-                outcomes, states, new = self._plan(commands, ids, prior)
-                base = {i: self._states[i] for i in {m.conversation_id for m in new}}
-                try:
-                    await insert_messages(conn, new, base)
-                    break
-                except DuplicateClientIds:
-                    if prior:
-                        raise
+        if missing:
+            self._states.update(await load_states(self.pool, list(set(missing))))
+        sends = [c for c in commands if isinstance(c, SendCommand)]
+        prior: dict[tuple[UUID, str], Message] = {}
+        while True:
+            # Optimistic: assume no client_id is a resend; the commit says if one was.
+            outcomes, states, new = self._plan(commands, ids, prior)
+            base = {i: self._states[i] for i in {m.conversation_id for m in new}}
+            try:
+                await self.committer.commit(new, base)
+                break
+            except DuplicateClientIds:
+                if prior:
+                    raise
+                async with self.pool.acquire() as conn:
                     prior = await existing_messages(conn, [(UUID(c.conversation_id), c.client_id) for c in sends
                                                            if UUID(c.conversation_id) in self._states])
-            self._states.update(states)
-            others = [n for n, o in enumerate(outcomes) if o is None]
-            if others:  # receipts and conversation changes: rarer, one transaction, in order
+        self._states.update(states)
+        others = [n for n, o in enumerate(outcomes) if o is None]
+        if others:  # receipts and conversation changes: rarer, one transaction, in order
+            async with self.pool.acquire() as conn:
                 async with conn.transaction():
                     for n in others:
                         cmd = commands[n]
@@ -169,8 +171,6 @@ class ConversationHandler:
                             outcomes[n] = Outcome(receipt, True)
                         elif isinstance(cmd, UpdateCommand):
                             outcomes[n] = Outcome(await apply_update(conn, state, cmd), True)
-        if new:
-            self.metrics.commit_batch_size.observe(len(new))
         return [o for o in outcomes if o is not None]
 
     def _plan(self, commands: list[ConversationCommand], ids: list[UUID | None],
