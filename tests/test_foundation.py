@@ -196,7 +196,7 @@ def test_embedded_default_serves_bootstraps_a_login_and_ctrl_c_leaves_no_process
 async def test_socketio_clients_connect_to_both_namespaces(server: ServerProcess, workspace) -> None:
     client = socketio.AsyncClient()
     await client.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"],
-                         transports=["websocket"], auth={"api_key": workspace.publishable_key})
+                         transports=["websocket"], auth={"api_key": workspace.publishable_key, "user_id": "u-1"})
     assert client.connected and "/client" in client.namespaces
     await client.disconnect()
 

@@ -108,7 +108,7 @@ async def test_seq_is_gapless_and_ordered_under_concurrent_sends(server: ServerP
     assert all(status == 201 for status, _ in results)
     assert sorted(m["seq"] for _, m in results) == list(range(1, 41))
     status, page = http("GET", url + "?limit=200", headers=h)
-    assert [m["seq"] for m in page["messages"]] == list(range(1, 41))
+    assert status == 200 and [m["seq"] for m in page["messages"]] == list(range(1, 41))
 
 
 async def test_sync_returns_exactly_what_was_missed_after_a_cursor_paged(server: ServerProcess, workspace) -> None:

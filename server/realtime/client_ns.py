@@ -1,33 +1,168 @@
-"""The /client namespace: SDK sockets, authenticated by API key."""
+"""The /client namespace: SDK sockets. The handshake names the app (API key) and the user
+(user_id or anonymous_id, plus user_hash when the app verifies identity); each socket joins
+its user's room, so every device of the user receives the user's events.
+
+Client events (each acknowledged with {"ok": true, ...} or an error ack):
+message:send, conversation:create, message:delivered, message:read, typing:start,
+typing:stop, sync. See docs/socket-events.md.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
-from server.errors import ApiError, Unauthorized
+import msgspec
+
+from server.errors import ApiError, ServiceUnavailable, Unauthorized
+from server.messaging.models import ReceiptCommand
+from server.messaging.requests import (
+    ClientAuth,
+    CreateConversationBody,
+    ReceiptPayload,
+    SendPayload,
+    SyncPayload,
+    TypingPayload,
+    check_body_size,
+)
+from server.messaging.sdk_messages import send_as_user
+from server.payloads import convert
+from server.realtime import presence, sessions
 from server.realtime.errors import refuse
+from server.realtime.fanout import user_room
 from server.realtime.namespace import EventNamespace
-from server.tenancy import api_keys
+
+log = logging.getLogger("replyhq.realtime.client")
+_to_builtins = msgspec.to_builtins
+
+
+@dataclass
+class ClientSocket:
+    app_id: UUID
+    user_id: str  # end_users.id
+    key_kind: str
+    # A conversation's owner never changes, so a checked id stays checked for the socket's life.
+    own_conversations: set[str] = field(default_factory=set)
 
 
 class ClientNamespace(EventNamespace):
     def __init__(self, app_ctx: Any) -> None:
         super().__init__("/client", app_ctx)
+        self._sockets: dict[str, ClientSocket] = {}
 
+    # ---- connection ----------------------------------------------------------------------
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         metrics = self.ctx.metrics
         try:
-            if not isinstance(auth, dict) or not isinstance(auth.get("api_key"), str):
+            if not isinstance(auth, dict) or not auth.get("api_key"):
                 raise Unauthorized("handshake auth must include api_key", code="missing_api_key")
-            key = await api_keys.verify(self.ctx.pool, auth["api_key"])
-            if key is None:
-                raise Unauthorized("unknown or revoked API key", code="invalid_api_key")
+            hello = convert(auth, ClientAuth)
+            caller = await self.ctx.sdk_identity.authenticate(
+                hello.api_key, external_id=hello.user_id, anonymous_id=hello.anonymous_id,
+                presented_hash=hello.user_hash)
+            device = _to_builtins(hello.device) if hello.device else None
+            user = await self.ctx.messaging.identify(caller.app_id, external_id=caller.external_id,
+                                                     anonymous_id=caller.anonymous_id, device=device)
+            await sessions.register(self.ctx.redis, str(caller.app_id), sessions.SdkSession(
+                sid=sid, replica=self.ctx.settings.replica_id, user_id=user.id, external_user_id=user.user_id,
+                anonymous_id=user.anonymous_id, device=user.metadata.get("device") or {},
+                connected_at=datetime.now(UTC).isoformat().replace("+00:00", "Z")))
         except ApiError as exc:
             metrics.socket_connects.labels("/client", "refused").inc()
             raise refuse(exc) from None
-        await self.save_session(sid, {"app_id": str(key.app_id), "key_kind": key.kind})
+        except Exception as exc:  # storage down: refuse clearly instead of leaving the client hanging
+            log.warning("client connect failed: %s", exc)
+            metrics.socket_connects.labels("/client", "refused").inc()
+            raise refuse(ServiceUnavailable("could not connect; retry", code="unavailable")) from None
+        self._sockets[sid] = ClientSocket(caller.app_id, user.id, caller.key_kind)
+        await self.enter_room(sid, user_room(user.id))
+        await presence.connected(self.ctx.redis, self.server, str(caller.app_id), user.id, sid,
+                                 self.ctx.settings.replica_id)
         metrics.socket_connects.labels("/client", "ok").inc()
         metrics.socket_connections.labels("/client").inc()
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        client = self._sockets.pop(sid, None)
+        if client is None:
+            return
         self.ctx.metrics.socket_connections.labels("/client").dec()
+        try:
+            await sessions.unregister(self.ctx.redis, str(client.app_id), sid)
+            await presence.disconnected(self.ctx.redis, self.server, str(client.app_id), client.user_id, sid)
+        except Exception as exc:  # a stale entry is pruned when its replica is gone
+            log.warning("session %s not unregistered: %s", sid, exc)
+
+    def _client(self, sid: str) -> ClientSocket:
+        client = self._sockets.get(sid)
+        if client is None:
+            raise Unauthorized("socket is not authenticated", code="not_connected")
+        return client
+
+    async def _own(self, client: ClientSocket, conversation_id: str) -> None:
+        """404 for any conversation that is not this user's (another user's or another app's)."""
+        if conversation_id in client.own_conversations:
+            return
+        await self.ctx.messaging.conversation_for_user(client.app_id, UUID(client.user_id), conversation_id)
+        client.own_conversations.add(conversation_id)
+
+    # ---- events ----------------------------------------------------------------------------
+    async def on_message_send(self, sid: str, data: Any = None) -> dict[str, Any]:
+        client = self._client(sid)
+        p = convert(data, SendPayload)
+        await self._own(client, p.conversation_id)
+        message = await send_as_user(self.ctx.messaging, client.app_id, client.user_id, p.conversation_id,
+                                     client_id=p.client_id, body=p.body, attachments=p.attachments,
+                                     max_bytes=self.ctx.settings.max_message_bytes)
+        return {"ok": True, "message": _to_builtins(message)}
+
+    async def on_conversation_create(self, sid: str, data: Any = None) -> dict[str, Any]:
+        client = self._client(sid)
+        p = convert({} if data is None else data, CreateConversationBody)
+        first = None
+        if p.message is not None:
+            check_body_size(p.message.body, self.ctx.settings.max_message_bytes)
+            first = (p.message.client_id, p.message.body, p.message.attachments)
+        conv, message = await self.ctx.messaging.create_conversation(
+            client.app_id, UUID(client.user_id), subject=p.subject, first_message=first)
+        client.own_conversations.add(conv.id)
+        return {"ok": True, "conversation": _to_builtins(conv),
+                "message": _to_builtins(message) if message else None}
+
+    async def _receipt(self, sid: str, data: Any, kind: str) -> dict[str, Any]:
+        client = self._client(sid)
+        p = convert(data, ReceiptPayload)
+        await self._own(client, p.conversation_id)
+        receipt = await self.ctx.messaging.receipt(ReceiptCommand(
+            conversation_id=p.conversation_id, app_id=str(client.app_id), participant_kind="user",
+            participant_id=client.user_id, **{f"{kind}_seq": p.seq}))
+        return {"ok": True, "receipt": _to_builtins(receipt)}
+
+    async def on_message_delivered(self, sid: str, data: Any = None) -> dict[str, Any]:
+        return await self._receipt(sid, data, "delivered")
+
+    async def on_message_read(self, sid: str, data: Any = None) -> dict[str, Any]:
+        return await self._receipt(sid, data, "read")
+
+    async def _typing(self, sid: str, data: Any, typing: bool) -> dict[str, Any]:
+        client = self._client(sid)
+        p = convert(data, TypingPayload)
+        await self._own(client, p.conversation_id)
+        await self.ctx.fanout.typing(str(client.app_id), client.user_id, p.conversation_id,
+                                     {"sender_kind": "user", "sender_id": client.user_id}, typing, skip_sid=sid)
+        return {"ok": True}
+
+    async def on_typing_start(self, sid: str, data: Any = None) -> dict[str, Any]:
+        return await self._typing(sid, data, True)
+
+    async def on_typing_stop(self, sid: str, data: Any = None) -> dict[str, Any]:
+        return await self._typing(sid, data, False)
+
+    async def on_sync(self, sid: str, data: Any = None) -> dict[str, Any]:
+        client = self._client(sid)
+        p = convert({} if data is None else data, SyncPayload)
+        cursor = int(p.cursor or 0)
+        page = await self.ctx.messaging.sync(UUID(client.user_id), cursor, p.limit)
+        return {"ok": True, **_to_builtins(page)}
