@@ -171,7 +171,7 @@ export function mountInbox(main, me) {
       if (tag) act("tags", { add: [tag] });
     });
     const attrs = Object.entries(user.attributes || {});
-    details.replaceChildren(
+    details.replaceChildren(...[
       h("section", {},
         h("h3", {}, "User"),
         h("dl", { class: "kv" },
@@ -188,7 +188,7 @@ export function mountInbox(main, me) {
       h("section", {}, h("h3", {}, "Tags"),
         h("div", { class: "tags", "data-testid": "tags" }, conv.tags.map((t) => h("span", { class: "tag" }, t,
           canAssign ? h("button", { type: "button", "aria-label": `Remove ${t}`, onclick: () => act("tags", { remove: [t] }) }, "×") : null))),
-        canAssign ? tagForm : null));
+        canAssign ? tagForm : null)].filter(Boolean)); // replaceChildren would print a null as text
   }
 
   function messageEl(m) {
