@@ -14,10 +14,9 @@ from uuid import UUID
 
 import asyncpg
 import msgspec
-import redis.asyncio as aioredis
 
 from server.errors import ApiError, NotFound, ServiceUnavailable
-from server.events import append_events
+from server.events import DomainEventWriter
 from server.messaging.commit import (
     ConversationState,
     DuplicateClientIds,
@@ -74,9 +73,9 @@ class Outcome(msgspec.Struct):
 class ConversationHandler:
     kind = "conversation"
 
-    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, fanout: Fanout, metrics: Any) -> None:
+    def __init__(self, pool: asyncpg.Pool, events: DomainEventWriter, fanout: Fanout, metrics: Any) -> None:
         self.pool = pool
-        self.redis = redis
+        self.events = events
         self.fanout = fanout
         self.metrics = metrics
         self.committer = GroupCommitter(pool, metrics)
@@ -211,7 +210,6 @@ class ConversationHandler:
     async def after_process(self, partition: int, results: list[Any]) -> None:
         """Fan-out and domain events, in the order the batch was applied."""
         outcomes = self._pending_effects.pop(partition, [])
-        events: list[tuple[str, str, Any]] = []
         for o in outcomes:
             if not o.new or isinstance(o.result, ApiError):
                 continue
@@ -221,17 +219,13 @@ class ConversationHandler:
                 if state is None:
                     continue
                 await self.fanout.message_new(str(state.app_id), str(state.user_id), r)
-                events.append(("message.created", str(state.app_id), msgspec.to_builtins(r)))
+                self.events.emit("message.created", str(state.app_id), msgspec.to_builtins(r))
             elif isinstance(r, Receipt):
                 state = self._states.get(UUID(r.conversation_id))
                 if state is None:
                     continue
                 await self.fanout.receipt(str(state.app_id), str(state.user_id), r)
-                events.append(("receipt.updated", str(state.app_id), msgspec.to_builtins(r)))
+                self.events.emit("receipt.updated", str(state.app_id), msgspec.to_builtins(r))
             elif isinstance(r, Conversation):
                 await self.fanout.conversation("conversation:updated", r)
-                events.append(("conversation.updated", r.app_id, msgspec.to_builtins(r)))
-        try:
-            await append_events(self.redis, events)
-        except Exception as exc:  # the messages are committed; an event stream outage must not fail them
-            log.warning("domain events not appended: %s", exc)
+                self.events.emit("conversation.updated", r.app_id, msgspec.to_builtins(r))

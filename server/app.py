@@ -17,6 +17,7 @@ from actors.conversation import ConversationHandler
 from actors.host import ActorHost
 from server.db.pool import create_pool
 from server.errors import install_error_handlers
+from server.events import DomainEventWriter
 from server.logging_setup import request_id_var
 from server.messaging.identity import SdkIdentity
 from server.messaging.service import MessagingService
@@ -86,14 +87,15 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
                                           health_check_interval=10, socket_keepalive=True)
         app.ctx.tasks = set()
         app.ctx.fanout = Fanout(sio, app.ctx.metrics)
-        handler = ConversationHandler(app.ctx.pool, app.ctx.redis, app.ctx.fanout, app.ctx.metrics)
+        app.ctx.events = DomainEventWriter(app.ctx.redis)
+        handler = ConversationHandler(app.ctx.pool, app.ctx.events, app.ctx.fanout, app.ctx.metrics)
         app.ctx.conversation_actors = ActorHost(app.ctx.redis, handler, replica_id=settings.replica_id,
                                                 partitions=settings.actor_partitions, metrics=app.ctx.metrics)
         await app.ctx.conversation_actors.start()
         leases = app.ctx.conversation_actors.leases
         manager.has_peers = lambda: leases.live_replicas > 1
         app.ctx.sdk_identity = SdkIdentity(app.ctx.pool)
-        app.ctx.messaging = MessagingService(app.ctx.pool, app.ctx.redis, app.ctx.conversation_actors,
+        app.ctx.messaging = MessagingService(app.ctx.pool, app.ctx.events, app.ctx.conversation_actors,
                                              app.ctx.fanout)
         log.info("replica %s serving on %s", settings.replica_id, settings.base_url)
 
@@ -101,6 +103,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
     async def _close_resources(app: Sanic) -> None:
         if getattr(app.ctx, "conversation_actors", None) is not None:
             await app.ctx.conversation_actors.stop()
+        if getattr(app.ctx, "events", None) is not None:
+            await app.ctx.events.close()
         tasks: set[asyncio.Task[None]] = getattr(app.ctx, "tasks", set())
         for task in tasks:
             task.cancel()

@@ -14,6 +14,7 @@ import socketio
 
 from actors.conversation import ConversationHandler
 from actors.host import ActorHost
+from server.events import DomainEventWriter
 from server.messaging.models import ReceiptCommand, SendCommand
 from server.messaging.service import MessagingService
 from server.metrics import Metrics
@@ -33,19 +34,24 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def make_host(db: asyncpg.Pool, redis: aioredis.Redis) -> AsyncIterator[Callable[..., object]]:
     hosts: list[ActorHost] = []
+    writers: list[DomainEventWriter] = []
 
     async def make(name: str) -> tuple[ActorHost, MessagingService]:
         metrics = Metrics()
         fanout = Fanout(socketio.AsyncServer(async_mode="asgi"), metrics)
-        host: ActorHost = ActorHost(redis, ConversationHandler(db, redis, fanout, metrics), replica_id=name,
+        events = DomainEventWriter(redis)
+        writers.append(events)
+        host: ActorHost = ActorHost(redis, ConversationHandler(db, events, fanout, metrics), replica_id=name,
                                     partitions=PARTITIONS, metrics=metrics)
         await host.start()
         hosts.append(host)
-        return host, MessagingService(db, redis, host, fanout)
+        return host, MessagingService(db, events, host, fanout)
 
     yield make
     for h in hosts:
         await h.stop()
+    for w in writers:
+        await w.close()
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 8.0) -> None:

@@ -8,10 +8,9 @@ from uuid import UUID
 
 import asyncpg
 import msgspec
-import redis.asyncio as aioredis
 
 from server.errors import NotFound
-from server.events import append_events
+from server.events import DomainEventWriter
 from server.messaging import conversations, users
 from server.messaging.models import (
     Attachment,
@@ -34,9 +33,9 @@ class CommandRouter(Protocol):
 
 
 class MessagingService:
-    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, router: CommandRouter, fanout: Fanout) -> None:
+    def __init__(self, pool: asyncpg.Pool, events: DomainEventWriter, router: CommandRouter, fanout: Fanout) -> None:
         self.pool = pool
-        self.redis = redis
+        self.events = events
         self.router = router
         self.fanout = fanout
 
@@ -46,7 +45,7 @@ class MessagingService:
                        attributes: dict[str, Any] | None = None, device: dict[str, Any] | None = None) -> EndUser:
         user = await users.identify(self.pool, app_id, external_id=external_id, anonymous_id=anonymous_id,
                                     name=name, email=email, attributes=attributes, device=device)
-        await append_events(self.redis, [("user.identified", str(app_id), {"user_id": user.id})])
+        self.events.emit("user.identified", str(app_id), {"user_id": user.id})
         return user
 
     # ---- conversations -------------------------------------------------------------
@@ -58,7 +57,7 @@ class MessagingService:
         async with self.pool.acquire() as conn:
             conv = await conversations.create(conn, app_id, user_id, subject)
         await self.fanout.conversation("conversation:created", conv)
-        await append_events(self.redis, [("conversation.created", str(app_id), msgspec.to_builtins(conv))])
+        self.events.emit("conversation.created", str(app_id), msgspec.to_builtins(conv))
         message = None
         if first_message is not None:
             client_id, body, attachments = first_message
