@@ -283,3 +283,23 @@ async def test_official_js_socketio_client_v4_sends_and_receives(server: ServerP
     assert result["transport"] == transport
     assert result["ack"]["ok"] and result["ack"]["message"]["seq"] == 1
     assert result["received"]["id"] == result["ack"]["message"]["id"]
+
+
+async def test_sdk_send_survives_a_dropped_socket_and_lands_exactly_once(server: ServerProcess, workspace,
+                                                                          db: asyncpg.Pool) -> None:
+    client = await connected(server, workspace.publishable_key, transports=["websocket"])
+    try:
+        conv = (await client.create_conversation())["conversation"]
+        sends = []
+        for n in range(6):
+            if n in (2, 4):
+                await client.sio.eio.ws.close()  # drop right before (and so during) the next sends
+            sends.append(asyncio.create_task(client.send(conv["id"], f"r{n}", client_id=f"retry-{n}")))
+        messages = await asyncio.gather(*sends)
+        assert sorted(m["seq"] for m in messages) == list(range(1, 7))
+        stored = await db.fetch("SELECT client_id, seq FROM messages WHERE conversation_id = $1::uuid ORDER BY seq",
+                                conv["id"])
+        assert sorted(r["client_id"] for r in stored) == [f"retry-{n}" for n in range(6)]
+        assert [r["seq"] for r in stored] == list(range(1, 7))
+    finally:
+        await client.close()
