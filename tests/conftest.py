@@ -158,3 +158,9 @@ async def other_workspace(db: asyncpg.Pool) -> NewWorkspace:
     n = next(_counter)
     return await create_workspace(db, app_name=f"Globex {n}", email=f"owner{n}@globex.test",
                                   password="correct horse battery", owner_name="Gus Owner")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: sync Playwright keeps an event loop running on the main thread for the
+    rest of the session, and async tests collected after it would fail to start their loop."""
+    items.sort(key=lambda item: "page" in getattr(item, "fixturenames", ()))
