@@ -15,7 +15,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from server.errors import ApiError, NotFound, ServiceUnavailable
+from server.errors import ApiError, Conflict, NotFound, ServiceUnavailable
 from server.events import DomainEventWriter
 from server.messaging.commit import (
     ConversationState,
@@ -192,7 +192,14 @@ class ConversationHandler:
                 continue
             key = (state.id, cmd.client_id)
             if key in prior or key in fresh:
-                outcomes[n] = Outcome(prior.get(key) or fresh[key], False)
+                original = prior.get(key) or fresh[key]
+                if (original.sender_kind, original.sender_id) != (cmd.sender_kind, cmd.sender_id):
+                    # client_id is unique per conversation: never hand someone else's message
+                    # (or a private note) back as "your original".
+                    outcomes[n] = Outcome(Conflict("client_id is already used in this conversation",
+                                                   {"path": "$.client_id"}, code="client_id_taken"), False)
+                else:
+                    outcomes[n] = Outcome(original, False)
                 continue
             seq = state.last_seq + 1
             states[state.id] = ConversationState(state.id, state.app_id, state.user_id, seq)

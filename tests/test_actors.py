@@ -150,3 +150,16 @@ async def test_a_command_for_another_apps_conversation_is_not_found(make_host, w
     with pytest.raises(NotFound):
         await svc.send(SendCommand(conversation_id=conv_id, app_id=str(other_workspace.app_id),
                                    sender_kind="user", sender_id=user_id, client_id="evil", body="hi"))
+
+
+async def test_a_client_id_used_by_another_sender_is_a_conflict_not_their_message(make_host, workspace) -> None:
+    _, svc = await make_host("replica-a")
+    conv_id, user_id = await _conversation(svc, workspace, "u-5")
+    note = SendCommand(conversation_id=conv_id, app_id=str(workspace.app_id), sender_kind="admin",
+                       sender_id=str(workspace.admin_id), client_id="shared", body="private note", is_note=True)
+    await svc.send(note)
+    from server.errors import Conflict
+
+    with pytest.raises(Conflict):
+        await svc.send(SendCommand(conversation_id=conv_id, app_id=str(workspace.app_id), sender_kind="user",
+                                   sender_id=user_id, client_id="shared", body="hi"))
