@@ -42,6 +42,7 @@ from server.routes import (
     sdk_users,
 )
 from server.settings import Settings
+from workers.snoozes import SnoozeWorker
 
 log = logging.getLogger("replyhq.app")
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,10 +98,15 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         app.ctx.sdk_identity = SdkIdentity(app.ctx.pool)
         app.ctx.messaging = MessagingService(app.ctx.pool, app.ctx.events, app.ctx.conversation_actors,
                                              app.ctx.fanout)
+        app.ctx.snoozes = SnoozeWorker(app.ctx.pool, app.ctx.redis, app.ctx.messaging,
+                                       replica_id=settings.replica_id, interval_s=settings.snooze_check_interval)
+        await app.ctx.snoozes.start()
         log.info("replica %s serving on %s", settings.replica_id, settings.base_url)
 
     @app.after_server_stop
     async def _close_resources(app: Sanic) -> None:
+        if getattr(app.ctx, "snoozes", None) is not None:
+            await app.ctx.snoozes.stop()
         if getattr(app.ctx, "conversation_actors", None) is not None:
             await app.ctx.conversation_actors.stop()
         if getattr(app.ctx, "events", None) is not None:

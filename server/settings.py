@@ -37,6 +37,7 @@ ENV_VARS: dict[str, str] = {
     "BOOTSTRAP_DEMO": "bootstrap_demo",
     "SOCKETIO_CHANNEL": "socketio_channel",
     "MAX_MESSAGE_BYTES": "max_message_bytes",
+    "SNOOZE_CHECK_INTERVAL": "snooze_check_interval",
 }
 FIELD_TO_ENV = {v: k for k, v in ENV_VARS.items()}
 
@@ -68,6 +69,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     bootstrap_demo: bool = True
     socketio_channel: str = "replyhq-sio"
     max_message_bytes: Annotated[int, Meta(ge=1)] = 16384
+    snooze_check_interval: Annotated[float, Meta(gt=0, le=3600)] = 5.0  # seconds between snooze checks
 
     @property
     def embedded(self) -> bool:
