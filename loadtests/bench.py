@@ -62,24 +62,80 @@ async def _verify(db_url: str, conversations: list[str]) -> dict[str, int]:
     return {"stored": sum(r["n"] for r in rows), "seq_gaps": gaps, "stored_duplicates": dups}
 
 
+def _rss_mb(procs: list[psutil.Process]) -> float:
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
+def _driver(cfg: dict[str, object]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["node", str(DRIVER), json.dumps({"runId": uuid.uuid4().hex[:8], **cfg})],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+
+
+def _wait_phase(driver: subprocess.Popen[bytes], phase: str, timeout: float) -> None:
+    """Block until the driver reports a phase on stderr (it writes one JSON line per phase)."""
+    assert driver.stderr is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = driver.stderr.readline()
+        if not line:
+            return
+        if f'"phase":"{phase}"' in line.decode():
+            return
+
+
+def _result(driver: subprocess.Popen[bytes], timeout: float) -> dict[str, object]:
+    out, err = driver.communicate(timeout=timeout)
+    lines = out.decode().strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"driver failed: {err.decode()[-2000:]}")
+    return json.loads(lines[-1])  # type: ignore[no-any-return]
+
+
 def run_messages(urls: list[str], api_key: str, clients: int, warmup: float, duration: float,
-                 procs: list[psutil.Process], db_url: str, replicas: int) -> dict[str, object]:
-    cfg = {"urls": urls, "apiKey": api_key, "clients": clients, "warmupS": warmup, "durationS": duration,
-           "runId": uuid.uuid4().hex[:8]}
-    driver = subprocess.Popen(["node", str(DRIVER), json.dumps(cfg)], stdout=subprocess.PIPE, cwd=ROOT)
-    # Sample server CPU and memory over the measured window only.
-    time.sleep(warmup + min(2.0, clients / 200))
+                 procs: list[psutil.Process], db_url: str, kill: ServerProcess | None = None) -> dict[str, object]:
+    driver = _driver({"mode": "messages", "urls": urls, "apiKey": api_key, "clients": clients,
+                      "warmupS": warmup, "durationS": duration})
+    _wait_phase(driver, "measuring", timeout=600)
+    # Server CPU and memory over the measured window only.
     cpu0, t0 = _cpu_seconds(procs), time.monotonic()
     rss_peak = 0.0
+    killed = False
     while driver.poll() is None and time.monotonic() - t0 < duration:
-        rss_peak = max(rss_peak, sum(p.memory_info().rss for p in procs if p.is_running()) / 2**20)
-        time.sleep(0.5)
+        rss_peak = max(rss_peak, _rss_mb(procs))
+        if kill is not None and not killed and time.monotonic() - t0 > duration / 3:
+            kill.kill()  # SIGKILL the replica owning half the partitions, mid-load
+            killed = True
+        time.sleep(0.25)
     cpu_pct = (_cpu_seconds(procs) - cpu0) / (time.monotonic() - t0) * 100
-    out, _ = driver.communicate(timeout=duration + 300)
-    result = json.loads(out.decode().strip().splitlines()[-1])
-    stored = asyncio.run(_verify(db_url, result.pop("conversations")))
-    return {"scenario": "messages", "replicas": replicas, "clients": clients, **result, **stored,
-            "server_cpu_pct": round(cpu_pct, 1), "server_rss_mb": round(rss_peak, 1)}
+    result = _result(driver, duration + 300)
+    stored = asyncio.run(_verify(db_url, result.pop("conversations")))  # type: ignore[arg-type]
+    return {**result, **stored, "server_cpu_pct": round(cpu_pct, 1), "server_rss_mb": round(rss_peak, 1)}
+
+
+def run_storm(urls: list[str], api_key: str, sockets: int, procs: list[psutil.Process]) -> list[dict[str, object]]:
+    """connect_storm: N sockets at once; idle_memory: what holding them costs per replica."""
+    before = _rss_mb(procs)
+    driver = _driver({"mode": "storm", "urls": urls, "apiKey": api_key, "clients": sockets, "holdS": 6})
+    _wait_phase(driver, "connected", timeout=120)
+    time.sleep(4)  # let per-socket state settle before reading memory
+    held = _rss_mb(procs)
+    result = _result(driver, 180)
+    connected = int(result["connected"])  # type: ignore[call-overload]
+    per_1000 = (held - before) / connected * 1000 if connected else None
+    return [
+        {"scenario": "connect_storm", "replicas": len(procs), "sockets": sockets,
+         "connect_storm_s": result["connect_storm_s"], "connected": connected,
+         "failed_connects": result["failed_connects"]},
+        {"scenario": "idle_memory", "replicas": len(procs), "sockets": connected,
+         "sockets_per_replica": round(connected / len(procs)), "rss_before_mb": round(before, 1),
+         "rss_held_mb": round(held, 1), "rss_mb_per_1000_sockets": round(per_1000, 2) if per_1000 else None},
+    ]
 
 
 def main() -> None:
@@ -88,9 +144,13 @@ def main() -> None:
     parser.add_argument("--clients", default=os.environ.get("CLIENTS", "10,100,1000"))
     parser.add_argument("--duration", type=float, default=float(os.environ.get("DURATION", "15")))
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--storm-sockets", type=int, default=int(os.environ.get("STORM_SOCKETS", "5000")))
+    parser.add_argument("--scenarios", default=os.environ.get("SCENARIOS", "messages,connect_storm,failover"),
+                        help="comma list of messages, connect_storm (also prints idle_memory), failover")
     args = parser.parse_args()
     if not shutil.which("node") or not (ROOT / "static/node_modules/socket.io-client").exists():
         sys.exit("bench needs node and `npm ci --prefix static` (make bench does both)")
+    scenarios = {s.strip() for s in args.scenarios.split(",") if s.strip()}
 
     tmp = Path(tempfile.mkdtemp(prefix="replyhq-bench-"))
     os.chmod(tmp, 0o755)
@@ -98,21 +158,48 @@ def main() -> None:
     pg, rd = services.start(True, True)
     assert pg and rd
     servers: list[ServerProcess] = []
+    env = {"DATABASE_URL": pg, "REDIS_URL": rd, "REPLYHQ_ENV": "test", "LOG_LEVEL": "WARNING",
+           "JWT_SECRET": "bench-" + "x" * 40, "DATA_DIR": str(tmp / "data"), "DB_POOL_MAX": "20"}
+
+    def start_replica() -> ServerProcess:
+        n = len(servers) + 1
+        srv = ServerProcess({**env, "REPLICA_ID": f"bench-{n}"}, log_path=tmp / f"server-{n}.log").start()
+        servers.append(srv)
+        return srv
+
+    def emit(line: dict[str, object]) -> None:
+        print(json.dumps({**line, "machine": machine}), flush=True)
+
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
     try:
         asyncio.run(migrate(pg))
         api_key = asyncio.run(_workspace(pg))
-        env = {"DATABASE_URL": pg, "REDIS_URL": rd, "REPLYHQ_ENV": "test", "LOG_LEVEL": "WARNING",
-               "JWT_SECRET": "bench-" + "x" * 40, "DATA_DIR": str(tmp / "data"), "DB_POOL_MAX": "20"}
-        for i in range(args.replicas):
-            srv = ServerProcess({**env, "REPLICA_ID": f"bench-{i + 1}"}, log_path=tmp / f"server-{i + 1}.log")
-            servers.append(srv.start())
+        for _ in range(args.replicas):
+            start_replica()
         time.sleep(2.5)  # leases settle across replicas
         procs = [psutil.Process(s.proc.pid) for s in servers if s.proc]
-        machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
-        for clients in [int(c) for c in args.clients.split(",") if c]:
-            line = run_messages([s.url for s in servers], api_key, clients, args.warmup, args.duration, procs,
-                                pg, args.replicas)
-            print(json.dumps({**line, "machine": machine}), flush=True)
+        urls = [s.url for s in servers]
+        if "messages" in scenarios:
+            for clients in [int(c) for c in args.clients.split(",") if c]:
+                line = run_messages(urls, api_key, clients, args.warmup, args.duration, procs, pg)
+                emit({"scenario": "messages", "replicas": args.replicas, "clients": clients, **line})
+        if "connect_storm" in scenarios:
+            for line in run_storm(urls, api_key, args.storm_sockets, procs):
+                emit(line)
+        if "failover" in scenarios:
+            if len(servers) < 2:
+                start_replica()
+                time.sleep(2.5)
+            victim, survivors = servers[-1], servers[:-1]
+            alive = [psutil.Process(s.proc.pid) for s in survivors if s.proc]
+            line = run_messages([s.url for s in survivors], api_key, 100, args.warmup, max(args.duration, 12),
+                                alive, pg, kill=victim)
+            emit({"scenario": "failover", "replicas": len(servers), "clients": 100,
+                  "partitions_serving_again_s": round(float(line["ack_max_ms"] or 0) / 1000, 2),  # type: ignore[arg-type]
+                  "lost": line["lost"], "duplicated": line["duplicated"],
+                  "stored_duplicates": line["stored_duplicates"],
+                  "seq_gaps": line["seq_gaps"], "errors": line["errors"], "retries": line["retries"],
+                  "msgs_per_s": line["msgs_per_s"], "ack_p99_ms": line["ack_p99_ms"]})
     finally:
         for s in servers:
             s.stop()

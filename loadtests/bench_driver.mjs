@@ -1,84 +1,111 @@
-// Closed-loop SDK load driver for `make bench` (Node + the official socket.io-client v4).
-// Each client: a sender socket and an observer socket (the same user's second device) in its
-// own conversation; it sends, waits for the ack, sends again. Prints one JSON object.
+// Load driver for `make bench` (Node + the official socket.io-client v4). Prints one JSON object.
+//   mode "messages": each client has a sender socket and an observer socket (the same user's second
+//     device) in its own conversation; it sends, waits for the ack, sends again (closed loop).
+//     Retryable errors (503, timeouts) are retried with the same client_id, like the SDKs do.
+//   mode "storm": opens `clients` sockets at once, reports how long until all connected, then holds
+//     them idle for `holdS` seconds (the runner measures server memory meanwhile).
 import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
 const { io } = require(process.env.SIO_CLIENT || "../static/node_modules/socket.io-client");
 
 const cfg = JSON.parse(process.argv[2]);
-const { urls, apiKey, clients, warmupS, durationS, runId } = cfg;
-const ackLat = [], delLat = [];
-let acked = 0, errors = 0, measuring = false, stopping = false;
-const sentAt = new Map();   // client_id -> send time (ms)
-const deliveredIds = new Map(); // client_id -> deliveries seen by the observer
-const ackedIds = new Set();
-const conversations = [];
-
-function connect(url, userId) {
-  return new Promise((resolve, reject) => {
-    const s = io(url + "/client", { path: "/v1/socket.io", transports: ["websocket"], reconnection: false,
-      auth: { api_key: apiKey, user_id: userId }, timeout: 20000 });
-    s.once("connect", () => resolve(s));
-    s.once("connect_error", (e) => reject(e));
-  });
-}
-const call = (s, ev, data) => new Promise((resolve) => s.timeout(15000).emit(ev, data, (err, res) => resolve(err ? { ok: false, error: String(err) } : res)));
-
-async function client(i) {
-  const url = urls[i % urls.length];
-  const userId = `bench-${runId}-${i}`;
-  const sender = await connect(url, userId);
-  const observer = await connect(urls[(i + 1) % urls.length], userId);
-  const created = await call(sender, "conversation:create", {});
-  if (!created || !created.ok) throw new Error("create failed: " + JSON.stringify(created));
-  const convId = created.conversation.id;
-  conversations.push(convId);
-  observer.on("message:new", (m) => {
-    if (m.conversation_id !== convId) return;
-    const t0 = sentAt.get(m.client_id);
-    deliveredIds.set(m.client_id, (deliveredIds.get(m.client_id) || 0) + 1);
-    if (t0 !== undefined && measuring && deliveredIds.get(m.client_id) === 1) delLat.push(performance.now() - t0);
-  });
-  return { sender, observer, convId };
-}
-
-async function loop(c, i) {
-  let n = 0;
-  while (!stopping) {
-    const clientId = `${runId}-${i}-${n++}`;
-    const t0 = performance.now();
-    sentAt.set(clientId, t0);
-    const res = await call(c.sender, "message:send", { conversation_id: c.convId, client_id: clientId, body: "x".repeat(100) });
-    if (res && res.ok) {
-      ackedIds.add(clientId);
-      if (measuring) { acked++; ackLat.push(performance.now() - t0); }
-    } else if (measuring) errors++;
-  }
-}
-
+const { mode = "messages", urls, apiKey, clients, warmupS = 0, durationS = 0, holdS = 0, runId } = cfg;
 const pct = (a, p) => { if (!a.length) return null; const s = Float64Array.from(a).sort(); return +s[Math.min(s.length - 1, Math.floor(p / 100 * s.length))].toFixed(2); };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const t0 = performance.now();
-const conns = [];
-for (let i = 0; i < clients; i += 50) {  // connect in waves so setup does not look like a storm
-  conns.push(...await Promise.all(Array.from({ length: Math.min(50, clients - i) }, (_, k) => client(i + k))));
+function connect(url, userId, timeout = 20000) {
+  return new Promise((resolve, reject) => {
+    const s = io(url + "/client", { path: "/v1/socket.io", transports: ["websocket"], reconnection: true,
+      reconnectionDelay: 200, reconnectionDelayMax: 1000, auth: { api_key: apiKey, user_id: userId }, timeout });
+    s.once("connect", () => resolve(s));
+    s.once("connect_error", (e) => { s.close(); reject(e); });
+  });
 }
-const setupS = (performance.now() - t0) / 1000;
-const loops = conns.map((c, i) => loop(c, i));
-await new Promise((r) => setTimeout(r, warmupS * 1000));
-measuring = true;
-const m0 = performance.now();
-await new Promise((r) => setTimeout(r, durationS * 1000));
-measuring = false;
-const elapsed = (performance.now() - m0) / 1000;
-stopping = true;
-await Promise.all(loops);
-await new Promise((r) => setTimeout(r, 1500));  // let the last deliveries land
-let lost = 0, duplicated = 0;
-for (const id of ackedIds) { const d = deliveredIds.get(id) || 0; if (d === 0) lost++; if (d > 1) duplicated += d - 1; }
-for (const c of conns) { c.sender.close(); c.observer.close(); }
-console.log(JSON.stringify({ msgs_per_s: +(acked / elapsed).toFixed(1), acked_total: ackedIds.size,
-  ack_p50_ms: pct(ackLat, 50), ack_p95_ms: pct(ackLat, 95), ack_p99_ms: pct(ackLat, 99),
-  delivery_p50_ms: pct(delLat, 50), delivery_p95_ms: pct(delLat, 95), delivery_p99_ms: pct(delLat, 99),
-  errors, lost, duplicated, setup_s: +setupS.toFixed(2), conversations }));
+const call = (s, ev, data, ms = 15000) => new Promise((resolve) => s.timeout(ms).emit(ev, data, (err, res) => resolve(err ? { ok: false, status: 408, error: String(err) } : res)));
+
+async function storm() {
+  const t0 = performance.now();
+  const results = await Promise.allSettled(Array.from({ length: clients }, (_, i) => connect(urls[i % urls.length], `storm-${runId}-${i}`, 60000)));
+  const connectedS = (performance.now() - t0) / 1000;
+  const ok = results.filter((r) => r.status === "fulfilled").map((r) => r.value);
+  console.error(JSON.stringify({ phase: "connected", connected: ok.length }));
+  await sleep(holdS * 1000);
+  for (const s of ok) s.close();
+  return { connect_storm_s: +connectedS.toFixed(2), connected: ok.length, failed_connects: clients - ok.length };
+}
+
+async function messages() {
+  const ackLat = [], delLat = [], ackAt = [];
+  let acked = 0, errors = 0, retries = 0, measuring = false, stopping = false;
+  const sentAt = new Map(), deliveredIds = new Map(), ackedIds = new Set(), conversations = [];
+  async function client(i) {
+    const userId = `bench-${runId}-${i}`;
+    const sender = await connect(urls[i % urls.length], userId);
+    const observer = await connect(urls[(i + 1) % urls.length], userId);
+    const created = await call(sender, "conversation:create", {});
+    if (!created || !created.ok) throw new Error("create failed: " + JSON.stringify(created));
+    const convId = created.conversation.id;
+    conversations.push(convId);
+    observer.on("message:new", (m) => {
+      if (m.conversation_id !== convId) return;
+      const n = (deliveredIds.get(m.client_id) || 0) + 1;
+      deliveredIds.set(m.client_id, n);
+      const t0 = sentAt.get(m.client_id);
+      if (t0 !== undefined && measuring && n === 1) delLat.push(performance.now() - t0);
+    });
+    return { sender, observer, convId };
+  }
+  async function loop(c, i) {
+    let n = 0;
+    while (!stopping) {
+      const clientId = `${runId}-${i}-${n++}`;
+      const t0 = performance.now();
+      sentAt.set(clientId, t0);
+      for (let attempt = 0; ; attempt++) {
+        const res = await call(c.sender, "message:send", { conversation_id: c.convId, client_id: clientId, body: "x".repeat(100) });
+        if (res && res.ok) {
+          ackedIds.add(clientId);
+          const now = performance.now();
+          if (measuring) { acked++; ackLat.push(now - t0); ackAt.push(now); }
+          break;
+        }
+        const retryable = res && [408, 429, 500, 502, 503, 504].includes(res.status);
+        if (!retryable || attempt >= 20 || stopping) { if (measuring) errors++; break; }
+        retries++;
+        await sleep(Math.min(100 * 2 ** attempt, 1000));
+      }
+    }
+  }
+  const t0 = performance.now();
+  const conns = [];
+  for (let i = 0; i < clients; i += 50) {  // connect in waves so setup does not look like a storm
+    conns.push(...await Promise.all(Array.from({ length: Math.min(50, clients - i) }, (_, k) => client(i + k))));
+  }
+  const setupS = (performance.now() - t0) / 1000;
+  const loops = conns.map((c, i) => loop(c, i));
+  await sleep(warmupS * 1000);
+  measuring = true;
+  console.error(JSON.stringify({ phase: "measuring" }));
+  const m0 = performance.now();
+  await sleep(durationS * 1000);
+  measuring = false;
+  const elapsed = (performance.now() - m0) / 1000;
+  stopping = true;
+  await Promise.all(loops);
+  await sleep(1500);  // let the last deliveries land
+  let lost = 0, duplicated = 0;
+  for (const id of ackedIds) { const d = deliveredIds.get(id) || 0; if (d === 0) lost++; if (d > 1) duplicated += d - 1; }
+  for (const c of conns) { c.sender.close(); c.observer.close(); }
+  // The longest stretch with no ack at all: how long serving stopped (failover).
+  ackAt.sort((a, b) => a - b);
+  let maxGap = 0;
+  for (let k = 1; k < ackAt.length; k++) maxGap = Math.max(maxGap, ackAt[k] - ackAt[k - 1]);
+  return { msgs_per_s: +(acked / elapsed).toFixed(1), acked_total: ackedIds.size,
+    ack_p50_ms: pct(ackLat, 50), ack_p95_ms: pct(ackLat, 95), ack_p99_ms: pct(ackLat, 99), ack_max_ms: pct(ackLat, 100),
+    delivery_p50_ms: pct(delLat, 50), delivery_p95_ms: pct(delLat, 95), delivery_p99_ms: pct(delLat, 99),
+    max_ack_gap_ms: +maxGap.toFixed(1), errors, retries, lost, duplicated, setup_s: +setupS.toFixed(2), conversations };
+}
+
+const result = mode === "storm" ? await storm() : await messages();
+console.log(JSON.stringify(result));
 process.exit(0);
