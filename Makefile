@@ -54,3 +54,7 @@ clean:
 # Benchmarks print one JSON line per run (REPLICAS, CLIENTS, DURATION override the defaults).
 bench: $(STAMP) $(NODE_STAMP)
 	$(PY) -m loadtests.bench
+
+# N replicas (N=3) on one Postgres + Redis behind one address (HOST/PORT, default 127.0.0.1:8000).
+cluster: $(STAMP) $(NODE_STAMP)
+	$(PY) -m server cluster --replicas $(N)

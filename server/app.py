@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 
 import redis.asyncio as aioredis
-import socketio
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, file
 
@@ -27,6 +26,7 @@ from server.realtime.admin_ns import AdminNamespace
 from server.realtime.client_ns import ClientNamespace
 from server.realtime.fanout import Fanout
 from server.realtime.manager import ReplicaFanoutManager
+from server.replica_sids import ReplicaSidServer
 from server.routes import (
     admin_account,
     admin_api_keys,
@@ -63,8 +63,9 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
     app.ctx.metrics = Metrics()
 
     manager = ReplicaFanoutManager(settings.redis_url, channel=settings.socketio_channel)
-    sio = socketio.AsyncServer(async_mode="sanic", client_manager=manager, cors_allowed_origins="*",
-                               ping_interval=25, ping_timeout=20, max_http_buffer_size=1_000_000)
+    sio = ReplicaSidServer(async_mode="sanic", client_manager=manager, cors_allowed_origins="*",
+                           ping_interval=25, ping_timeout=20, max_http_buffer_size=1_000_000,
+                           sid_prefix=settings.socketio_sid_prefix)
     sio.attach(app, socketio_path=SOCKETIO_PATH)
     sio.register_namespace(ClientNamespace(app.ctx))
     sio.register_namespace(AdminNamespace(app.ctx))

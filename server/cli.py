@@ -1,5 +1,6 @@
 """Command line: `run` (serve, with embedded Postgres/Redis when none is configured),
-`migrate` (apply migrations only), `create-workspace` (a workspace and its owner)."""
+`cluster` (N replicas behind one local address), `migrate` (apply migrations only),
+`create-workspace` (a workspace and its owner)."""
 
 from __future__ import annotations
 
@@ -99,6 +100,32 @@ def cmd_run(args: argparse.Namespace) -> None:
             services.stop()
 
 
+def cmd_cluster(args: argparse.Namespace) -> None:
+    from server.cluster import Cluster, ClusterError
+    from server.db.migrate import migrate
+    from server.logging_setup import configure_logging
+
+    settings = _settings()
+    if args.port is not None:
+        settings = msgspec.structs.replace(settings, port=args.port)
+    configure_logging(settings.log_level, "cluster")
+    if args.replicas < 1:
+        _fail("--replicas must be at least 1")
+    embedded_default = settings.embedded
+    settings, services = _with_embedded(settings)  # once, shared by every replica
+    try:
+        asyncio.run(migrate(settings.database_url or ""))
+        if embedded_default and settings.bootstrap_demo:
+            asyncio.run(_bootstrap_demo(settings))
+        try:
+            asyncio.run(Cluster(settings, args.replicas, restart=args.restart).run())
+        except ClusterError as err:
+            _fail(str(err))
+    finally:
+        if services is not None:
+            services.stop()
+
+
 def cmd_migrate(args: argparse.Namespace) -> None:
     from server.db.migrate import migrate
     from server.logging_setup import configure_logging
@@ -154,6 +181,11 @@ def main(argv: list[str] | None = None) -> None:
     run = sub.add_parser("run", help="serve REST + Socket.IO")
     run.add_argument("--port", type=int, default=None)
     run.set_defaults(func=cmd_run)
+    cluster = sub.add_parser("cluster", help="serve N replicas behind one local address (HOST:PORT)")
+    cluster.add_argument("--replicas", "-n", type=int, default=3)
+    cluster.add_argument("--port", type=int, default=None)
+    cluster.add_argument("--restart", action="store_true", help="restart a replica that exits on its own")
+    cluster.set_defaults(func=cmd_cluster)
     sub.add_parser("migrate", help="apply database migrations and exit").set_defaults(func=cmd_migrate)
     cw = sub.add_parser("create-workspace", help="create a workspace and its owner")
     cw.add_argument("--name", required=True)

@@ -36,6 +36,7 @@ ENV_VARS: dict[str, str] = {
     "STRIPE_API_BASE": "stripe_api_base",
     "BOOTSTRAP_DEMO": "bootstrap_demo",
     "SOCKETIO_CHANNEL": "socketio_channel",
+    "SOCKETIO_SID_PREFIX": "socketio_sid_prefix",
     "MAX_MESSAGE_BYTES": "max_message_bytes",
     "SNOOZE_CHECK_INTERVAL": "snooze_check_interval",
 }
@@ -68,6 +69,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     stripe_api_base: str | None = None
     bootstrap_demo: bool = True
     socketio_channel: str = "replyhq-sio"
+    # Engine.IO sids start with "<prefix>." so a balancer can route long-polling to this replica.
+    socketio_sid_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]*$", max_length=32)] = ""
     max_message_bytes: Annotated[int, Meta(ge=1)] = 16384
     snooze_check_interval: Annotated[float, Meta(gt=0, le=3600)] = 5.0  # seconds between snooze checks
 
