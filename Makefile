@@ -58,3 +58,11 @@ bench: $(STAMP) $(NODE_STAMP)
 # N replicas (N=3) on one Postgres + Redis behind one address (HOST/PORT, default 127.0.0.1:8000).
 cluster: $(STAMP) $(NODE_STAMP)
 	$(PY) -m server cluster --replicas $(N)
+
+# locust, headless, against a cluster of N replicas it starts (or TARGET=http://...); CSVs in out/loadtest/.
+loadtest: USERS ?= 50
+loadtest: SPAWN_RATE ?= 10
+loadtest: DURATION ?= 60s
+loadtest: $(STAMP)
+	$(PY) -m loadtests.loadtest --replicas $(N) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
+	  --duration $(DURATION) $(if $(TARGET),--target $(TARGET))
