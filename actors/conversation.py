@@ -218,16 +218,20 @@ class ConversationHandler:
         """Fan-out and domain events, in the order the batch was applied."""
         outcomes = self._pending_effects.pop(partition, [])
         for o in outcomes:
-            if not o.new or isinstance(o.result, ApiError):
-                continue
             r = o.result
             if isinstance(r, Message):
                 state = self._states.get(UUID(r.conversation_id))
                 if state is None:
                     continue
+                # A resend fans the original out again: the owner that committed it may have
+                # died before its fan-out, and devices drop what they already hold by seq.
                 await self.fanout.message_new(str(state.app_id), str(state.user_id), r)
-                self.events.emit("message.created", str(state.app_id), msgspec.to_builtins(r))
-            elif isinstance(r, Receipt):
+                if o.new:
+                    self.events.emit("message.created", str(state.app_id), msgspec.to_builtins(r))
+                continue
+            if not o.new or isinstance(r, ApiError):
+                continue
+            if isinstance(r, Receipt):
                 state = self._states.get(UUID(r.conversation_id))
                 if state is None:
                     continue

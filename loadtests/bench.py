@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -97,6 +98,26 @@ def _result(driver: subprocess.Popen[bytes], timeout: float) -> dict[str, object
     return json.loads(lines[-1])  # type: ignore[no-any-return]
 
 
+def _commit_stats(urls: list[str]) -> dict[str, float | None]:
+    """Average group-commit size and time across the replicas, from their /metrics."""
+    totals = {"replyhq_commit_batch_size_sum": 0.0, "replyhq_commit_batch_size_count": 0.0,
+              "replyhq_commit_duration_seconds_sum": 0.0, "replyhq_commit_duration_seconds_count": 0.0}
+    for url in urls:
+        try:
+            with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue  # a killed replica
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in totals:
+                totals[name] += float(value)
+    commits = totals["replyhq_commit_batch_size_count"]
+    return {"commit_batch_avg": round(totals["replyhq_commit_batch_size_sum"] / commits, 1) if commits else None,
+            "commit_ms_avg": round(totals["replyhq_commit_duration_seconds_sum"]
+                                   / totals["replyhq_commit_duration_seconds_count"] * 1000, 2) if commits else None}
+
+
 def run_messages(urls: list[str], api_key: str, clients: int, warmup: float, duration: float,
                  procs: list[psutil.Process], db_url: str, kill: ServerProcess | None = None) -> dict[str, object]:
     driver = _driver({"mode": "messages", "urls": urls, "apiKey": api_key, "clients": clients,
@@ -115,7 +136,8 @@ def run_messages(urls: list[str], api_key: str, clients: int, warmup: float, dur
     cpu_pct = (_cpu_seconds(procs) - cpu0) / (time.monotonic() - t0) * 100
     result = _result(driver, duration + 300)
     stored = asyncio.run(_verify(db_url, result.pop("conversations")))  # type: ignore[arg-type]
-    return {**result, **stored, "server_cpu_pct": round(cpu_pct, 1), "server_rss_mb": round(rss_peak, 1)}
+    return {**result, **stored, **_commit_stats(urls), "server_cpu_pct": round(cpu_pct, 1),
+            "server_rss_mb": round(rss_peak, 1)}
 
 
 def run_storm(urls: list[str], api_key: str, sockets: int, procs: list[psutil.Process]) -> list[dict[str, object]]:

@@ -48,10 +48,14 @@ async function messages() {
     conversations.push(convId);
     observer.on("message:new", (m) => {
       if (m.conversation_id !== convId) return;
-      const n = (deliveredIds.get(m.client_id) || 0) + 1;
-      deliveredIds.set(m.client_id, n);
+      // Like an SDK: a message is identified by its seq; a redelivery of the same seq (a resend
+      // fans the original out again) is dropped, two seqs for one client_id is a duplicate.
+      let seqs = deliveredIds.get(m.client_id);
+      if (seqs === undefined) deliveredIds.set(m.client_id, seqs = new Set());
+      const first = seqs.size === 0;
+      seqs.add(m.seq);
       const t0 = sentAt.get(m.client_id);
-      if (t0 !== undefined && measuring && n === 1) delLat.push(performance.now() - t0);
+      if (t0 !== undefined && measuring && first) delLat.push(performance.now() - t0);
     });
     return { sender, observer, convId };
   }
@@ -94,7 +98,11 @@ async function messages() {
   await Promise.all(loops);
   await sleep(1500);  // let the last deliveries land
   let lost = 0, duplicated = 0;
-  for (const id of ackedIds) { const d = deliveredIds.get(id) || 0; if (d === 0) lost++; if (d > 1) duplicated += d - 1; }
+  for (const id of ackedIds) {
+    const d = deliveredIds.get(id)?.size || 0;
+    if (d === 0) lost++;
+    if (d > 1) duplicated += d - 1;
+  }
   for (const c of conns) { c.sender.close(); c.observer.close(); }
   // The longest stretch with no ack at all: how long serving stopped (failover).
   ackAt.sort((a, b) => a - b);

@@ -25,7 +25,7 @@ from server.payloads import dumps
 from server.realtime.admin_ns import AdminNamespace
 from server.realtime.client_ns import ClientNamespace
 from server.realtime.fanout import Fanout
-from server.realtime.manager import ReplicaFanoutManager
+from server.realtime.manager import JsonPacket, ReplicaFanoutManager
 from server.replica_sids import ReplicaSidServer
 from server.routes import (
     admin_account,
@@ -63,7 +63,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
     app.ctx.metrics = Metrics()
 
     manager = ReplicaFanoutManager(settings.redis_url, channel=settings.socketio_channel)
-    sio = ReplicaSidServer(async_mode="sanic", client_manager=manager, cors_allowed_origins="*",
+    sio = ReplicaSidServer(async_mode="sanic", client_manager=manager, serializer=JsonPacket,
+                           cors_allowed_origins="*",
                            ping_interval=25, ping_timeout=20, max_http_buffer_size=1_000_000,
                            sid_prefix=settings.socketio_sid_prefix)
     sio.attach(app, socketio_path=SOCKETIO_PATH)

@@ -28,3 +28,5 @@ class Metrics:
                                       ["kind"], registry=r)
         self.commit_batch_size = Histogram("replyhq_commit_batch_size", "Messages per group commit",
                                            registry=r, buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500))
+        self.commit_duration = Histogram("replyhq_commit_duration_seconds", "Time of one group commit in Postgres",
+                                         registry=r, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))

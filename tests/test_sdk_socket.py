@@ -78,14 +78,34 @@ async def test_send_is_acked_with_the_stored_message_and_reaches_the_other_devic
 async def test_resend_with_same_client_id_returns_original_over_the_socket(server: ServerProcess, workspace,
                                                                             db: asyncpg.Pool) -> None:
     client = await connected(server, workspace.publishable_key)
+    laptop = await connected(server, workspace.publishable_key)
+    raw: list[dict[str, Any]] = []
+    tablet = socketio.AsyncClient(reconnection=False)  # a device without the SDK's dedupe
+    tablet.on("message:new", lambda m: raw.append(m), namespace="/client")
+    await tablet.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"],
+                         transports=["websocket"], auth={"api_key": workspace.publishable_key, "user_id": "user-1"})
     try:
         conv = (await client.create_conversation())["conversation"]
         first = await client.send(conv["id"], "once", client_id="dup-1")
         again = await client.send(conv["id"], "twice?", client_id="dup-1")
         assert again == first
         assert await db.fetchval("SELECT count(*) FROM messages WHERE client_id = 'dup-1'") == 1
+        # The resend fans the original out again (its first owner may have died before its
+        # fan-out); devices see the same id and seq twice, and the SDK hands it over once.
+        for _ in range(50):
+            if len(raw) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert [(m["id"], m["seq"], m["body"]) for m in raw] == [(first["id"], first["seq"], "once")] * 2
+        _, delivered = await laptop.receive("message:new")
+        assert delivered["id"] == first["id"]
+        await client.send(conv["id"], "next", client_id="dup-2")
+        _, following = await laptop.receive("message:new")
+        assert following["body"] == "next"  # not the original a second time
     finally:
         await client.close()
+        await laptop.close()
+        await tablet.disconnect()
 
 
 async def test_receipts_and_typing_reach_the_users_other_devices(server: ServerProcess, workspace) -> None:

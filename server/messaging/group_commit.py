@@ -52,20 +52,39 @@ class GroupCommitter:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            if not self._pending:
-                self._wake.clear()
-                continue
-            batch, self._pending = self._pending, []
-            self._wake.clear()
-            await self._commit(batch)
+            # Each worker keeps its connection between commits: a pool release costs a reset
+            # round trip, as much as a small commit. A broken connection is replaced.
+            try:
+                async with self.pool.acquire() as conn:
+                    while True:
+                        await self._wake.wait()
+                        if not self._pending:
+                            self._wake.clear()
+                            continue
+                        batch, self._pending = self._pending, []
+                        self._wake.clear()
+                        await self._commit(conn, batch)
+                        if conn.is_closed():
+                            break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the pool could not give a connection: Postgres is away
+                log.warning("group commit has no connection: %s", exc)
+                for sub in self._take_all():
+                    _settle(sub, exc)
+                await asyncio.sleep(0.2)
 
-    async def _commit(self, batch: list[_Submission]) -> None:
+    def _take_all(self) -> list[_Submission]:
+        batch, self._pending = self._pending, []
+        return batch
+
+    async def _commit(self, conn: asyncpg.Connection, batch: list[_Submission]) -> None:
         if len(batch) > 1:
             merged = [m for sub in batch for m in sub.new]
             base = {k: v for sub in batch for k, v in sub.base.items()}
             try:
-                await insert_messages(self.pool, merged, base)
+                with self.metrics.commit_duration.time():  # type: ignore[attr-defined]
+                    await insert_messages(conn, merged, base)
             except _RETRY_ALONE:
                 pass  # someone's batch is special: commit each alone below
             except Exception as exc:
@@ -79,7 +98,8 @@ class GroupCommitter:
                 return
         for sub in batch:
             try:
-                await insert_messages(self.pool, sub.new, sub.base)
+                with self.metrics.commit_duration.time():  # type: ignore[attr-defined]
+                    await insert_messages(conn, sub.new, sub.base)
             except Exception as exc:
                 _settle(sub, exc)
             else:

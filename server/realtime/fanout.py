@@ -29,10 +29,14 @@ class Fanout:
     def __init__(self, sio: Any, metrics: Any) -> None:
         self.sio = sio
         self.metrics = metrics
+        self._emit_counters: dict[str, Any] = {}  # labelled children, looked up once per event name
 
     async def _emit(self, event: str, data: Any, namespace: str, room: str, skip_sid: str | None = None) -> None:
         await self.sio.emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid)
-        self.metrics.socket_emits.labels(event).inc()
+        counter = self._emit_counters.get(event)
+        if counter is None:
+            counter = self._emit_counters[event] = self.metrics.socket_emits.labels(event)
+        counter.inc()
 
     async def message_new(self, app_id: str, user_id: str, message: Message) -> None:
         data = msgspec.to_builtins(message)
