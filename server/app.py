@@ -92,6 +92,7 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         app.ctx.fanout = Fanout(sio, app.ctx.metrics)
         app.ctx.events = DomainEventWriter(app.ctx.redis)
         handler = ConversationHandler(app.ctx.pool, app.ctx.events, app.ctx.fanout, app.ctx.metrics)
+        app.ctx.conversation_handler = handler
         app.ctx.conversation_actors = ActorHost(app.ctx.redis, handler, replica_id=settings.replica_id,
                                                 partitions=settings.actor_partitions, metrics=app.ctx.metrics)
         await app.ctx.conversation_actors.start()
@@ -111,6 +112,9 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
             await app.ctx.snoozes.stop()
         if getattr(app.ctx, "conversation_actors", None) is not None:
             await app.ctx.conversation_actors.stop()
+        if getattr(app.ctx, "conversation_handler", None) is not None:
+            # Its group-commit workers hold pool connections: pool.close() would wait for them forever.
+            await app.ctx.conversation_handler.committer.close()
         if getattr(app.ctx, "events", None) is not None:
             await app.ctx.events.close()
         tasks: set[asyncio.Task[None]] = getattr(app.ctx, "tasks", set())
