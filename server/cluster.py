@@ -161,13 +161,15 @@ class Cluster:
         for proc in running:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
-        grace = self.settings.graceful_shutdown_timeout + 10
-        for proc in running:
-            try:
-                await asyncio.wait_for(proc.wait(), grace)
-            except TimeoutError:
-                log.warning("replica pid %s did not stop in %.0fs; killing it", proc.pid, grace)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        await asyncio.gather(*(self._reap(proc) for proc in running))
         log.info("cluster stopped")
+
+    async def _reap(self, proc: asyncio.subprocess.Process) -> None:
+        grace = self.settings.graceful_shutdown_timeout + 10
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            log.warning("replica pid %s did not stop in %.0fs; killing it", proc.pid, grace)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
