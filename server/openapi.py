@@ -71,7 +71,12 @@ def build_document(version: str = "0.1.0") -> dict[str, Any]:
             "schemas": components,
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                "adminBearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "adminBearer": {
+                    "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                    "description": "The admin access token from /admin/auth/login. 401 codes: missing_token, "
+                                   "invalid_token, token_expired (refresh it), admin_disabled, session_revoked "
+                                   "(signed out). A role without the route's permission gets 403 "
+                                   "permission_denied; another app's ids are 404, like missing ones."},
             },
         },
     }

@@ -51,12 +51,22 @@ def principal_for(row: admins.AdminRow, role: Role) -> AdminPrincipal:
                           row.app_name)
 
 
-async def authenticate_token(ctx: Any, token: str) -> AdminPrincipal:
-    """A valid access JWT whose admin still exists, is enabled and belongs to the token's app."""
-    claims = decode_access_token(ctx.settings.jwt_secret, token)
-    row = await admins.active_by_id(ctx.pool, claims.admin_id, claims.app_id)
+async def live_admin(ctx: Any, admin_id: UUID, app_id: UUID, session_id: UUID | None) -> admins.AdminRow:
+    """The admin row behind a token or socket, if the admin is still enabled in that app and (for a
+    token naming its sign-in) that session was not signed out; one query either way."""
+    row = await admins.active_by_id(ctx.pool, admin_id, app_id, session_id)
     if row is None:
         raise Unauthorized("this admin account no longer exists or is disabled", code="admin_disabled")
+    if not row.session_live:
+        raise Unauthorized("this session was signed out; sign in again", code="session_revoked")
+    return row
+
+
+async def authenticate_token(ctx: Any, token: str) -> AdminPrincipal:
+    """A valid access JWT whose admin still exists, is enabled and belongs to the token's app, and whose
+    session is still signed in."""
+    claims = decode_access_token(ctx.settings.jwt_secret, token)
+    row = await live_admin(ctx, claims.admin_id, claims.app_id, claims.session_id)
     roles = await roles_of(ctx)
     return principal_for(row, roles[row.role])
 

@@ -22,6 +22,7 @@ class RefreshGrant:
     admin_id: UUID
     app_id: UUID
     token: str
+    family_id: UUID  # the session: access tokens name it, and die with it
 
 
 def _hash(token: str) -> str:
@@ -67,7 +68,7 @@ async def rotate(pool: asyncpg.Pool, presented: str, ttl: int) -> RefreshGrant:
             await conn.execute(
                 "UPDATE admin_refresh_tokens SET revoked_at = now(), replaced_by = $2 WHERE id = $1",
                 row["id"], new_id)
-            return RefreshGrant(row["admin_id"], row["app_id"], token)
+            return RefreshGrant(row["admin_id"], row["app_id"], token, row["family_id"])
     # Raised after the commit so the family revocation sticks.
     assert reused
     raise Unauthorized("refresh token was already used; this session has been revoked",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from server.auth import admins, login_limits, refresh_tokens
 from server.auth.admins import AdminRow
 from server.auth.rbac import AdminPrincipal, principal_for
+from server.auth.refresh_tokens import RefreshGrant
 from server.auth.roles import roles_of
 from server.auth.tokens import issue_access_token
 from server.errors import Unauthorized
@@ -25,14 +27,19 @@ class SessionTokens:
     principal: AdminPrincipal
 
 
-async def start_session(ctx: Any, row: AdminRow, refresh_token: str | None = None) -> SessionTokens:
-    """Tokens for `row`: a new refresh family unless a rotated `refresh_token` is passed in."""
+async def start_session(ctx: Any, row: AdminRow, rotated: RefreshGrant | None = None) -> SessionTokens:
+    """Tokens for `row`: a new refresh family (session) unless a `rotated` refresh grant is passed in.
+    The access token names the session, so signing out ends it too."""
     settings = ctx.settings
     role = (await roles_of(ctx))[row.role]
+    if rotated is None:
+        family = uuid.uuid4()
+        refresh_token, _ = await refresh_tokens.issue(ctx.pool, row.id, row.app_id, settings.refresh_token_ttl,
+                                                      family)
+    else:
+        family, refresh_token = rotated.family_id, rotated.token
     access, _ = issue_access_token(settings.jwt_secret, admin_id=row.id, app_id=row.app_id, role=row.role,
-                                   ttl=settings.access_token_ttl)
-    if refresh_token is None:
-        refresh_token, _ = await refresh_tokens.issue(ctx.pool, row.id, row.app_id, settings.refresh_token_ttl)
+                                   ttl=settings.access_token_ttl, session_id=family)
     return SessionTokens(access, refresh_token, settings.access_token_ttl, principal_for(row, role))
 
 
@@ -54,4 +61,4 @@ async def refresh(ctx: Any, presented: str) -> SessionTokens:
     row = await admins.active_by_id(ctx.pool, grant.admin_id, grant.app_id)
     if row is None:
         raise Unauthorized("this admin account no longer exists or is disabled", code="admin_disabled")
-    return await start_session(ctx, row, grant.token)
+    return await start_session(ctx, row, grant)

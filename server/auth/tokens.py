@@ -22,13 +22,20 @@ class AdminClaims:
     role: str
     token_id: str
     expires_at: int
+    session_id: UUID | None = None  # the refresh-token family (sign-in) the token was issued for
 
 
-def issue_access_token(secret: str, *, admin_id: UUID, app_id: UUID, role: str, ttl: int) -> tuple[str, int]:
+def issue_access_token(secret: str, *, admin_id: UUID, app_id: UUID, role: str, ttl: int,
+                       session_id: UUID | None = None) -> tuple[str, int]:
+    """`session_id` (claim `sess`) ties the token to a sign-in: once that session is signed out (or its
+    refresh token is replayed), the access token stops working too, before it expires."""
     now = int(time.time())
     exp = now + ttl
-    token = jwt.encode({"sub": str(admin_id), "app": str(app_id), "role": role, "iat": now, "exp": exp,
-                        "aud": _AUDIENCE, "jti": uuid.uuid4().hex, "typ": "access"}, secret, algorithm=_ALG)
+    claims = {"sub": str(admin_id), "app": str(app_id), "role": role, "iat": now, "exp": exp,
+              "aud": _AUDIENCE, "jti": uuid.uuid4().hex, "typ": "access"}
+    if session_id is not None:
+        claims["sess"] = str(session_id)
+    token = jwt.encode(claims, secret, algorithm=_ALG)
     return token, exp
 
 
@@ -43,7 +50,9 @@ def decode_access_token(secret: str, token: str) -> AdminClaims:
     if claims.get("typ") != "access":
         raise Unauthorized("not an access token", code="invalid_token")
     try:
+        session = claims.get("sess")
         return AdminClaims(UUID(claims["sub"]), UUID(claims["app"]), str(claims["role"]),
-                           str(claims.get("jti", "")), int(claims["exp"]))
-    except (ValueError, TypeError):
+                           str(claims.get("jti", "")), int(claims["exp"]),
+                           UUID(session) if session is not None else None)
+    except (ValueError, TypeError, AttributeError):
         raise Unauthorized("invalid access token", code="invalid_token") from None

@@ -16,9 +16,9 @@ from uuid import UUID
 
 import msgspec
 
-from server.auth import admins
-from server.auth.rbac import AdminPrincipal, authenticate_token, principal_for, requires
+from server.auth.rbac import AdminPrincipal, live_admin, principal_for, requires
 from server.auth.roles import roles_of
+from server.auth.tokens import decode_access_token
 from server.errors import ApiError, Unauthorized, ValidationFailed
 from server.inbox import agent, online
 from server.inbox.schemas import ConversationRef, SocketRead, SocketSend
@@ -48,9 +48,11 @@ class AdminNamespace(EventNamespace):
                 raise Unauthorized("invalid admin_token", code="invalid_token")
             return {"app_id": str(key.app_id), "admin_id": None, "role": LEGACY_KEY_ROLE, "legacy": True,
                     "key_id": str(key.id)}
-        principal = await authenticate_token(self.ctx, token)  # refuses removed/disabled admins
-        return {"app_id": str(principal.app_id), "admin_id": str(principal.admin_id), "role": principal.role,
-                "legacy": False}
+        claims = decode_access_token(self.ctx.settings.jwt_secret, token)
+        # refuses removed/disabled admins and signed-out sessions
+        row = await live_admin(self.ctx, claims.admin_id, claims.app_id, claims.session_id)
+        return {"app_id": str(row.app_id), "admin_id": str(row.id), "role": row.role, "legacy": False,
+                "session_id": str(claims.session_id) if claims.session_id else None}
 
     async def current_admin(self, sid: str) -> AdminPrincipal:
         """The socket's principal as the database sees it now (used by @requires on events)."""
@@ -63,9 +65,8 @@ class AdminNamespace(EventNamespace):
                 raise Unauthorized("the API key of this session was revoked", code="invalid_token")
             role = roles[LEGACY_KEY_ROLE]
             return AdminPrincipal(None, app_id, role.name, role.rank, role.permissions)
-        row = await admins.active_by_id(self.ctx.pool, UUID(session["admin_id"]), app_id)
-        if row is None:
-            raise Unauthorized("this admin account no longer exists or is disabled", code="admin_disabled")
+        signed_in = session.get("session_id")
+        row = await live_admin(self.ctx, UUID(session["admin_id"]), app_id, UUID(signed_in) if signed_in else None)
         return principal_for(row, roles[row.role])
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:

@@ -18,5 +18,10 @@ def ack_error(exc: ApiError) -> dict[str, Any]:
     return {"ok": False, **exc.body(), "status": exc.status}
 
 
+def internal_error() -> dict[str, Any]:
+    """An unexpected failure in a handler: acked like REST's 500, so the client never waits forever."""
+    return {"ok": False, **error_body("internal", "internal server error"), "status": 500}
+
+
 def unknown_event(event: str) -> dict[str, Any]:
     return {"ok": False, **error_body("unknown_event", f"unknown event {event!r}"), "status": 400}

@@ -1,13 +1,20 @@
-"""Base namespace: `a:b` events map to `on_a_b` handlers; unknown events get an error ack."""
+"""Base namespace: `a:b` events map to `on_a_b` handlers; unknown events get an error ack.
+
+Every event handler takes (sid, payload=None): one payload argument at most. Whatever a client sends,
+it gets an ack: a typed ApiError becomes an error ack, a payload spread over several arguments a 422,
+and an unexpected exception a logged 500 ack (never a silently dropped ack the client waits on)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import socketio
 
-from server.errors import ApiError
-from server.realtime.errors import ack_error, unknown_event
+from server.errors import ApiError, ValidationFailed
+from server.realtime.errors import ack_error, internal_error, unknown_event
+
+log = logging.getLogger("replyhq.realtime")
 
 
 class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
@@ -21,7 +28,13 @@ class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return None if event in ("connect", "disconnect") else unknown_event(event)
         if event in ("connect", "disconnect"):
             return await handler(*args)
+        if len(args) > 2:  # (sid, payload, more...): not something any event accepts
+            return ack_error(ValidationFailed("send the payload as one argument", {
+                "path": "$", "reason": f"expected 1 argument, got {len(args) - 1}"}))
         try:
             return await handler(*args)
         except ApiError as exc:  # typed errors become error acks, the socket stays up
             return ack_error(exc)
+        except Exception:
+            log.exception("unhandled error in %s event %r", self.namespace, event[:100])
+            return internal_error()

@@ -75,7 +75,9 @@ document(
               extra={"description": "Each refresh token works once. Presenting one that was already "
                                     "rotated revokes the whole session (401 refresh_token_reused)."}),
     Operation("POST", "/admin/auth/logout", "End the session a refresh token belongs to", "admin auth",
-              body=RefreshRequest, response=Ok, errors=(400, 422)),
+              body=RefreshRequest, response=Ok, errors=(400, 422),
+              extra={"description": "The session's refresh tokens and the access tokens issued for it stop "
+                                    "working at once (401 session_revoked)."}),
     Operation("GET", "/admin/auth/me", "The signed-in admin, their permissions and app", "admin auth",
               response=Me, auth="admin_jwt", errors=(401,)),
     Operation("POST", "/admin/auth/accept-invite", "Accept a team invitation: set a password, signed in",

@@ -27,7 +27,7 @@ from server.messaging import conversations, users
 from server.messaging.models import Conversation, Receipt
 from server.openapi import Operation, document
 from server.payloads import decode_body
-from server.routes.query_params import int_param
+from server.routes.query_params import int_param, text_param
 
 bp = Blueprint("admin_conversations", url_prefix="/admin/api/conversations")
 _ID = (("conversation_id", "path", "conversation id"),)
@@ -100,8 +100,8 @@ def _filter(request: Request) -> inbox_sql.InboxFilter:
         except ValueError:
             raise ValidationFailed("query parameter assignee must be an admin id or me",
                                    {"path": "?assignee", "value": raw[:50]}, code="invalid_query") from None
-    q = (request.args.get("q") or "").strip()[:200] or None
-    tag = (request.args.get("tag") or "").strip()[:50] or None
+    q = text_param(request, "q", 200)
+    tag = text_param(request, "tag", 50)
     return inbox_sql.InboxFilter(status=status, assignee_id=assignee, unassigned=_flag(request, "unassigned"),
                                  unread=_flag(request, "unread"), tag=tag, q=q)
 

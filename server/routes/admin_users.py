@@ -15,7 +15,7 @@ from server.inbox import online
 from server.inbox import users as users_sql
 from server.inbox.schemas import UserDetail, UserPage
 from server.openapi import Operation, document
-from server.routes.query_params import int_param
+from server.routes.query_params import int_param, text_param
 
 bp = Blueprint("admin_users", url_prefix="/admin/api/users")
 
@@ -38,7 +38,7 @@ async def list_users(request: Request) -> HTTPResponse:
     me = current_admin(request)
     limit = int_param(request, "limit", 50, lo=1, hi=100) or 50
     offset = int_param(request, "offset", 0, lo=0, hi=10_000_000) or 0
-    q = (request.args.get("q") or "").strip()[:200] or None
+    q = text_param(request, "q", 200)
     ctx = request.app.ctx
     found, total = await users_sql.list_users(ctx.pool, me.app_id, q=q, limit=limit, offset=offset,
                                               online=await online.online_user_ids(ctx, me.app_id))

@@ -23,6 +23,16 @@ def int_param(request: Request, name: str, default: int | None, *, lo: int, hi: 
     return value
 
 
+def text_param(request: Request, name: str, max_length: int) -> str | None:
+    """A free-text parameter (search, tag): trimmed and cut to max_length; None when empty. A NUL
+    character cannot be stored or searched for in Postgres text, so it is refused, not a 500."""
+    raw = (request.args.get(name) or "").strip()[:max_length]
+    if "\x00" in raw:
+        raise ValidationFailed(f"query parameter {name} must not contain NUL characters",
+                               {"path": f"?{name}"}, code="invalid_query")
+    return raw or None
+
+
 def time_param(request: Request, name: str) -> datetime | None:
     raw = request.args.get(name)
     if not raw:
