@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -101,15 +102,27 @@ class Cluster:
         self._stopping.set()
 
     async def start(self) -> None:
+        self._check_address()
         for replica in self.replicas:
             await self._spawn(replica)
         await asyncio.gather(*(self._wait_healthy(r) for r in self.replicas))
-        await self.balancer.start()
+        try:
+            await self.balancer.start()
+        except OSError as exc:
+            raise ClusterError(f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror}") from None
         self._watchers = [asyncio.create_task(self._watch(r), name=f"watch-{r.name}") for r in self.replicas]
         lines = [f"\n  ReplyHQ cluster: {len(self.replicas)} replicas behind {self.settings.base_url}"]
         lines += [f"    {r.name}  pid {r.proc.pid if r.proc else '-'}  {r.url}" for r in self.replicas]
         print("\n".join(lines) + "\n  Ctrl-C stops everything.\n", flush=True)
         log.info("cluster of %s replicas serving on %s", len(self.replicas), self.settings.base_url)
+
+    def _check_address(self) -> None:
+        """Fail before starting replicas when HOST:PORT is taken."""
+        try:
+            with socket.create_server((self.settings.host, self.settings.port), reuse_port=False):
+                pass
+        except OSError as exc:
+            raise ClusterError(f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror}") from None
 
     async def _spawn(self, replica: Replica) -> None:
         replica.proc = await asyncio.create_subprocess_exec(
