@@ -308,7 +308,7 @@ class SdkSocketUser(ReplyHQUser):
     def typing(self) -> None:
         if self._ensure_ready():
             timed("ack typing:start", self.socket.call, "typing:start", {"conversation_id": self.conversations[-1]})
-            self.socket.call("typing:stop", {"conversation_id": self.conversations[-1]})
+            timed("ack typing:stop", self.socket.call, "typing:stop", {"conversation_id": self.conversations[-1]})
 
     @task(1)
     def new_conversation(self) -> None:
