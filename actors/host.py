@@ -89,6 +89,7 @@ class ActorHost(Generic[C]):
         self._reply_decoder = msgspec.json.Decoder(_Reply)
         self._stopping = False
         self._rerouting: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Task[None]] = set()  # batches finishing after their partition left
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -104,6 +105,8 @@ class ActorHost(Generic[C]):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._in_flight:  # let batches already committing reply and fan out
+            await asyncio.wait(set(self._in_flight), timeout=5)
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(ServiceUnavailable("replica shutting down; retry"))
@@ -242,21 +245,31 @@ class ActorHost(Generic[C]):
             while len(batch) < MAX_BATCH and not box.empty():
                 batch.append(box.get_nowait())
             lag.set(sum(b.qsize() for b in self._mailboxes.values()))
-            started = time.perf_counter()
-            try:
-                results = await self.handler.process(partition, [env.command for env in batch])
-            except Exception:
-                log.exception("actor batch failed on partition %s", partition)
-                results = [ServiceUnavailable("could not process; retry", code="actor_error")] * len(batch)
-            await self._reply(partition, batch, results)
-            self.metrics.actor_commands.labels(self.kind, "ok").inc(
-                sum(1 for r in results if not isinstance(r, ApiError)))
-            try:
-                await self.handler.after_process(partition, results)
-            except Exception:
-                log.exception("after_process failed on partition %s", partition)
-            log.debug("partition %s batch of %s in %.1f ms", partition, len(batch),
-                      (time.perf_counter() - started) * 1000)
+            # Losing the partition cancels this worker, but never a batch half way: one that
+            # committed must still reply and fan out, or its acked messages reach nobody live.
+            task = asyncio.create_task(self._run_batch(partition, batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            await asyncio.shield(task)
+
+    async def _run_batch(self, partition: int, batch: list[Envelope[C]]) -> None:
+        started = time.perf_counter()
+        try:
+            results = await self.handler.process(partition, [env.command for env in batch])
+        except Exception:
+            log.exception("actor batch failed on partition %s", partition)
+            results = [ServiceUnavailable("could not process; retry", code="actor_error")] * len(batch)
+        await self._reply(partition, batch, results)
+        failed = sum(1 for r in results if isinstance(r, ApiError))
+        self.metrics.actor_commands.labels(self.kind, "ok").inc(len(results) - failed)
+        if failed:
+            self.metrics.actor_commands.labels(self.kind, "error").inc(failed)
+        try:
+            await self.handler.after_process(partition, results)
+        except Exception:
+            log.exception("after_process failed on partition %s", partition)
+        log.debug("partition %s batch of %s in %.1f ms", partition, len(batch),
+                  (time.perf_counter() - started) * 1000)
 
     async def _reply(self, partition: int, batch: list[Envelope[C]], results: list[Any]) -> None:
         remote: list[tuple[str, bytes]] = []

@@ -89,6 +89,11 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         app.ctx.redis = aioredis.from_url(settings.redis_url or "", decode_responses=False,
                                           health_check_interval=10, socket_keepalive=True)
         app.ctx.tasks = set()
+        if not sio.manager_initialized:
+            # Subscribe to other replicas' emits now, not on the first socket connect
+            # (python-socketio's default), so that socket cannot miss what is published meanwhile.
+            sio.manager_initialized = True
+            manager.initialize()
         app.ctx.fanout = Fanout(sio, app.ctx.metrics)
         app.ctx.events = DomainEventWriter(app.ctx.redis)
         handler = ConversationHandler(app.ctx.pool, app.ctx.events, app.ctx.fanout, app.ctx.metrics)
@@ -98,6 +103,10 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         await app.ctx.conversation_actors.start()
         leases = app.ctx.conversation_actors.leases
         manager.has_peers = lambda: leases.live_replicas > 1
+        if leases.live_replicas > 1:
+            # Serve only once every other replica has seen this one join (they refresh the
+            # membership each tick): until then they would not publish emits for our sockets.
+            await asyncio.sleep(leases.tick_s * 2.5)
         app.ctx.sdk_identity = SdkIdentity(app.ctx.pool)
         app.ctx.messaging = MessagingService(app.ctx.pool, app.ctx.events, app.ctx.conversation_actors,
                                              app.ctx.fanout)

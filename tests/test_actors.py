@@ -50,6 +50,7 @@ async def make_host(db: asyncpg.Pool, redis: aioredis.Redis) -> AsyncIterator[Ca
     yield make
     for h in hosts:
         await h.stop()
+        await h.handler.committer.close()  # its workers hold pool connections
     for w in writers:
         await w.close()
 

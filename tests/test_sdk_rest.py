@@ -193,6 +193,9 @@ async def test_another_app_or_another_user_cannot_see_or_post_to_a_conversation(
     ("POST", "/messages", None, b"", 400, "malformed_json"),
     ("POST", "/messages", {"client_id": "c", "body": "x", "attachments": [{"name": "no url"}]}, None, 422,
      "validation_error"),
+    ("POST", "/messages", {"client_id": "c", "body": "nul \x00 inside"}, None, 422, "validation_error"),
+    ("POST", "/messages", {"client_id": "c", "body": "x", "attachments": [{"url": "u", "name": "\x00"}]}, None,
+     422, "validation_error"),
     ("POST", "/read", {"seq": -1}, None, 422, "validation_error"),
     ("POST", "/read", {"seq": "3"}, None, 422, "validation_error"),
     ("GET", "/messages?limit=0", None, None, 422, "invalid_query"),
@@ -207,6 +210,23 @@ async def test_bad_input_gets_a_clear_4xx_and_stores_nothing(server: ServerProce
     got, err = http(method, f"{server.url}/v1/conversations/{conv['id']}{path}", body, headers=h, raw=raw)
     assert (got, err["error"]["code"]) == (status, code), err
     assert await counts(db) == before
+
+
+async def test_nul_characters_in_user_fields_are_a_422_and_store_nothing(server: ServerProcess, workspace,
+                                                                          db: asyncpg.Pool) -> None:
+    h = headers(workspace.publishable_key, "user-1")
+    assert http("POST", f"{server.url}/v1/users/identify", {"user_id": "user-1", "name": "Ann"}, headers=h)[0] == 200
+    before = await db.fetchrow("SELECT name, attributes, metadata FROM end_users WHERE external_id = 'user-1'")
+    for method, path, body in (
+            ("POST", "/v1/users/identify", {"user_id": "user-1", "attributes": {"plan": "a\x00"}}),
+            ("POST", "/v1/users/identify", {"user_id": "user-1", "attributes": {"tags": [{"k": "\x00"}]}}),
+            ("POST", "/v1/users/identify", {"user_id": "user-1", "device": {"model": "\x00"}}),
+            ("PATCH", "/v1/users/me", {"name": "A\x00nn"}),
+            ("PATCH", "/v1/users/me", {"attributes": {"\x00": 1}})):
+        got, err = http(method, server.url + path, body, headers=h)
+        assert (got, err["error"]["code"]) == (422, "validation_error"), (body, err)
+    after = await db.fetchrow("SELECT name, attributes, metadata FROM end_users WHERE external_id = 'user-1'")
+    assert after == before
 
 
 async def test_bad_credentials_are_refused_and_store_nothing(server: ServerProcess, workspace,

@@ -29,8 +29,9 @@ class _Submission:
 
 
 class GroupCommitter:
-    def __init__(self, pool: asyncpg.Pool, metrics: object, workers: int = 2) -> None:
+    def __init__(self, pool: asyncpg.Pool, metrics: object, workers: int = 2, idle_release_s: float = 0.05) -> None:
         self.pool = pool
+        self.idle_release_s = idle_release_s
         self.metrics = metrics
         self._pending: list[_Submission] = []
         self._wake = asyncio.Event()
@@ -52,20 +53,23 @@ class GroupCommitter:
 
     async def _run(self) -> None:
         while True:
-            # Each worker keeps its connection between commits: a pool release costs a reset
-            # round trip, as much as a small commit. A broken connection is replaced.
+            await self._wake.wait()
+            if not self._pending:
+                self._wake.clear()
+                continue
+            # A worker keeps its connection while commits keep coming (a pool release costs a
+            # reset round trip, as much as a small commit) and gives it back once idle.
             try:
                 async with self.pool.acquire() as conn:
-                    while True:
-                        await self._wake.wait()
-                        if not self._pending:
-                            self._wake.clear()
-                            continue
+                    while self._pending:
                         batch, self._pending = self._pending, []
                         self._wake.clear()
                         await self._commit(conn, batch)
                         if conn.is_closed():
                             break
+                        if not self._pending:
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(self._wake.wait(), self.idle_release_s)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the pool could not give a connection: Postgres is away

@@ -7,9 +7,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-Id = Annotated[str, Meta(min_length=1, max_length=64)]
-ClientId = Annotated[str, Meta(min_length=1, max_length=100)]
-Body = Annotated[str, Meta(min_length=1, max_length=10_000)]
+# Postgres text and jsonb cannot hold NUL: refused at the edge (422), not in storage (a 503
+# that a client would retry forever).
+NO_NUL = r"^[^\x00]*$"
+
+Id = Annotated[str, Meta(min_length=1, max_length=64, pattern=NO_NUL)]
+ClientId = Annotated[str, Meta(min_length=1, max_length=100, pattern=NO_NUL)]
+Body = Annotated[str, Meta(min_length=1, max_length=10_000, pattern=NO_NUL)]
 SenderKind = Literal["user", "admin", "bot", "system"]
 Status = Literal["open", "pending", "snoozed", "closed"]
 
@@ -17,20 +21,20 @@ Status = Literal["open", "pending", "snoozed", "closed"]
 class Attachment(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Metadata only: the file itself lives wherever the app uploaded it."""
 
-    url: Annotated[str, Meta(max_length=2048)]
-    name: Annotated[str, Meta(max_length=255)] | None = None
-    content_type: Annotated[str, Meta(max_length=255)] | None = None
+    url: Annotated[str, Meta(max_length=2048, pattern=NO_NUL)]
+    name: Annotated[str, Meta(max_length=255, pattern=NO_NUL)] | None = None
+    content_type: Annotated[str, Meta(max_length=255, pattern=NO_NUL)] | None = None
     size: Annotated[int, Meta(ge=0)] | None = None
 
 
 class Device(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
-    platform: Annotated[str, Meta(max_length=40)] | None = None
-    model: Annotated[str, Meta(max_length=100)] | None = None
-    os_version: Annotated[str, Meta(max_length=40)] | None = None
-    app_version: Annotated[str, Meta(max_length=40)] | None = None
-    sdk_version: Annotated[str, Meta(max_length=40)] | None = None
-    locale: Annotated[str, Meta(max_length=20)] | None = None
-    timezone: Annotated[str, Meta(max_length=60)] | None = None
+    platform: Annotated[str, Meta(max_length=40, pattern=NO_NUL)] | None = None
+    model: Annotated[str, Meta(max_length=100, pattern=NO_NUL)] | None = None
+    os_version: Annotated[str, Meta(max_length=40, pattern=NO_NUL)] | None = None
+    app_version: Annotated[str, Meta(max_length=40, pattern=NO_NUL)] | None = None
+    sdk_version: Annotated[str, Meta(max_length=40, pattern=NO_NUL)] | None = None
+    locale: Annotated[str, Meta(max_length=20, pattern=NO_NUL)] | None = None
+    timezone: Annotated[str, Meta(max_length=60, pattern=NO_NUL)] | None = None
 
 
 class Message(msgspec.Struct, kw_only=True):

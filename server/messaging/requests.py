@@ -12,21 +12,36 @@ import msgspec
 from msgspec import Meta
 
 from server.errors import PayloadTooLarge
-from server.messaging.models import Attachment, ClientId, Device, Id
+from server.messaging.models import NO_NUL, Attachment, ClientId, Device, Id
 
-ExternalId = Annotated[str, Meta(min_length=1, max_length=255)]
-Name = Annotated[str, Meta(max_length=255)]
-Email = Annotated[str, Meta(max_length=320)]
-Subject = Annotated[str, Meta(max_length=255)]
+ExternalId = Annotated[str, Meta(min_length=1, max_length=255, pattern=NO_NUL)]
+Name = Annotated[str, Meta(max_length=255, pattern=NO_NUL)]
+Email = Annotated[str, Meta(max_length=320, pattern=NO_NUL)]
+Subject = Annotated[str, Meta(max_length=255, pattern=NO_NUL)]
 # Loose type bound: the real limit (bytes, configurable) is check_body_size's 413.
-MessageText = Annotated[str, Meta(min_length=1, max_length=1_000_000)]
+MessageText = Annotated[str, Meta(min_length=1, max_length=1_000_000, pattern=NO_NUL)]
 Attachments = Annotated[list[Attachment], Meta(max_length=20)]
-Attributes = Annotated[dict[Annotated[str, Meta(max_length=100)], Any], Meta(max_length=100)]
+Attributes = Annotated[dict[Annotated[str, Meta(max_length=100, pattern=NO_NUL)], Any], Meta(max_length=100)]
 Seq = Annotated[int, Meta(ge=0, le=2_147_483_647)]
 
 
 class _Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
+
+
+def _nul_free(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, dict):
+        return all(_nul_free(k) and _nul_free(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_nul_free(v) for v in value)
+    return True
+
+
+def _check_attributes(attributes: dict[str, Any] | None) -> None:
+    if attributes is not None and not _nul_free(attributes):
+        raise ValueError("attributes must not contain NUL characters")  # msgspec makes this a 422
 
 
 class IdentifyBody(_Body):
@@ -37,12 +52,18 @@ class IdentifyBody(_Body):
     attributes: Attributes | None = None
     device: Device | None = None
 
+    def __post_init__(self) -> None:
+        _check_attributes(self.attributes)
+
 
 class UpdateUserBody(_Body):
     name: Name | None = None
     email: Email | None = None
     attributes: Attributes | None = None
     device: Device | None = None
+
+    def __post_init__(self) -> None:
+        _check_attributes(self.attributes)
 
 
 class NewMessageBody(_Body):
@@ -65,10 +86,10 @@ class ReceiptBody(_Body):
 class ClientAuth(msgspec.Struct, kw_only=True):
     """Handshake auth. Unknown fields are ignored: SDKs add their own (tokens, versions)."""
 
-    api_key: Annotated[str, Meta(min_length=1, max_length=200)]
+    api_key: Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
     user_id: ExternalId | None = None
     anonymous_id: ExternalId | None = None
-    user_hash: Annotated[str, Meta(max_length=128)] | None = None
+    user_hash: Annotated[str, Meta(max_length=128, pattern=NO_NUL)] | None = None
     device: Device | None = None
 
 
