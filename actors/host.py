@@ -47,7 +47,7 @@ class Handler(Protocol[C]):
         """One result (or ApiError) per command, in order; called with a partition's commands in order."""
         ...
     async def after_process(self, partition: int, results: list[Any]) -> None:
-        """Side effects after replies are sent (fan-out), still in partition order."""
+        """Side effects (fan-out), in partition order, before the replies are sent."""
         ...
 
 
@@ -259,15 +259,17 @@ class ActorHost(Generic[C]):
         except Exception:
             log.exception("actor batch failed on partition %s", partition)
             results = [ServiceUnavailable("could not process; retry", code="actor_error")] * len(batch)
+        # Fan out before acknowledging: a replica dying in between leaves an unacknowledged
+        # command, whose retry fans the original out again, never an acked message nobody saw.
+        try:
+            await self.handler.after_process(partition, results)
+        except Exception:
+            log.exception("after_process failed on partition %s", partition)
         await self._reply(partition, batch, results)
         failed = sum(1 for r in results if isinstance(r, ApiError))
         self.metrics.actor_commands.labels(self.kind, "ok").inc(len(results) - failed)
         if failed:
             self.metrics.actor_commands.labels(self.kind, "error").inc(failed)
-        try:
-            await self.handler.after_process(partition, results)
-        except Exception:
-            log.exception("after_process failed on partition %s", partition)
         log.debug("partition %s batch of %s in %.1f ms", partition, len(batch),
                   (time.perf_counter() - started) * 1000)
 

@@ -218,7 +218,7 @@ def main() -> None:
                                 alive, pg, kill=victim)
             emit({"scenario": "failover", "replicas": len(servers), "clients": 100,
                   "partitions_serving_again_s": round(float(line["ack_max_ms"] or 0) / 1000, 2),  # type: ignore[arg-type]
-                  "lost": line["lost"], "duplicated": line["duplicated"],
+                  "lost": line["lost"], "lost_sample": line.get("lost_sample"), "duplicated": line["duplicated"],
                   "stored_duplicates": line["stored_duplicates"],
                   "seq_gaps": line["seq_gaps"], "errors": line["errors"], "retries": line["retries"],
                   "msgs_per_s": line["msgs_per_s"], "ack_p99_ms": line["ack_p99_ms"]})
@@ -226,7 +226,10 @@ def main() -> None:
         for s in servers:
             s.stop()
         services.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ async function storm() {
 async function messages() {
   const ackLat = [], delLat = [], ackAt = [];
   let acked = 0, errors = 0, retries = 0, measuring = false, stopping = false;
-  const sentAt = new Map(), deliveredIds = new Map(), ackedIds = new Set(), conversations = [];
+  const sentAt = new Map(), ackedSeq = new Map(), deliveredIds = new Map(), ackedIds = new Set(), conversations = [];
   async function client(i) {
     const userId = `bench-${runId}-${i}`;
     const sender = await connect(urls[i % urls.length], userId);
@@ -69,6 +69,7 @@ async function messages() {
         const res = await call(c.sender, "message:send", { conversation_id: c.convId, client_id: clientId, body: "x".repeat(100) });
         if (res && res.ok) {
           ackedIds.add(clientId);
+          ackedSeq.set(clientId, `${res.message.seq}@${attempt}`);
           const now = performance.now();
           if (measuring) { acked++; ackLat.push(now - t0); ackAt.push(now); }
           break;
@@ -98,9 +99,10 @@ async function messages() {
   await Promise.all(loops);
   await sleep(1500);  // let the last deliveries land
   let lost = 0, duplicated = 0;
+  const lostSample = [];
   for (const id of ackedIds) {
     const d = deliveredIds.get(id)?.size || 0;
-    if (d === 0) lost++;
+    if (d === 0) { lost++; if (lostSample.length < 5) lostSample.push(`${id} seq ${ackedSeq.get(id)}`); }
     if (d > 1) duplicated += d - 1;
   }
   for (const c of conns) { c.sender.close(); c.observer.close(); }
@@ -111,7 +113,7 @@ async function messages() {
   return { msgs_per_s: +(acked / elapsed).toFixed(1), acked_total: ackedIds.size,
     ack_p50_ms: pct(ackLat, 50), ack_p95_ms: pct(ackLat, 95), ack_p99_ms: pct(ackLat, 99), ack_max_ms: pct(ackLat, 100),
     delivery_p50_ms: pct(delLat, 50), delivery_p95_ms: pct(delLat, 95), delivery_p99_ms: pct(delLat, 99),
-    max_ack_gap_ms: +maxGap.toFixed(1), errors, retries, lost, duplicated, setup_s: +setupS.toFixed(2), conversations };
+    max_ack_gap_ms: +maxGap.toFixed(1), errors, retries, lost, lost_sample: lostSample, duplicated, setup_s: +setupS.toFixed(2), conversations };
 }
 
 const result = mode === "storm" ? await storm() : await messages();
