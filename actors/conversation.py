@@ -78,7 +78,7 @@ class ConversationHandler:
         self.events = events
         self.fanout = fanout
         self.metrics = metrics
-        self.committer = GroupCommitter(pool, metrics)
+        self.committer = GroupCommitter(pool, metrics, workers=4)
         self._states: dict[UUID, ConversationState] = {}
         self._pending_effects: dict[int, list[Outcome]] = {}
 

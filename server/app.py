@@ -103,7 +103,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
                                                 partitions=settings.actor_partitions, metrics=app.ctx.metrics)
         await app.ctx.conversation_actors.start()
         leases = app.ctx.conversation_actors.leases
-        manager.has_peers = lambda: leases.live_replicas > 1
+        peers = asyncio.create_task(manager.watch_peers(app.ctx.redis), name="fanout-peers")
+        app.ctx.tasks.add(peers)
         if leases.live_replicas > 1:
             # Serve only once every other replica has seen this one join (they refresh the
             # membership each tick): until then they would not publish emits for our sockets.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
 from typing import Any
 
 import msgspec
@@ -11,6 +11,7 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
+PEER_GRACE_S = 5.0  # keep publishing this long after the last sight of another replica
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 
@@ -53,9 +54,29 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     def __init__(self, url: str, channel: str, publish_concurrency: int = 4, **kwargs: Any) -> None:
         super().__init__(url, channel=channel, **kwargs)
         self._publish_slots = asyncio.Semaphore(publish_concurrency)
-        # Told by the replica membership whether any other replica is alive; alone, an emit
-        # has been delivered to every socket there is once the local handling is done.
-        self.has_peers: Callable[[], bool] = lambda: True
+        self._peer_seen_at: float | None = None  # None: not checked yet, so assume peers
+
+    def has_peers(self) -> bool:
+        """Whether another replica listens on the channel (or did within PEER_GRACE_S).
+
+        Alone, an emit has reached every socket there is once the local delivery is done, and
+        publishing it would only cost a Redis round trip. Subscribers are counted by Redis
+        itself: a replica too busy to renew its leases is still subscribed and still served.
+        """
+        return self._peer_seen_at is None or time.monotonic() - self._peer_seen_at < PEER_GRACE_S
+
+    async def watch_peers(self, redis: Any, interval_s: float = 0.25) -> None:
+        """Count the channel's subscribers (PUBSUB NUMSUB) until cancelled; ours is one of them."""
+        while True:
+            try:
+                counts = await redis.pubsub_numsub(self.channel)
+                if counts and int(counts[0][1]) > 1:
+                    self._peer_seen_at = time.monotonic()
+                elif self._peer_seen_at is None:
+                    self._peer_seen_at = time.monotonic() - PEER_GRACE_S  # checked: alone
+            except Exception:  # Redis away: keep the last answer, fan-out retries on its own
+                pass
+            await asyncio.sleep(interval_s)
 
     def deliver_local(self, event: str, data: Any, namespace: str, room: str | None,
                       skip_sid: str | list[str] | None = None) -> int:
