@@ -115,16 +115,13 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         app.ctx.snoozes = SnoozeWorker(app.ctx.pool, app.ctx.redis, app.ctx.messaging,
                                        replica_id=settings.replica_id, interval_s=settings.snooze_check_interval)
         await app.ctx.snoozes.start()
-        log.info("replica %s serving on %s", settings.replica_id, settings.base_url)
-
-    @app.after_server_start
-    async def _settle_heap(app: Sanic) -> None:
-        # Everything built at start-up lives as long as the process: keep it out of the cyclic
-        # GC's scans, and collect young objects less often. With thousands of sockets the
-        # default thresholds spend a large share of CPU re-scanning long-lived objects.
+        # Everything built so far lives as long as the process: keep it out of the cyclic GC's
+        # scans, and collect young objects less often. With thousands of sockets the default
+        # thresholds spend a large share of CPU re-scanning long-lived objects.
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
+        log.info("replica %s serving on %s", settings.replica_id, settings.base_url)
 
     @app.after_server_stop
     async def _close_resources(app: Sanic) -> None:
