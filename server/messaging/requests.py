@@ -44,18 +44,6 @@ def _check_attributes(attributes: dict[str, Any] | None) -> None:
         raise ValueError("attributes must not contain NUL characters")  # msgspec makes this a 422
 
 
-class IdentifyBody(_Body):
-    user_id: ExternalId | None = None
-    anonymous_id: ExternalId | None = None
-    name: Name | None = None
-    email: Email | None = None
-    attributes: Attributes | None = None
-    device: Device | None = None
-
-    def __post_init__(self) -> None:
-        _check_attributes(self.attributes)
-
-
 class UpdateUserBody(_Body):
     name: Name | None = None
     email: Email | None = None
@@ -64,6 +52,11 @@ class UpdateUserBody(_Body):
 
     def __post_init__(self) -> None:
         _check_attributes(self.attributes)
+
+
+class IdentifyBody(UpdateUserBody):
+    user_id: ExternalId | None = None
+    anonymous_id: ExternalId | None = None
 
 
 class NewMessageBody(_Body):
