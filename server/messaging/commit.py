@@ -13,10 +13,13 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import msgspec
 
 from server.messaging import rows
 from server.messaging.conversations import record_user_changes
 from server.messaging.models import Conversation, Message, Receipt, UpdateCommand
+
+_encode = msgspec.json.Encoder().encode
 
 
 class StaleSeq(Exception):
@@ -73,15 +76,22 @@ class DuplicateClientIds(Exception):
 # One statement, so one round trip and atomic without an explicit transaction: write nothing
 # if any client_id is already stored (the actor then answers those from the stored rows), and
 # abort everything if any conversation's last_seq moved (the fence) via replyhq_stale().
+# The messages and the per-conversation changes travel as two JSON texts: msgspec encodes each in
+# one call, where 21 array parameters cost asyncpg a Python type check per element.
 _COMMIT_SQL = """
-WITH new AS (
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::text[], $7::uuid[],
-                         $8::text[], $9::text[], $10::bool[], $11::timestamptz[])
-             WITH ORDINALITY AS x(i, a, c, s, cid, sk, sid, b, att, n, t, ord)
+WITH new AS (  -- $1: the NewMessage rows, keyed by their field names
+    SELECT * FROM ROWS FROM (json_to_recordset($1::text::json) AS (
+        id uuid, app_id uuid, conversation_id uuid, seq int, client_id text, sender_kind text, sender_id uuid,
+        body text, attachments_json text, is_note bool, created_at timestamptz))
+    WITH ORDINALITY AS x(i, a, c, s, cid, sk, sid, b, att, n, t, ord)
 ),
 dup AS (
     SELECT m.conversation_id, m.client_id FROM messages m
     JOIN new ON m.conversation_id = new.c AND m.client_id = new.cid
+),
+per_conv AS (
+    SELECT * FROM json_to_recordset($2::text::json) AS u(id uuid, old int, top int, at timestamptz, preview text,
+                                                           sender text, uu int, au int, admin_at timestamptz)
 ),
 adv AS (
     UPDATE conversations c SET
@@ -95,8 +105,7 @@ adv AS (
         status = CASE WHEN u.au > 0 AND c.status IN ('closed', 'snoozed') THEN 'open' ELSE c.status END,
         snoozed_until = CASE WHEN u.au > 0 AND c.status = 'snoozed' THEN NULL ELSE c.snoozed_until END,
         updated_at = now()
-    FROM unnest($12::uuid[], $13::int[], $14::int[], $15::timestamptz[], $16::text[], $17::text[], $18::int[],
-                $19::int[], $20::timestamptz[]) AS u(id, old, top, at, preview, sender, uu, au, admin_at)
+    FROM per_conv u
     WHERE c.id = u.id AND c.last_seq = u.old AND NOT EXISTS (SELECT 1 FROM dup)
     RETURNING c.id, c.user_id
 ),
@@ -122,7 +131,7 @@ logged AS (
 )
 SELECT (SELECT array_agg(conversation_id) FROM dup) AS dup_conversations,
        (SELECT array_agg(client_id) FROM dup) AS dup_client_ids,
-       CASE WHEN NOT EXISTS (SELECT 1 FROM dup) AND (SELECT count(*) FROM adv) <> $21
+       CASE WHEN NOT EXISTS (SELECT 1 FROM dup) AND (SELECT count(*) FROM adv) <> (SELECT count(*) FROM per_conv)
             THEN replyhq_stale('conversation moved under its actor') END AS fence,
        (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM logged) AS logged
 """
@@ -138,8 +147,11 @@ async def insert_messages(conn: asyncpg.Connection | asyncpg.Pool, new: list[New
         return
     per_conv: dict[UUID, dict[str, Any]] = {}
     for m in new:
-        agg = per_conv.setdefault(m.conversation_id, {"top": 0, "at": None, "preview": None,
-                                                      "sender": None, "uu": 0, "au": 0, "admin_at": None})
+        agg = per_conv.get(m.conversation_id)
+        if agg is None:
+            agg = per_conv[m.conversation_id] = {
+                "id": m.conversation_id, "old": states[m.conversation_id].last_seq, "top": 0, "at": None,
+                "preview": None, "sender": None, "uu": 0, "au": 0, "admin_at": None}
         agg["top"] = max(agg["top"], m.seq)
         if not m.is_note:
             agg["at"], agg["preview"], agg["sender"] = m.created_at, m.body[:200], m.sender_kind
@@ -149,18 +161,9 @@ async def insert_messages(conn: asyncpg.Connection | asyncpg.Pool, new: list[New
                 agg["uu"] += 1
                 if m.sender_kind == "admin" and agg["admin_at"] is None:
                     agg["admin_at"] = m.created_at
-    ids = list(per_conv)
     try:
-        row = await conn.fetchrow(
-            _COMMIT_SQL,
-            [m.id for m in new], [m.app_id for m in new], [m.conversation_id for m in new], [m.seq for m in new],
-            [m.client_id for m in new], [m.sender_kind for m in new], [m.sender_id for m in new],
-            [m.body for m in new], [m.attachments_json for m in new], [m.is_note for m in new],
-            [m.created_at for m in new],
-            ids, [states[i].last_seq for i in ids], [per_conv[i]["top"] for i in ids],
-            [per_conv[i]["at"] for i in ids], [per_conv[i]["preview"] for i in ids],
-            [per_conv[i]["sender"] for i in ids], [per_conv[i]["uu"] for i in ids],
-            [per_conv[i]["au"] for i in ids], [per_conv[i]["admin_at"] for i in ids], len(ids))
+        row = await conn.fetchrow(_COMMIT_SQL, _encode(new).decode(),
+                                  _encode(list(per_conv.values())).decode())
     except asyncpg.RaiseError as exc:
         raise StaleSeq(str(exc)) from None
     assert row is not None

@@ -34,7 +34,12 @@ class GroupCommitter:
         self.idle_release_s = idle_release_s
         self.metrics = metrics
         self._pending: list[_Submission] = []
-        self._wake = asyncio.Event()
+        # Idle workers, each waiting on its own future. Work goes to one that holds a connection,
+        # the most recently idle first, so the others stay idle long enough to give theirs back:
+        # a pool release costs a reset round trip, as much as a small commit.
+        self._hot: list[asyncio.Future[bool]] = []
+        self._cold: list[asyncio.Future[bool]] = []
+        self._called = False  # a worker is woken for what is pending and has not taken it yet
         self._tasks = [asyncio.create_task(self._run(), name=f"group-commit-{i}") for i in range(workers)]
 
     async def commit(self, new: list[NewMessage], base: dict[UUID, ConversationState]) -> None:
@@ -43,7 +48,8 @@ class GroupCommitter:
             return
         sub = _Submission(new, base)
         self._pending.append(sub)
-        self._wake.set()
+        if not self._called:
+            self._call_worker()
         await sub.done
 
     async def close(self) -> None:
@@ -51,36 +57,62 @@ class GroupCommitter:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def _call_worker(self) -> None:
+        for idle in (self._hot, self._cold):
+            while idle:
+                waiter = idle.pop()
+                if not waiter.done():
+                    waiter.set_result(True)
+                    self._called = True
+                    return
+        # every worker is committing: the first to finish takes what is pending
+
+    async def _idle(self, idle: list[asyncio.Future[bool]], timeout: float | None) -> bool:
+        """Wait to be called; False once `timeout` passes with nothing to do."""
+        if self._pending:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        idle.append(waiter)
+        timer = None if timeout is None else waiter.get_loop().call_later(timeout, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if waiter in idle:
+                idle.remove(waiter)
+
+    async def _next_batch(self) -> list[_Submission]:
+        """For a worker holding a connection: what is pending, or [] once idle for idle_release_s."""
+        while await self._idle(self._hot, self.idle_release_s):
+            batch = self._take_all()
+            if batch:
+                return batch
+        return []
+
+    def _take_all(self) -> list[_Submission]:
+        batch, self._pending = self._pending, []
+        self._called = False
+        return batch
+
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            if not self._pending:
-                self._wake.clear()
-                continue
-            # A worker keeps its connection while commits keep coming (a pool release costs a
-            # reset round trip, as much as a small commit) and gives it back once idle.
+            await self._idle(self._cold, None)
+            batch = self._take_all()
+            if not batch:
+                continue  # a busy worker took it meanwhile
             try:
                 async with self.pool.acquire() as conn:
-                    while self._pending:
-                        batch, self._pending = self._pending, []
-                        self._wake.clear()
+                    while batch:
                         await self._commit(conn, batch)
-                        if conn.is_closed():
-                            break
-                        if not self._pending:
-                            with contextlib.suppress(TimeoutError):
-                                await asyncio.wait_for(self._wake.wait(), self.idle_release_s)
+                        batch = [] if conn.is_closed() else await self._next_batch()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the pool could not give a connection: Postgres is away
                 log.warning("group commit has no connection: %s", exc)
-                for sub in self._take_all():
+                for sub in batch + self._take_all():
                     _settle(sub, exc)
                 await asyncio.sleep(0.2)
-
-    def _take_all(self) -> list[_Submission]:
-        batch, self._pending = self._pending, []
-        return batch
 
     async def _commit(self, conn: asyncpg.Connection, batch: list[_Submission]) -> None:
         if len(batch) > 1:
@@ -109,6 +141,11 @@ class GroupCommitter:
             else:
                 self.metrics.commit_batch_size.observe(len(sub.new))  # type: ignore[attr-defined]
                 _settle(sub, None)
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 def _settle(sub: _Submission, exc: BaseException | None) -> None:
