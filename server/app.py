@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -27,7 +28,7 @@ from server.realtime.admin_ns import AdminNamespace
 from server.realtime.client_ns import ClientNamespace
 from server.realtime.fanout import Fanout
 from server.realtime.manager import JsonPacket, ReplicaFanoutManager
-from server.replica_sids import ReplicaSidServer
+from server.realtime.socket_server import SocketServer
 from server.routes import (
     admin_account,
     admin_api_keys,
@@ -64,7 +65,7 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
     app.ctx.metrics = Metrics()
 
     manager = ReplicaFanoutManager(settings.redis_url, channel=settings.socketio_channel)
-    sio = ReplicaSidServer(async_mode="sanic", client_manager=manager, serializer=JsonPacket,
+    sio = SocketServer(async_mode="sanic", client_manager=manager, serializer=JsonPacket,
                            cors_allowed_origins="*",
                            ping_interval=25, ping_timeout=20, max_http_buffer_size=1_000_000,
                            sid_prefix=settings.socketio_sid_prefix)
@@ -95,6 +96,7 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
             # (python-socketio's default), so that socket cannot miss what is published meanwhile.
             sio.manager_initialized = True
             manager.initialize()
+        sio.eio.pinger.start()
         app.ctx.fanout = Fanout(sio, app.ctx.metrics)
         app.ctx.events = DomainEventWriter(app.ctx.redis)
         handler = ConversationHandler(app.ctx.pool, app.ctx.events, app.ctx.fanout, app.ctx.metrics)
@@ -123,8 +125,15 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         gc.set_threshold(50_000, 20, 100)
         log.info("replica %s serving on %s", settings.replica_id, settings.base_url)
 
+    @app.before_server_stop
+    async def _stop_once(app: Sanic) -> None:
+        # Sanic has put SIGTERM back to its default by now: a second SIGTERM (or a late
+        # redelivery of the first) would kill the process mid-shutdown with exit status -15.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
     @app.after_server_stop
     async def _close_resources(app: Sanic) -> None:
+        await sio.eio.pinger.stop()
         if getattr(app.ctx, "snoozes", None) is not None:
             await app.ctx.snoozes.stop()
         if getattr(app.ctx, "conversation_actors", None) is not None:

@@ -100,7 +100,11 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             if sock is None or sock.closed:
                 continue
             # What AsyncSocket.send does, without a task and an await per recipient.
-            sock.queue.put_nowait(pkt)
+            send_nowait = getattr(sock, "send_nowait", None)
+            if send_nowait is not None:
+                send_nowait(pkt)
+            else:
+                sock.queue.put_nowait(pkt)
             sent += 1
         return sent
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,7 +29,8 @@ class Readiness(msgspec.Struct):
 
 
 document(
-    Operation("GET", "/healthz", "Process is alive", "operations", response=Health),
+    Operation("GET", "/healthz", "Process is alive and serving (503 while starting or stopping)", "operations",
+              response=Health, errors=(503,)),
     Operation("GET", "/readyz", "Postgres and Redis answer (503 names the failing one)", "operations",
               response=Readiness, errors=(503,)),
     Operation("GET", "/metrics", "Prometheus metrics of this replica", "operations"),
@@ -36,10 +38,22 @@ document(
 )
 
 
+def _serving() -> bool:
+    """Whether a SIGTERM now stops this process cleanly.
+
+    The listening socket answers while Sanic still runs its start-up hooks, before it installs
+    its signal handlers (a SIGTERM then kills the process), and again once shutdown has begun.
+    """
+    return callable(signal.getsignal(signal.SIGTERM))
+
+
 @bp.get("/healthz")
 async def healthz(request: Request) -> HTTPResponse:
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    return json(msgspec.to_builtins(Health("ok", request.app.ctx.settings.replica_id, loop, os.getpid())))
+    serving = _serving()
+    health = Health("ok" if serving else "starting or stopping", request.app.ctx.settings.replica_id, loop,
+                    os.getpid())
+    return json(msgspec.to_builtins(health), status=200 if serving else 503)
 
 
 async def _check(coro: object, timeout: float = 1.5) -> str:

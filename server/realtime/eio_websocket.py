@@ -1,0 +1,399 @@
+"""Engine.IO's websocket transport, without a task per frame or per socket.
+
+The stock transport stacks three layers of tasks on every socket: Sanic's websocket
+(a keep-alive ping task, a close watcher, a task per received chunk and per `recv`),
+python-engineio's reader (a task and a `wait_for` per frame) and its writer (a task per socket
+draining a queue), plus a sleeping task per socket for the next Engine.IO ping. That is most
+of the CPU per message and most of the memory per idle socket.
+
+Here a connection parses frames as they arrive (with the `websockets` sans-I/O protocol, as
+Sanic does) and dispatches each Engine.IO packet at once; a Socket.IO message runs in one task,
+as it does with `async_handlers`. Writes go straight onto the transport in the order they are
+made. One task per server sends every socket's Engine.IO PING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+from engineio import async_socket
+from engineio import packet as eio_packet
+from websockets import http11
+from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+log = logging.getLogger("replyhq.realtime.websocket")
+
+MAX_WRITE_BUFFER = 8 * 1024 * 1024  # a client this far behind is cut off; it syncs on reconnect
+CLOSE_GRACE_S = 5.0  # how long a closing handshake may take before the connection is dropped
+_PING = eio_packet.Packet(eio_packet.PING)
+_running: set[asyncio.Task[Any]] = set()  # message handlers in flight (a task must be referenced)
+
+
+def _header(opcode: int, size: int) -> bytes:
+    """An unmasked, final frame header (RFC 6455 section 5.2): servers never mask."""
+    if size < 126:
+        return bytes((0x80 | opcode, size))
+    if size < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 126, size)
+    return struct.pack("!BBQ", 0x80 | opcode, 127, size)
+
+
+class WebSocketConnection:
+    """One upgraded connection: what Sanic's protocol calls (data, EOF, loss, shutdown) plus
+    synchronous sends. Sanic's protocol holds it as `protocol.websocket`."""
+
+    def __init__(self, ws_proto: ServerProtocol, protocol: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.ws_proto = ws_proto
+        self.protocol = protocol
+        self.transport: asyncio.Transport = protocol.transport
+        self.loop = loop
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.on_data: Callable[[str | bytes], None] | None = None
+        self._early: collections.deque[str | bytes] = collections.deque()  # frames before on_data is set
+        self._early_wake: asyncio.Event | None = None
+        self._fragments: list[bytes] = []
+        self._fragment_text = False
+
+    # ---- sending ---------------------------------------------------------------------
+    def send(self, data: str | bytes) -> None:
+        if self.closed.done() or self.ws_proto.state is not State.OPEN:
+            return
+        if isinstance(data, str):
+            payload, opcode = data.encode(), 0x1
+        else:
+            payload, opcode = data, 0x2
+        self.transport.write(_header(opcode, len(payload)) + payload)
+        if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            log.warning("websocket client too slow (%s bytes unsent); dropping it", MAX_WRITE_BUFFER)
+            self.abort()
+
+    def close(self, code: int = 1000) -> None:
+        """Starts the closing handshake; the connection is dropped if it does not finish."""
+        if self.ws_proto.state is State.OPEN:
+            self.ws_proto.send_close(code)
+            self._flush()
+        if not self.closed.done():
+            self.loop.call_later(CLOSE_GRACE_S, self.abort)
+
+    def abort(self) -> None:
+        self.transport.abort()
+        self._set_closed()
+
+    def _flush(self) -> None:
+        for chunk in self.ws_proto.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
+            else:  # the protocol's end-of-stream marker: close the TCP connection
+                self.transport.close()
+                self._set_closed()
+
+    def _set_closed(self) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if self._early_wake is not None:
+            self._early_wake.set()
+
+    # ---- receiving -------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        self.ws_proto.receive_data(data)
+        events = self.ws_proto.events_received()
+        self._flush()  # pongs for pings, close replies
+        for event in events:
+            if isinstance(event, Frame):
+                self._frame(event)
+        if self.ws_proto.state is State.CLOSED:
+            self._set_closed()
+
+    def _frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if not frame.fin:
+                self._fragments, self._fragment_text = [bytes(frame.data)], opcode is Opcode.TEXT
+                return
+            data: str | bytes = bytes(frame.data).decode() if opcode is Opcode.TEXT else bytes(frame.data)
+        elif opcode is Opcode.CONT and self._fragments:
+            self._fragments.append(bytes(frame.data))
+            if not frame.fin:
+                return
+            whole = b"".join(self._fragments)
+            self._fragments = []
+            data = whole.decode() if self._fragment_text else whole
+        else:  # control frames: the protocol answered them already
+            return
+        if self.on_data is not None:
+            self.on_data(data)
+        else:
+            self._early.append(data)
+            if self._early_wake is not None:
+                self._early_wake.set()
+
+    async def receive(self, timeout: float) -> str | bytes | None:
+        """The next frame, before `on_data` takes over (the polling-to-websocket upgrade)."""
+        deadline = self.loop.time() + timeout
+        while not self._early:
+            if self.closed.done():
+                return None
+            self._early_wake = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._early_wake.wait(), max(0.0, deadline - self.loop.time()))
+            except TimeoutError:
+                return None
+        return self._early.popleft()
+
+    def take_early(self) -> list[str | bytes]:
+        frames = list(self._early)
+        self._early.clear()
+        return frames
+
+    # ---- what Sanic's WebSocketProtocol calls ----------------------------------------
+    def eof_received(self) -> bool:
+        self.ws_proto.receive_eof()
+        self._flush()
+        self._set_closed()
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self.ws_proto.state is not State.CLOSED:
+            self.ws_proto.state = State.CLOSED
+        self._set_closed()
+
+    def end_connection(self, code: int = 1000) -> None:
+        if self.ws_proto.state is State.OPEN:
+            self.ws_proto.send_close(code)
+            self._flush()
+        if not self.transport.is_closing():
+            self.transport.close()
+        self._set_closed()
+
+
+class SanicWebSocketDriver:
+    """`_async["websocket"]` for python-engineio: accepts the upgrade on Sanic's protocol and
+    runs the Engine.IO socket's handler on a WebSocketConnection."""
+
+    def __init__(self, handler: Callable[[WebSocketConnection], Any], server: Any) -> None:
+        self.handler = handler
+        self.server = server
+
+    async def __call__(self, environ: dict[str, Any]) -> Any:
+        request = environ["sanic.request"]
+        protocol = request.transport.get_protocol()
+        ws_proto = ServerProtocol(max_size=self.server.max_http_buffer_size, state=State.OPEN)
+        response = ws_proto.accept(http11.Request(path=request.path, headers=Headers(request.headers)))
+        if not 100 <= response.status_code <= 299:
+            return self.server._bad_request("websocket handshake refused")
+        head = f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in response.headers.raw_items()) + "\r\n"
+        await protocol.send(head.encode())
+        conn = WebSocketConnection(ws_proto, protocol, asyncio.get_running_loop())
+        protocol.websocket = _SanicFacade(conn)
+        try:
+            await self.handler(conn)
+        finally:
+            conn.end_connection(1000)
+        return self.server._ok()
+
+
+class _SanicFacade:
+    """The few things Sanic's WebSocketProtocol expects of `protocol.websocket`."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: WebSocketConnection) -> None:
+        self.conn = conn
+
+    @property
+    def ws_proto(self) -> ServerProtocol:
+        return self.conn.ws_proto
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.conn.loop
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.data_received(data)
+
+    def eof_received(self) -> bool:
+        return self.conn.eof_received()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.conn.connection_lost(exc)
+
+    def end_connection(self, code: int = 1000) -> None:
+        self.conn.end_connection(code)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:  # server shutdown
+        self.conn.close(code)
+
+
+class Pinger:
+    """Sends the Engine.IO PING of every socket from one task.
+
+    Every socket waits the same interval after its last PONG, so the schedule is a FIFO.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._due: collections.deque[tuple[float, DirectSocket]] = collections.deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="engineio-pinger")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def schedule(self, sock: DirectSocket) -> None:
+        self._due.append((time.monotonic() + self.interval_s, sock))
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            if not self._due:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            due, sock = self._due[0]
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            self._due.popleft()
+            if not sock.closing and not sock.closed:
+                sock.last_ping = time.time()
+                sock.send_nowait(_PING)
+
+
+class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
+    """An Engine.IO socket that writes straight onto its websocket once upgraded.
+
+    Long-polling is unchanged: packets queue for the next GET.
+    """
+
+    _ws: WebSocketConnection | None = None
+    last_ping: float | None
+    connected: bool
+    upgrading: bool
+    upgraded: bool
+
+    def send_nowait(self, pkt: eio_packet.Packet) -> None:
+        ws = self._ws
+        if ws is not None:
+            ws.send(pkt.encode())
+        else:
+            self.queue.put_nowait(pkt)
+
+    async def send(self, pkt: eio_packet.Packet) -> None:
+        ws = self._ws
+        if ws is None:
+            await super().send(pkt)
+        elif await self.check_ping_timeout():
+            ws.send(pkt.encode())
+
+    def schedule_ping(self) -> None:
+        pinger: Pinger | None = getattr(self.server, "pinger", None)
+        if pinger is None or not pinger.running:
+            super().schedule_ping()
+        elif self.last_ping:  # as the stock socket: one ping cycle at a time
+            self.last_ping = None
+            pinger.schedule(self)
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        ws = self._ws
+        if ws is None:
+            await super().close(wait=wait, abort=abort, reason=reason)
+            return
+        await super().close(wait=False, abort=abort, reason=reason)  # sends CLOSE straight away
+        ws.close(1000)
+
+    async def _websocket_handler(self, ws: WebSocketConnection) -> None:
+        wait_s = self.server.ping_interval + self.server.ping_timeout
+        if self.connected:  # an upgrade from long-polling: probe first (Engine.IO v4)
+            self.upgrading = True
+            probe = await ws.receive(wait_s)
+            if probe != "2probe":
+                self.upgrading = False
+                return
+            ws.send("3probe")
+            await self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
+            upgrade = await ws.receive(wait_s)
+            if upgrade != "5":
+                self.upgrading = False
+                return
+            self.upgrading = False
+        else:
+            self.connected = True
+        self.upgraded = True
+        # Whatever was queued (the OPEN packet, emits made during the upgrade) goes first,
+        # then every send writes directly: nothing can interleave in between.
+        while not self.queue.empty():
+            pkt = self.queue.get_nowait()
+            self.queue.task_done()
+            if pkt is not None:
+                ws.send(pkt.encode())
+        self._ws = ws
+        for data in ws.take_early():
+            self._on_data(data)
+        ws.on_data = self._on_data
+        # Sanic cancels this handler when the connection drops; the socket must close anyway,
+        # so the disconnect handlers run (the stock transport does the same).
+        with contextlib.suppress(asyncio.CancelledError):
+            await ws.closed
+        self._ws = None
+        await super().close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+
+    def _on_data(self, data: str | bytes) -> None:
+        if isinstance(data, bytes):  # a binary Socket.IO attachment
+            self._spawn(data)
+            return
+        kind = data[:1]
+        if kind == "4":
+            self._spawn(data[1:])
+        elif kind == "3":
+            self.schedule_ping()
+        elif kind == "1":
+            self._spawn_close()
+        elif kind == "5":
+            self.send_nowait(eio_packet.Packet(eio_packet.NOOP))
+        # "2" (a client ping: Engine.IO v3 only) and "6" (noop) need nothing
+
+    def _spawn(self, data: str | bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._message(data))
+        _running.add(task)
+        task.add_done_callback(_running.discard)
+
+    async def _message(self, data: str | bytes) -> None:
+        handler = self.server.handlers.get("message")
+        if handler is None:
+            return
+        try:
+            await handler(self.sid, data)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.server.logger.exception("message async handler error")
+
+    def _spawn_close(self) -> None:
+        task = asyncio.get_running_loop().create_task(
+            super().close(wait=False, abort=True, reason=self.server.reason.CLIENT_DISCONNECT))
+        _running.add(task)
+        task.add_done_callback(_running.discard)
+        if self._ws is not None:
+            self._ws.close(1000)
