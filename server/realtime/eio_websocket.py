@@ -36,6 +36,7 @@ log = logging.getLogger("replyhq.realtime.websocket")
 MAX_WRITE_BUFFER = 8 * 1024 * 1024  # a client this far behind is cut off; it syncs on reconnect
 CLOSE_GRACE_S = 5.0  # how long a closing handshake may take before the connection is dropped
 _PING = eio_packet.Packet(eio_packet.PING)
+_ENVIRON_KEPT = frozenset({"REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "REMOTE_ADDR", "sanic.request"})
 _running: set[asyncio.Task[Any]] = set()  # message handlers in flight (a task must be referenced)
 
 
@@ -59,7 +60,7 @@ class WebSocketConnection:
         self.loop = loop
         self.closed: asyncio.Future[None] = loop.create_future()
         self.on_data: Callable[[str | bytes], None] | None = None
-        self._early: collections.deque[str | bytes] = collections.deque()  # frames before on_data is set
+        self._early: collections.deque[str | bytes] | None = None  # frames before on_data is set
         self._early_wake: asyncio.Event | None = None
         self._fragments: list[bytes] = []
         self._fragment_text = False
@@ -133,6 +134,8 @@ class WebSocketConnection:
         if self.on_data is not None:
             self.on_data(data)
         else:
+            if self._early is None:
+                self._early = collections.deque()
             self._early.append(data)
             if self._early_wake is not None:
                 self._early_wake.set()
@@ -140,7 +143,7 @@ class WebSocketConnection:
     async def receive(self, timeout: float) -> str | bytes | None:
         """The next frame, before `on_data` takes over (the polling-to-websocket upgrade)."""
         deadline = self.loop.time() + timeout
-        while not self._early:
+        while not self._early:  # None or empty
             if self.closed.done():
                 return None
             self._early_wake = asyncio.Event()
@@ -151,8 +154,7 @@ class WebSocketConnection:
         return self._early.popleft()
 
     def take_early(self) -> list[str | bytes]:
-        frames = list(self._early)
-        self._early.clear()
+        frames, self._early = list(self._early or ()), None
         return frames
 
     # ---- what Sanic's WebSocketProtocol calls ----------------------------------------
@@ -186,6 +188,11 @@ class SanicWebSocketDriver:
 
     async def __call__(self, environ: dict[str, Any]) -> Any:
         request = environ["sanic.request"]
+        # The environ lives as long as the socket and the connect handlers have read it: keep
+        # what identifies the request, drop the copied headers and the request-body reader (a
+        # class built per request by python-engineio's Sanic driver).
+        for key in [k for k in environ if k not in _ENVIRON_KEPT]:
+            del environ[key]
         protocol = request.transport.get_protocol()
         ws_proto = ServerProtocol(max_size=self.server.max_http_buffer_size, state=State.OPEN)
         response = ws_proto.accept(http11.Request(path=request.path, headers=Headers(request.headers)))
@@ -281,6 +288,30 @@ class Pinger:
                 sock.send_nowait(_PING)
 
 
+class _RetiredQueue:
+    """Stands in for the packet queue of a socket that writes straight to its websocket (that
+    queue's four deques and event are a good part of an idle socket's memory). Only a packet
+    sent after the websocket closed still comes here, and there is nobody left to read it."""
+
+    def empty(self) -> bool:
+        return True
+
+    def qsize(self) -> int:
+        return 0
+
+    def put_nowait(self, pkt: Any) -> None:
+        log.debug("packet after the websocket upgrade dropped from the queue: %s", pkt)
+
+    async def put(self, pkt: Any) -> None:
+        self.put_nowait(pkt)
+
+    async def join(self) -> None:
+        return None
+
+
+_RETIRED_QUEUE = _RetiredQueue()
+
+
 class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     """An Engine.IO socket that writes straight onto its websocket once upgraded.
 
@@ -288,6 +319,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     """
 
     _ws: WebSocketConnection | None = None
+    queue: Any  # asyncio.Queue until the websocket takes over, then _RETIRED_QUEUE
     last_ping: float | None
     connected: bool
     upgrading: bool
@@ -349,6 +381,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             if pkt is not None:
                 ws.send(pkt.encode())
         self._ws = ws
+        self.queue = _RETIRED_QUEUE  # every send writes directly from now on
         for data in ws.take_early():
             self._on_data(data)
         ws.on_data = self._on_data
