@@ -53,10 +53,9 @@ class WebSocketConnection:
     """One upgraded connection: what Sanic's protocol calls (data, EOF, loss, shutdown) plus
     synchronous sends. Sanic's protocol holds it as `protocol.websocket`."""
 
-    def __init__(self, ws_proto: ServerProtocol, protocol: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, ws_proto: ServerProtocol, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.ws_proto = ws_proto
-        self.protocol = protocol
-        self.transport: asyncio.Transport = protocol.transport
+        self.transport = transport
         self.loop = loop
         self.closed: asyncio.Future[None] = loop.create_future()
         self.on_data: Callable[[str | bytes], None] | None = None
@@ -78,7 +77,7 @@ class WebSocketConnection:
             log.warning("websocket client too slow (%s bytes unsent); dropping it", MAX_WRITE_BUFFER)
             self.abort()
 
-    def close(self, code: int = 1000) -> None:
+    def start_close(self, code: int = 1000) -> None:
         """Starts the closing handshake; the connection is dropped if it does not finish."""
         if self.ws_proto.state is State.OPEN:
             self.ws_proto.send_close(code)
@@ -177,6 +176,9 @@ class WebSocketConnection:
             self.transport.close()
         self._set_closed()
 
+    async def close(self, code: int = 1000, reason: str = "") -> None:  # Sanic's server shutdown
+        self.start_close(code)
+
 
 class SanicWebSocketDriver:
     """`_async["websocket"]` for python-engineio: accepts the upgrade on Sanic's protocol and
@@ -201,45 +203,13 @@ class SanicWebSocketDriver:
         head = f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in response.headers.raw_items()) + "\r\n"
         await protocol.send(head.encode())
-        conn = WebSocketConnection(ws_proto, protocol, asyncio.get_running_loop())
-        protocol.websocket = _SanicFacade(conn)
+        conn = WebSocketConnection(ws_proto, protocol.transport, asyncio.get_running_loop())
+        protocol.websocket = conn
         try:
             await self.handler(conn)
         finally:
             conn.end_connection(1000)
         return self.server._ok()
-
-
-class _SanicFacade:
-    """The few things Sanic's WebSocketProtocol expects of `protocol.websocket`."""
-
-    __slots__ = ("conn",)
-
-    def __init__(self, conn: WebSocketConnection) -> None:
-        self.conn = conn
-
-    @property
-    def ws_proto(self) -> ServerProtocol:
-        return self.conn.ws_proto
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return self.conn.loop
-
-    def data_received(self, data: bytes) -> None:
-        self.conn.data_received(data)
-
-    def eof_received(self) -> bool:
-        return self.conn.eof_received()
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.conn.connection_lost(exc)
-
-    def end_connection(self, code: int = 1000) -> None:
-        self.conn.end_connection(code)
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:  # server shutdown
-        self.conn.close(code)
 
 
 class Pinger:
@@ -353,7 +323,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             await super().close(wait=wait, abort=abort, reason=reason)
             return
         await super().close(wait=False, abort=abort, reason=reason)  # sends CLOSE straight away
-        ws.close(1000)
+        ws.start_close(1000)
 
     async def _websocket_handler(self, ws: WebSocketConnection) -> None:
         wait_s = self.server.ping_interval + self.server.ping_timeout
@@ -429,4 +399,4 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         _running.add(task)
         task.add_done_callback(_running.discard)
         if self._ws is not None:
-            self._ws.close(1000)
+            self._ws.start_close(1000)
