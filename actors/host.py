@@ -86,7 +86,11 @@ class ActorHost(Generic[C]):
         self._tasks: list[asyncio.Task[None]] = []
         self._reply_channel = f"actors:{self.kind}:reply:{replica_id}"
         self._reply_encoder = msgspec.json.Encoder()
-        self._reply_decoder = msgspec.json.Decoder(_Reply)
+        self._reply_decoder = msgspec.json.Decoder(list[_Reply])
+        # Commands for partitions owned elsewhere, written to their streams by one writer:
+        # everything queued while a write is under way goes in the next pipeline.
+        self._outgoing: list[tuple[int, dict[str, bytes | str], asyncio.Future[Any]]] = []
+        self._outgoing_ready = asyncio.Event()
         self._stopping = False
         self._rerouting: set[asyncio.Task[None]] = set()
         self._in_flight: set[asyncio.Task[None]] = set()  # batches finishing after their partition left
@@ -96,6 +100,7 @@ class ActorHost(Generic[C]):
         subscribed = asyncio.Event()
         self._tasks.append(asyncio.create_task(self._replies(subscribed), name=f"{self.kind}-replies"))
         await asyncio.wait_for(subscribed.wait(), 10)
+        self._tasks.append(asyncio.create_task(self._write_streams(), name=f"{self.kind}-writer"))
         await self.leases.start()
         self._tasks.append(asyncio.create_task(self._read_streams(), name=f"{self.kind}-reader"))
 
@@ -127,13 +132,9 @@ class ActorHost(Generic[C]):
         else:
             request_id = uuid.uuid4().hex
             self._waiting[request_id] = future
-            try:
-                await self.redis.xadd(stream_key(self.kind, partition),
-                                      {"c": self.handler.encode(command), "r": self.replica_id, "q": request_id},
-                                      maxlen=STREAM_MAXLEN, approximate=True)
-            except RedisError as exc:
-                self._waiting.pop(request_id, None)
-                raise ServiceUnavailable("message bus unavailable; retry", code="bus_unavailable") from exc
+            self._outgoing.append((partition, {"c": self.handler.encode(command), "r": self.replica_id,
+                                               "q": request_id}, future))
+            self._outgoing_ready.set()
         try:
             result = await asyncio.wait_for(future, self.call_timeout)
         except TimeoutError:
@@ -145,6 +146,27 @@ class ActorHost(Generic[C]):
         if isinstance(result, ApiError):
             raise result
         return result
+
+    async def _write_streams(self) -> None:
+        """Append queued remote commands to their partitions' streams, one pipeline per round."""
+        while True:
+            await self._outgoing_ready.wait()
+            self._outgoing_ready.clear()
+            while self._outgoing:
+                batch, self._outgoing = self._outgoing, []
+                try:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for partition, fields, _ in batch:
+                            pipe.xadd(stream_key(self.kind, partition), fields,  # type: ignore[arg-type]
+                                      maxlen=STREAM_MAXLEN, approximate=True)
+                        await pipe.execute()
+                except RedisError as exc:
+                    # Some entries may be in: the caller retries with the same id, handlers dedupe.
+                    log.warning("writing %d commands to their streams failed: %s", len(batch), exc)
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_result(ServiceUnavailable("message bus unavailable; retry",
+                                                                 code="bus_unavailable"))
 
     # ---- partitions ------------------------------------------------------------------
     async def _ensure_group(self, partition: int) -> None:
@@ -274,7 +296,7 @@ class ActorHost(Generic[C]):
                   (time.perf_counter() - started) * 1000)
 
     async def _reply(self, partition: int, batch: list[Envelope[C]], results: list[Any]) -> None:
-        remote: list[tuple[str, bytes]] = []
+        remote: dict[str, list[_Reply]] = {}  # one publish per calling replica
         acks: list[bytes] = []
         for env, result in zip(batch, results, strict=True):
             if env.future is not None:
@@ -285,20 +307,32 @@ class ActorHost(Generic[C]):
                     reply = _Reply(env.request_id, False, error=result.body()["error"], status=result.status)
                 else:
                     reply = _Reply(env.request_id, True, data=msgspec.Raw(self.handler.encode_result(result)))
-                remote.append((env.reply_to, self._reply_encoder.encode(reply)))
+                remote.setdefault(env.reply_to, []).append(reply)
             if env.entry_id is not None:
                 acks.append(env.entry_id)
         if not remote and not acks:
             return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for replica, payload in remote:
-                    pipe.publish(f"actors:{self.kind}:reply:{replica}", payload)
+                for replica, replies in remote.items():
+                    pipe.publish(f"actors:{self.kind}:reply:{replica}", self._reply_encoder.encode(replies))
                 if acks:
                     pipe.xack(stream_key(self.kind, partition), GROUP, *acks)
                 await pipe.execute()
         except RedisError as exc:  # unacked entries are claimed again; handlers are idempotent
             log.warning("reply/ack on partition %s failed: %s", partition, exc)
+
+    def _resolve(self, reply: _Reply) -> None:
+        fut = self._waiting.pop(reply.q, None)
+        if fut is None or fut.done():
+            return
+        if reply.ok:
+            fut.set_result(self.handler.decode_result(bytes(reply.data)))
+        else:
+            err = reply.error or {}
+            exc = ApiError(err.get("message", "error"), err.get("details"), code=err.get("code"))
+            exc.status = reply.status or 400
+            fut.set_result(exc)
 
     async def _replies(self, subscribed: asyncio.Event) -> None:
         while True:
@@ -310,20 +344,12 @@ class ActorHost(Generic[C]):
                     if msg.get("type") != "message":
                         continue
                     try:
-                        reply = self._reply_decoder.decode(msg["data"])
+                        replies = self._reply_decoder.decode(msg["data"])
                     except msgspec.DecodeError:
-                        log.error("dropping undecodable reply")
+                        log.error("dropping undecodable replies")
                         continue
-                    fut = self._waiting.pop(reply.q, None)
-                    if fut is None or fut.done():
-                        continue
-                    if reply.ok:
-                        fut.set_result(self.handler.decode_result(bytes(reply.data)))
-                    else:
-                        err = reply.error or {}
-                        exc = ApiError(err.get("message", "error"), err.get("details"), code=err.get("code"))
-                        exc.status = reply.status or 400
-                        fut.set_result(exc)
+                    for reply in replies:
+                        self._resolve(reply)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -143,6 +144,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
             await app.ctx.conversation_handler.committer.close()
         if getattr(app.ctx, "events", None) is not None:
             await app.ctx.events.close()
+        with contextlib.suppress(TimeoutError):
+            await manager.close()  # emits of the last batches still reach other replicas
         tasks: set[asyncio.Task[None]] = getattr(app.ctx, "tasks", set())
         for task in tasks:
             task.cancel()

@@ -78,6 +78,10 @@ class DuplicateClientIds(Exception):
 # abort everything if any conversation's last_seq moved (the fence) via replyhq_stale().
 # The messages and the per-conversation changes travel as two JSON texts: msgspec encodes each in
 # one call, where 21 array parameters cost asyncpg a Python type check per element.
+# The plan must not depend on table sizes: asyncpg prepares this once per connection and Postgres
+# soon settles on a generic plan made while the tables were small. Joined plainly, that plan
+# scanned all of `messages` (and `conversations`) on every commit, and commits slowed down as the
+# tables grew (3 ms at 30,000 messages instead of 0.6 ms).
 _COMMIT_SQL = """
 WITH new AS (  -- $1: the NewMessage rows, keyed by their field names
     SELECT * FROM ROWS FROM (json_to_recordset($1::text::json) AS (
@@ -85,9 +89,10 @@ WITH new AS (  -- $1: the NewMessage rows, keyed by their field names
         body text, attachments_json text, is_note bool, created_at timestamptz))
     WITH ORDINALITY AS x(i, a, c, s, cid, sk, sid, b, att, n, t, ord)
 ),
-dup AS (
-    SELECT m.conversation_id, m.client_id FROM messages m
-    JOIN new ON m.conversation_id = new.c AND m.client_id = new.cid
+dup AS (  -- LATERAL ... LIMIT 1: one index probe per new message, never a hash join over messages
+    SELECT d.conversation_id, d.client_id FROM new CROSS JOIN LATERAL (
+        SELECT m.conversation_id, m.client_id FROM messages m
+        WHERE m.conversation_id = new.c AND m.client_id = new.cid LIMIT 1) d
 ),
 per_conv AS (
     SELECT * FROM json_to_recordset($2::text::json) AS u(id uuid, old int, top int, at timestamptz, preview text,
@@ -106,7 +111,9 @@ adv AS (
         snoozed_until = CASE WHEN u.au > 0 AND c.status = 'snoozed' THEN NULL ELSE c.snoozed_until END,
         updated_at = now()
     FROM per_conv u
-    WHERE c.id = u.id AND c.last_seq = u.old AND NOT EXISTS (SELECT 1 FROM dup)
+    -- $3, the same ids as an array, makes this an index lookup per conversation: joined on
+    -- per_conv alone the planner guesses 100 rows and scans the whole table, dead rows included.
+    WHERE c.id = ANY($3::uuid[]) AND c.id = u.id AND c.last_seq = u.old AND NOT EXISTS (SELECT 1 FROM dup)
     RETURNING c.id, c.user_id
 ),
 ins AS (
@@ -163,7 +170,7 @@ async def insert_messages(conn: asyncpg.Connection | asyncpg.Pool, new: list[New
                     agg["admin_at"] = m.created_at
     try:
         row = await conn.fetchrow(_COMMIT_SQL, _encode(new).decode(),
-                                  _encode(list(per_conv.values())).decode())
+                                  _encode(list(per_conv.values())).decode(), list(per_conv))
     except asyncpg.RaiseError as exc:
         raise StaleSeq(str(exc)) from None
     assert row is not None

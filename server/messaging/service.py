@@ -57,6 +57,7 @@ class MessagingService:
         async with self.pool.acquire() as conn:
             conv = await conversations.create(conn, app_id, user_id, subject)
         await self.fanout.conversation("conversation:created", conv)
+        await self.fanout.flush()
         self.events.emit("conversation.created", str(app_id), msgspec.to_builtins(conv))
         message = None
         if first_message is not None:

@@ -38,6 +38,12 @@ class Fanout:
             counter = self._emit_counters[event] = self.metrics.socket_emits.labels(event)
         counter.inc()
 
+    async def flush(self) -> None:
+        """Wait until the emits made so far have gone out to the other replicas too."""
+        flush = getattr(self.sio.manager, "flush", None)  # a single-process manager has nothing to send
+        if flush is not None:
+            await flush()
+
     async def message_new(self, app_id: str, user_id: str, message: Message) -> None:
         data = msgspec.to_builtins(message)
         if not message.is_note:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -11,7 +13,9 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
+log = logging.getLogger("replyhq.fanout")
 PEER_GRACE_S = 5.0  # keep publishing this long after the last sight of another replica
+_BATCH_MARK = b"replyhq-batch:"  # a publish carrying a JSON list of manager messages
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 
@@ -40,21 +44,28 @@ class JsonPacket(sio_packet.Packet):  # type: ignore[misc]
 
 
 class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
-    """python-socketio's Redis manager, with a cheaper local delivery and bounded publishes.
+    """python-socketio's Redis manager, with a cheaper local delivery and batched publishes.
 
     Local: an event is encoded once and queued straight onto each recipient's Engine.IO
     socket (the stock manager creates and awaits a task per recipient). Remote: published on
-    Redis only when another replica is alive, with a small cap on concurrent publishes (the
-    stock manager opens a pooled connection per concurrent publish and collapses at ~1,000
-    concurrent senders).
+    Redis only when another replica is alive, and never one round trip per emit. Emits queue
+    in an outbox that one publisher drains, everything queued meanwhile going out as a single
+    PUBLISH: a Redis round trip per emit capped a replica at a few thousand emits a second and
+    made every message wait for its predecessors' round trips. One publisher also keeps the
+    emits in the order they were made, which concurrent publishes did not.
     """
 
     name = "replyhq-fanout"
 
-    def __init__(self, url: str, channel: str, publish_concurrency: int = 4, **kwargs: Any) -> None:
+    def __init__(self, url: str, channel: str, **kwargs: Any) -> None:
         super().__init__(url, channel=channel, **kwargs)
-        self._publish_slots = asyncio.Semaphore(publish_concurrency)
         self._peer_seen_at: float | None = None  # None: not checked yet, so assume peers
+        self._outbox: list[dict[str, Any]] = []
+        self._outbox_sent: asyncio.Future[None] | None = None  # resolves once the outbox is published
+        self._publishing: asyncio.Future[None] | None = None  # the batch on its way
+        self._wake = asyncio.Event()
+        self._publisher: asyncio.Task[None] | None = None
+        self._own_batches = _BATCH_MARK + self.host_id.encode() + b"\n"
 
     def has_peers(self) -> bool:
         """Whether another replica listens on the channel (or did within PEER_GRACE_S).
@@ -120,9 +131,9 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         if kwargs.get("ignore_queue") or not self.has_peers():
             return None
         payload = list(data) if isinstance(data, tuple) else [data]
-        await self._publish({"method": "emit", "event": event, "data": payload, "binary": False,
-                             "namespace": namespace, "room": room, "skip_sid": skip_sid, "callback": None,
-                             "host_id": self.host_id})
+        self._queue({"method": "emit", "event": event, "data": payload, "binary": False,
+                     "namespace": namespace, "room": room, "skip_sid": skip_sid, "callback": None,
+                     "host_id": self.host_id})
         return None
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
@@ -136,7 +147,73 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         return None
 
     async def _publish(self, data: Any) -> Any:
+        """The stock manager's publishes (callbacks, broadcasts, room changes) join the outbox too."""
         if not self.has_peers():
             return None
-        async with self._publish_slots:
-            return await super()._publish(data)
+        self._queue(data)
+        await self.flush()
+        return None
+
+    def _queue(self, message: dict[str, Any]) -> None:
+        self._outbox.append(message)
+        if self._outbox_sent is None:
+            self._outbox_sent = asyncio.get_running_loop().create_future()
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.create_task(self._publish_outbox(), name="fanout-publisher")
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Return once every emit made so far has been published (or given up on)."""
+        waiting = self._outbox_sent if self._outbox else self._publishing
+        if waiting is not None:
+            await asyncio.shield(waiting)
+
+    async def _publish_outbox(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outbox:
+                batch, sent = self._outbox, self._outbox_sent
+                self._outbox, self._outbox_sent = [], None
+                self._publishing = sent
+                try:
+                    await self._publish_batch(self._own_batches + _encode(batch))
+                finally:
+                    self._publishing = None
+                    if sent is not None and not sent.done():
+                        sent.set_result(None)
+
+    async def _publish_batch(self, payload: bytes) -> None:
+        for attempt in (1, 2):  # as the stock manager: reconnect once, then give up on this batch
+            try:
+                if not self.connected:  # type: ignore[has-type]
+                    self._redis_connect()
+                await self.redis.publish(self.channel, payload)
+                return
+            except Exception as exc:  # the emits are lost to other replicas; their SDKs sync
+                self.connected = False
+                if attempt == 2:
+                    log.error("cannot publish %d bytes of emits to Redis: %s", len(payload), exc)
+
+    async def _listen(self) -> AsyncIterator[Any]:
+        """Other replicas' batches, one manager message at a time; our own batches are skipped."""
+        async for data in super()._listen():
+            if isinstance(data, bytes) and data.startswith(_BATCH_MARK):
+                if data.startswith(self._own_batches):
+                    continue
+                try:
+                    messages = _decode(data[data.index(b"\n") + 1:])
+                except (ValueError, msgspec.DecodeError):
+                    log.error("dropping an undecodable emit batch")
+                    continue
+                for message in messages:
+                    yield message
+            else:
+                yield data
+
+    async def close(self) -> None:
+        """Publish what is queued, then stop the publisher (app shutdown)."""
+        if self._publisher is not None:
+            await asyncio.wait_for(self.flush(), 5)
+            self._publisher.cancel()
+            await asyncio.gather(self._publisher, return_exceptions=True)
