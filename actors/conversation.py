@@ -73,12 +73,13 @@ class Outcome(msgspec.Struct):
 class ConversationHandler:
     kind = "conversation"
 
-    def __init__(self, pool: asyncpg.Pool, events: DomainEventWriter, fanout: Fanout, metrics: Any) -> None:
+    def __init__(self, pool: asyncpg.Pool, events: DomainEventWriter, fanout: Fanout, metrics: Any,
+                 commit_workers: int = 1) -> None:
         self.pool = pool
         self.events = events
         self.fanout = fanout
         self.metrics = metrics
-        self.committer = GroupCommitter(pool, metrics, workers=4)
+        self.committer = GroupCommitter(pool, metrics, workers=commit_workers)
         self._states: dict[UUID, ConversationState] = {}
         self._pending_effects: dict[int, list[Outcome]] = {}
 

@@ -181,7 +181,8 @@ def main() -> None:
     assert pg and rd
     servers: list[ServerProcess] = []
     env = {"DATABASE_URL": pg, "REDIS_URL": rd, "REPLYHQ_ENV": "test", "LOG_LEVEL": "WARNING",
-           "JWT_SECRET": "bench-" + "x" * 40, "DATA_DIR": str(tmp / "data"), "DB_POOL_MAX": "20"}
+           "JWT_SECRET": "bench-" + "x" * 40, "DATA_DIR": str(tmp / "data"), "DB_POOL_MAX": "20",
+           **{k: os.environ[k] for k in ("COMMIT_WORKERS", "ACTOR_PARTITIONS") if k in os.environ}}
 
     def start_replica() -> ServerProcess:
         n = len(servers) + 1

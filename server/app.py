@@ -100,7 +100,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         sio.eio.pinger.start()
         app.ctx.fanout = Fanout(sio, app.ctx.metrics)
         app.ctx.events = DomainEventWriter(app.ctx.redis)
-        handler = ConversationHandler(app.ctx.pool, app.ctx.events, app.ctx.fanout, app.ctx.metrics)
+        handler = ConversationHandler(app.ctx.pool, app.ctx.events, app.ctx.fanout, app.ctx.metrics,
+                                      commit_workers=settings.commit_workers)
         app.ctx.conversation_handler = handler
         app.ctx.conversation_actors = ActorHost(app.ctx.redis, handler, replica_id=settings.replica_id,
                                                 partitions=settings.actor_partitions, metrics=app.ctx.metrics)

@@ -39,6 +39,7 @@ ENV_VARS: dict[str, str] = {
     "SOCKETIO_SID_PREFIX": "socketio_sid_prefix",
     "MAX_MESSAGE_BYTES": "max_message_bytes",
     "SNOOZE_CHECK_INTERVAL": "snooze_check_interval",
+    "COMMIT_WORKERS": "commit_workers",
 }
 FIELD_TO_ENV = {v: k for k, v in ENV_VARS.items()}
 
@@ -73,6 +74,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     socketio_sid_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]*$", max_length=32)] = ""
     max_message_bytes: Annotated[int, Meta(ge=1)] = 16384
     snooze_check_interval: Annotated[float, Meta(gt=0, le=3600)] = 5.0  # seconds between snooze checks
+    # Group commits one replica keeps in flight. One is fastest when Postgres shares the machine's
+    # cores: what arrives during a commit joins the next, so batches grow with load (measured in
+    # docs/benchmarks.md); more overlap commits when fsync latency, not CPU, is the limit.
+    commit_workers: Annotated[int, Meta(ge=1, le=64)] = 1
 
     @property
     def embedded(self) -> bool:
