@@ -24,6 +24,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from actors.leases import PartitionLeases
 from actors.partitions import partition_of, stream_key
+from server.coalesce import Coalescer
 from server.errors import ApiError, ServiceUnavailable
 
 log = logging.getLogger("replyhq.actors.host")
@@ -87,20 +88,27 @@ class ActorHost(Generic[C]):
         self._reply_channel = f"actors:{self.kind}:reply:{replica_id}"
         self._reply_encoder = msgspec.json.Encoder()
         self._reply_decoder = msgspec.json.Decoder(list[_Reply])
-        # Commands for partitions owned elsewhere, written to their streams by one writer:
-        # everything queued while a write is under way goes in the next pipeline.
-        self._outgoing: list[tuple[int, dict[str, bytes | str], asyncio.Future[Any]]] = []
-        self._outgoing_ready = asyncio.Event()
+        # Commands for partitions owned elsewhere, and the replies and acknowledgements of the
+        # batches processed here, each go out through one writer: one Redis pipeline carries
+        # what every partition queued meanwhile, instead of a round trip per partition batch.
+        self._outgoing: Coalescer[tuple[int, dict[str, bytes | str], asyncio.Future[Any]]] = Coalescer(
+            self._write_commands, f"{self.kind}-commands")
+        self._answers: Coalescer[tuple[str, int, bytes]] = Coalescer(self._write_answers, f"{self.kind}-answers")
         self._stopping = False
         self._rerouting: set[asyncio.Task[None]] = set()
         self._in_flight: set[asyncio.Task[None]] = set()  # batches finishing after their partition left
+        # Labelled children looked up once, not per batch.
+        self._commands_ok = metrics.actor_commands.labels(self.kind, "ok")
+        self._commands_failed = metrics.actor_commands.labels(self.kind, "error")
+        # Read when scraped: what waits in the owned partitions' mailboxes right now.
+        metrics.actor_stream_lag.labels(self.kind).set_function(
+            lambda: sum(box.qsize() for box in list(self._mailboxes.values())))
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         subscribed = asyncio.Event()
         self._tasks.append(asyncio.create_task(self._replies(subscribed), name=f"{self.kind}-replies"))
         await asyncio.wait_for(subscribed.wait(), 10)
-        self._tasks.append(asyncio.create_task(self._write_streams(), name=f"{self.kind}-writer"))
         await self.leases.start()
         self._tasks.append(asyncio.create_task(self._read_streams(), name=f"{self.kind}-reader"))
 
@@ -112,6 +120,9 @@ class ActorHost(Generic[C]):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._in_flight:  # let batches already committing reply and fan out
             await asyncio.wait(set(self._in_flight), timeout=5)
+        for writer in (self._answers, self._outgoing):
+            with contextlib.suppress(TimeoutError):
+                await writer.close()
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(ServiceUnavailable("replica shutting down; retry"))
@@ -132,9 +143,8 @@ class ActorHost(Generic[C]):
         else:
             request_id = uuid.uuid4().hex
             self._waiting[request_id] = future
-            self._outgoing.append((partition, {"c": self.handler.encode(command), "r": self.replica_id,
-                                               "q": request_id}, future))
-            self._outgoing_ready.set()
+            self._outgoing.put((partition, {"c": self.handler.encode(command), "r": self.replica_id,
+                                            "q": request_id}, future))
         try:
             result = await asyncio.wait_for(future, self.call_timeout)
         except TimeoutError:
@@ -147,26 +157,20 @@ class ActorHost(Generic[C]):
             raise result
         return result
 
-    async def _write_streams(self) -> None:
-        """Append queued remote commands to their partitions' streams, one pipeline per round."""
-        while True:
-            await self._outgoing_ready.wait()
-            self._outgoing_ready.clear()
-            while self._outgoing:
-                batch, self._outgoing = self._outgoing, []
-                try:
-                    async with self.redis.pipeline(transaction=False) as pipe:
-                        for partition, fields, _ in batch:
-                            pipe.xadd(stream_key(self.kind, partition), fields,  # type: ignore[arg-type]
-                                      maxlen=STREAM_MAXLEN, approximate=True)
-                        await pipe.execute()
-                except RedisError as exc:
-                    # Some entries may be in: the caller retries with the same id, handlers dedupe.
-                    log.warning("writing %d commands to their streams failed: %s", len(batch), exc)
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.set_result(ServiceUnavailable("message bus unavailable; retry",
-                                                                 code="bus_unavailable"))
+    async def _write_commands(self, batch: list[tuple[int, dict[str, bytes | str], asyncio.Future[Any]]]) -> None:
+        """Append remote commands to their partitions' streams, one pipeline for the lot."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for partition, fields, _ in batch:
+                    pipe.xadd(stream_key(self.kind, partition), fields,  # type: ignore[arg-type]
+                              maxlen=STREAM_MAXLEN, approximate=True)
+                await pipe.execute()
+        except RedisError as exc:
+            # Some entries may be in: the caller retries with the same id, handlers dedupe.
+            log.warning("writing %d commands to their streams failed: %s", len(batch), exc)
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_result(ServiceUnavailable("message bus unavailable; retry", code="bus_unavailable"))
 
     # ---- partitions ------------------------------------------------------------------
     async def _ensure_group(self, partition: int) -> None:
@@ -261,12 +265,10 @@ class ActorHost(Generic[C]):
                 self._enqueue_entries(partition, entries)
 
     async def _work(self, partition: int, box: asyncio.Queue[Envelope[C]]) -> None:
-        lag = self.metrics.actor_stream_lag.labels(self.kind)
         while True:
             batch = [await box.get()]
             while len(batch) < MAX_BATCH and not box.empty():
                 batch.append(box.get_nowait())
-            lag.set(sum(b.qsize() for b in self._mailboxes.values()))
             # Losing the partition cancels this worker, but never a batch half way: one that
             # committed must still reply and fan out, or its acked messages reach nobody live.
             task = asyncio.create_task(self._run_batch(partition, batch))
@@ -289,15 +291,16 @@ class ActorHost(Generic[C]):
             log.exception("after_process failed on partition %s", partition)
         await self._reply(partition, batch, results)
         failed = sum(1 for r in results if isinstance(r, ApiError))
-        self.metrics.actor_commands.labels(self.kind, "ok").inc(len(results) - failed)
+        self._commands_ok.inc(len(results) - failed)
         if failed:
-            self.metrics.actor_commands.labels(self.kind, "error").inc(failed)
-        log.debug("partition %s batch of %s in %.1f ms", partition, len(batch),
-                  (time.perf_counter() - started) * 1000)
+            self._commands_failed.inc(failed)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("partition %s batch of %s in %.1f ms", partition, len(batch),
+                      (time.perf_counter() - started) * 1000)
 
     async def _reply(self, partition: int, batch: list[Envelope[C]], results: list[Any]) -> None:
-        remote: dict[str, list[_Reply]] = {}  # one publish per calling replica
-        acks: list[bytes] = []
+        """Answer local callers now; remote replies and stream acks go with the next answers write."""
+        written: asyncio.Future[None] | None = None
         for env, result in zip(batch, results, strict=True):
             if env.future is not None:
                 if not env.future.done():
@@ -307,20 +310,30 @@ class ActorHost(Generic[C]):
                     reply = _Reply(env.request_id, False, error=result.body()["error"], status=result.status)
                 else:
                     reply = _Reply(env.request_id, True, data=msgspec.Raw(self.handler.encode_result(result)))
-                remote.setdefault(env.reply_to, []).append(reply)
+                written = self._answers.put((env.reply_to, -1, self._reply_encoder.encode(reply)))
             if env.entry_id is not None:
-                acks.append(env.entry_id)
-        if not remote and not acks:
-            return
+                written = self._answers.put(("", partition, env.entry_id))
+        if written is not None:
+            await asyncio.shield(written)
+
+    async def _write_answers(self, batch: list[tuple[str, int, bytes]]) -> None:
+        """Replies (one publish per calling replica, a JSON list) and acks (one XACK per partition)."""
+        replies: dict[str, list[bytes]] = {}
+        acks: dict[int, list[bytes]] = {}
+        for replica, partition, data in batch:
+            if replica:
+                replies.setdefault(replica, []).append(data)
+            else:
+                acks.setdefault(partition, []).append(data)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for replica, replies in remote.items():
-                    pipe.publish(f"actors:{self.kind}:reply:{replica}", self._reply_encoder.encode(replies))
-                if acks:
-                    pipe.xack(stream_key(self.kind, partition), GROUP, *acks)
+                for replica, encoded in replies.items():
+                    pipe.publish(f"actors:{self.kind}:reply:{replica}", b"[" + b",".join(encoded) + b"]")
+                for partition, entry_ids in acks.items():
+                    pipe.xack(stream_key(self.kind, partition), GROUP, *entry_ids)
                 await pipe.execute()
         except RedisError as exc:  # unacked entries are claimed again; handlers are idempotent
-            log.warning("reply/ack on partition %s failed: %s", partition, exc)
+            log.warning("replies/acks for %d commands failed: %s", len(batch), exc)
 
     def _resolve(self, reply: _Reply) -> None:
         fut = self._waiting.pop(reply.q, None)

@@ -38,6 +38,10 @@ return 0
 Callback = Callable[[int], Awaitable[None]]
 
 
+class PartitionCountMismatch(Exception):
+    """This replica's partition count differs from the one live replicas use."""
+
+
 class PartitionLeases:
     def __init__(self, redis: aioredis.Redis, *, kind: str, partitions: int, replica_id: str,
                  ttl_ms: int = 2000, tick_s: float = 0.4,
@@ -65,6 +69,7 @@ class PartitionLeases:
         return partition in self.owned and time.monotonic() < self._valid_until
 
     async def start(self) -> None:
+        await self._check_partition_count()
         await self._tick()
         self._task = asyncio.create_task(self._run(), name=f"leases-{self.kind}")
 
@@ -83,6 +88,19 @@ class PartitionLeases:
             await self.redis.zrem(self._members, self.replica_id)
         except RedisError:
             pass
+
+    async def _check_partition_count(self) -> None:
+        """Refuse to join replicas that split the same conversations into a different number of
+        partitions: one conversation would map to two partitions, so have two owners at once."""
+        key = f"actors:{self.kind}:partitions"
+        live = await self.redis.zrangebyscore(self._members, int(time.time() * 1000) - self.ttl_ms, "+inf")
+        others = [m for m in live if (m.decode() if isinstance(m, bytes) else m) != self.replica_id]
+        used = await self.redis.get(key)
+        if others and used is not None and int(used) != self.partitions:
+            raise PartitionCountMismatch(
+                f"ACTOR_PARTITIONS is {self.partitions} here but {int(used)} on the {len(others)} running "
+                f"replica(s): every replica must use the same value (change it only with all replicas stopped)")
+        await self.redis.set(key, self.partitions)
 
     async def _run(self) -> None:
         while True:

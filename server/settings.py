@@ -58,7 +58,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     jwt_secret: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     replica_id: str = ""
-    actor_partitions: Annotated[int, Meta(ge=1, le=4096)] = 32
+    actor_partitions: Annotated[int, Meta(ge=1, le=4096)] = 16
     db_pool_min: Annotated[int, Meta(ge=1)] = 2
     db_pool_max: Annotated[int, Meta(ge=1)] = 16
     graceful_shutdown_timeout: Annotated[float, Meta(ge=0)] = 10.0

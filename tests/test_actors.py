@@ -14,6 +14,7 @@ import socketio
 
 from actors.conversation import ConversationHandler
 from actors.host import ActorHost
+from actors.leases import PartitionCountMismatch, PartitionLeases
 from server.events import DomainEventWriter
 from server.messaging.models import ReceiptCommand, SendCommand
 from server.messaging.service import MessagingService
@@ -70,6 +71,17 @@ async def test_partitions_rebalance_when_a_replica_joins_and_leaves(make_host) -
     assert a.owned.isdisjoint(b.owned)
     await b.stop()
     await wait_for(lambda: len(a.owned) == PARTITIONS)
+
+
+async def test_a_replica_with_another_partition_count_refuses_to_join(make_host, redis: aioredis.Redis) -> None:
+    a, _ = await make_host("replica-a")
+    other = PartitionLeases(redis, kind="conversation", partitions=PARTITIONS * 2, replica_id="replica-b")
+    with pytest.raises(PartitionCountMismatch, match=f"ACTOR_PARTITIONS is {PARTITIONS * 2} here but {PARTITIONS}"):
+        await other.start()
+    assert len(a.owned) == PARTITIONS  # the running replica keeps serving every partition
+    await a.stop()
+    await other.start()  # alone, a new count is taken (a deliberate change with every replica stopped)
+    await other.stop()
 
 
 async def test_a_dead_replicas_partitions_are_taken_over(make_host) -> None:

@@ -22,12 +22,14 @@ import redis.asyncio as aioredis
 from loadtests.sdk import ReplyHQClient
 from server.embedded import free_port
 from server.replica_sids import sid_prefix_of
+from server.settings import Settings
 from tests.inbox_helpers import owner_token
 from tests.metrics_helpers import eventually, fanout_listeners, partitions_owned
 from tests.support import ROOT, ServerProcess, http
 from tests.test_admin_inbox_socket import Recorder, emit
 
-PARTITIONS = 32
+PARTITIONS = Settings().actor_partitions  # the servers under test run with the default
+HALF = PARTITIONS // 2
 _REPLICA_LINE = re.compile(r"^\s+(r\d+)\s+pid (\d+)\s+(http://\S+)$", re.M)
 
 
@@ -91,7 +93,7 @@ async def test_a_cluster_serves_one_address_and_messages_cross_replicas(
     urls = cluster.replica_urls()
     # Leases settled, half the partitions each. (While partitions still move right after a
     # simultaneous start, the live fan-out of messages in flight was seen to be lost.)
-    await eventually(lambda: [partitions_owned(u) for u in urls.values()] == [16, 16],
+    await eventually(lambda: [partitions_owned(u) for u in urls.values()] == [HALF, HALF],
                      "the replicas' leases settle: half the partitions each")
     # Connections round-robin over both replicas.
     assert {cluster.replica_behind_balancer() for _ in range(6)} == {"r1", "r2"}
@@ -207,9 +209,9 @@ async def test_partitions_split_on_join_and_go_to_the_survivor_on_leave_or_death
     await eventually(lambda: partitions_owned(one.url) == PARTITIONS, "a lone replica owns every partition")
 
     two: ServerProcess = start_server()
-    await eventually(lambda: (partitions_owned(one.url), partitions_owned(two.url)) == (16, 16),
+    await eventually(lambda: (partitions_owned(one.url), partitions_owned(two.url)) == (HALF, HALF),
                      "two replicas share the partitions fairly")
-    assert await _lease_holders(redis_url) == {"replica-1": 16, "replica-2": 16}
+    assert await _lease_holders(redis_url) == {"replica-1": HALF, "replica-2": HALF}
     await _messages_flow(two.url, one.url, key, server_env, 2)
 
     two.stop()  # SIGTERM: its leases are handed back at once
@@ -217,7 +219,7 @@ async def test_partitions_split_on_join_and_go_to_the_survivor_on_leave_or_death
     await _messages_flow(one.url, one.url, key, server_env, 1)
 
     three: ServerProcess = start_server()
-    await eventually(lambda: (partitions_owned(one.url), partitions_owned(three.url)) == (16, 16),
+    await eventually(lambda: (partitions_owned(one.url), partitions_owned(three.url)) == (HALF, HALF),
                      "a new replica gets its fair share")
     await _messages_flow(one.url, three.url, key, server_env, 2)
 

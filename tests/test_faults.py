@@ -15,9 +15,10 @@ import redis.asyncio as aioredis
 from actors.partitions import partition_of
 from loadtests.sdk import ReplyHQClient
 from server.embedded import EmbeddedRedis
+from server.settings import Settings
 from tests.support import ServerProcess
 
-PARTITIONS = 32
+PARTITIONS = Settings().actor_partitions  # the servers under test run with the default
 TOTAL = 120
 
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 import socketio
 
 from loadtests.sdk import ReplyHQClient
+from server.settings import Settings
 from tests.inbox_helpers import owner_token
 from tests.metrics_helpers import eventually, metric, partitions_owned, sample, scrape
 from tests.support import ServerProcess, http
 from tests.test_admin_inbox_socket import Recorder
 
-PARTITIONS = 32
+PARTITIONS = Settings().actor_partitions  # the servers under test run with the default
 MESSAGES_PER_CLIENT = 5
 
 

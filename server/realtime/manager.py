@@ -13,6 +13,8 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
+from server.coalesce import Coalescer
+
 log = logging.getLogger("replyhq.fanout")
 PEER_GRACE_S = 5.0  # keep publishing this long after the last sight of another replica
 _BATCH_MARK = b"replyhq-batch:"  # a publish carrying a JSON list of manager messages
@@ -60,11 +62,7 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     def __init__(self, url: str, channel: str, **kwargs: Any) -> None:
         super().__init__(url, channel=channel, **kwargs)
         self._peer_seen_at: float | None = None  # None: not checked yet, so assume peers
-        self._outbox: list[dict[str, Any]] = []
-        self._outbox_sent: asyncio.Future[None] | None = None  # resolves once the outbox is published
-        self._publishing: asyncio.Future[None] | None = None  # the batch on its way
-        self._wake = asyncio.Event()
-        self._publisher: asyncio.Task[None] | None = None
+        self._outbox: Coalescer[dict[str, Any]] = Coalescer(self._publish_batch, "fanout-publisher")
         self._own_batches = _BATCH_MARK + self.host_id.encode() + b"\n"
 
     def has_peers(self) -> bool:
@@ -131,7 +129,7 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         if kwargs.get("ignore_queue") or not self.has_peers():
             return None
         payload = list(data) if isinstance(data, tuple) else [data]
-        self._queue({"method": "emit", "event": event, "data": payload, "binary": False,
+        self._outbox.put({"method": "emit", "event": event, "data": payload, "binary": False,
                      "namespace": namespace, "room": room, "skip_sid": skip_sid, "callback": None,
                      "host_id": self.host_id})
         return None
@@ -150,40 +148,16 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         """The stock manager's publishes (callbacks, broadcasts, room changes) join the outbox too."""
         if not self.has_peers():
             return None
-        self._queue(data)
+        self._outbox.put(data)
         await self.flush()
         return None
 
-    def _queue(self, message: dict[str, Any]) -> None:
-        self._outbox.append(message)
-        if self._outbox_sent is None:
-            self._outbox_sent = asyncio.get_running_loop().create_future()
-        if self._publisher is None or self._publisher.done():
-            self._publisher = asyncio.create_task(self._publish_outbox(), name="fanout-publisher")
-        self._wake.set()
-
     async def flush(self) -> None:
         """Return once every emit made so far has been published (or given up on)."""
-        waiting = self._outbox_sent if self._outbox else self._publishing
-        if waiting is not None:
-            await asyncio.shield(waiting)
+        await self._outbox.drain()
 
-    async def _publish_outbox(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._outbox:
-                batch, sent = self._outbox, self._outbox_sent
-                self._outbox, self._outbox_sent = [], None
-                self._publishing = sent
-                try:
-                    await self._publish_batch(self._own_batches + _encode(batch))
-                finally:
-                    self._publishing = None
-                    if sent is not None and not sent.done():
-                        sent.set_result(None)
-
-    async def _publish_batch(self, payload: bytes) -> None:
+    async def _publish_batch(self, messages: list[dict[str, Any]]) -> None:
+        payload = self._own_batches + _encode(messages)
         for attempt in (1, 2):  # as the stock manager: reconnect once, then give up on this batch
             try:
                 if not self.connected:  # type: ignore[has-type]
@@ -213,7 +187,4 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
 
     async def close(self) -> None:
         """Publish what is queued, then stop the publisher (app shutdown)."""
-        if self._publisher is not None:
-            await asyncio.wait_for(self.flush(), 5)
-            self._publisher.cancel()
-            await asyncio.gather(self._publisher, return_exceptions=True)
+        await self._outbox.close()
