@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
+import contextvars
 import logging
 import struct
 import time
@@ -36,8 +36,16 @@ log = logging.getLogger("replyhq.realtime.websocket")
 MAX_WRITE_BUFFER = 8 * 1024 * 1024  # a client this far behind is cut off; it syncs on reconnect
 CLOSE_GRACE_S = 5.0  # how long a closing handshake may take before the connection is dropped
 _PING = eio_packet.Packet(eio_packet.PING)
-_ENVIRON_KEPT = frozenset({"REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "REMOTE_ADDR", "sanic.request"})
+# What the environ keeps once the socket is up: our connect handlers read nothing else.
+_ENVIRON_KEPT = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "REMOTE_ADDR")
+_NO_CONTEXT = contextvars.Context()  # for callbacks that must not hold on to a request's context
 _running: set[asyncio.Task[Any]] = set()  # message handlers in flight (a task must be referenced)
+
+
+async def settle_handlers(timeout: float) -> None:
+    """Wait (at most `timeout`) for the message and close handlers already running."""
+    if _running:
+        await asyncio.wait(set(_running), timeout=timeout)
 
 
 def _header(opcode: int, size: int) -> bytes:
@@ -49,9 +57,9 @@ def _header(opcode: int, size: int) -> bytes:
     return struct.pack("!BBQ", 0x80 | opcode, 127, size)
 
 
-class WebSocketConnection:
-    """One upgraded connection: what Sanic's protocol calls (data, EOF, loss, shutdown) plus
-    synchronous sends. Sanic's protocol holds it as `protocol.websocket`."""
+class WebSocketConnection(asyncio.Protocol):
+    """One upgraded connection, the transport's protocol once the handshake is done (Sanic's
+    HTTP protocol, request and connection task are let go), with synchronous sends."""
 
     def __init__(self, ws_proto: ServerProtocol, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.ws_proto = ws_proto
@@ -156,7 +164,13 @@ class WebSocketConnection:
         frames, self._early = list(self._early or ()), None
         return frames
 
-    # ---- what Sanic's WebSocketProtocol calls ----------------------------------------
+    # ---- asyncio.Protocol -------------------------------------------------------------
+    def pause_writing(self) -> None:  # backpressure is the 8 MB cut-off in send()
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
     def eof_received(self) -> bool:
         self.ws_proto.receive_eof()
         self._flush()
@@ -176,13 +190,16 @@ class WebSocketConnection:
             self.transport.close()
         self._set_closed()
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:  # Sanic's server shutdown
-        self.start_close(code)
 
 
 class SanicWebSocketDriver:
-    """`_async["websocket"]` for python-engineio: accepts the upgrade on Sanic's protocol and
-    runs the Engine.IO socket's handler on a WebSocketConnection."""
+    """`_async["websocket"]` for python-engineio: accepts the upgrade on Sanic's connection, then
+    hands the transport to a WebSocketConnection and lets Sanic's request end.
+
+    Sanic would otherwise keep, for every open websocket, its HTTP protocol, the request with
+    its headers, the connection task and the coroutines of the whole request path alive (about
+    a third of an idle socket's memory).
+    """
 
     def __init__(self, handler: Callable[[WebSocketConnection], Any], server: Any) -> None:
         self.handler = handler
@@ -190,11 +207,10 @@ class SanicWebSocketDriver:
 
     async def __call__(self, environ: dict[str, Any]) -> Any:
         request = environ["sanic.request"]
-        # The environ lives as long as the socket and the connect handlers have read it: keep
-        # what identifies the request, drop the copied headers and the request-body reader (a
-        # class built per request by python-engineio's Sanic driver).
-        for key in [k for k in environ if k not in _ENVIRON_KEPT]:
-            del environ[key]
+        # The environ lives as long as the socket; rebuilt, its table shrinks too.
+        kept = {key: environ[key] for key in _ENVIRON_KEPT if key in environ}
+        environ.clear()
+        environ.update(kept)
         protocol = request.transport.get_protocol()
         ws_proto = ServerProtocol(max_size=self.server.max_http_buffer_size, state=State.OPEN)
         response = ws_proto.accept(http11.Request(path=request.path, headers=Headers(request.headers)))
@@ -203,13 +219,29 @@ class SanicWebSocketDriver:
         head = f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in response.headers.raw_items()) + "\r\n"
         await protocol.send(head.encode())
-        conn = WebSocketConnection(ws_proto, protocol.transport, asyncio.get_running_loop())
-        protocol.websocket = conn
+        transport = protocol.transport
+        conn = WebSocketConnection(ws_proto, transport, asyncio.get_running_loop())
+        transport.set_protocol(conn)
+        # Sanic forgets the connection: not in its set of open ones (so its shutdown does not
+        # wait for it: EngineServer.close_websockets closes these), and without a transport its
+        # end-of-request close() leaves ours open.
+        protocol.connections.discard(protocol)
+        protocol.transport = None
+        early = bytes(protocol.recv_buffer)  # frames a client sent with its upgrade request
+        protocol.recv_buffer.clear()
+        self.server.open_websockets.add(conn)
+        # Callbacks keep the context they were added in: here that is Sanic's request context,
+        # whose `Request._current` would keep the request (and its protocol) alive with the socket.
+        conn.closed.add_done_callback(lambda _: self.server.open_websockets.discard(conn), context=_NO_CONTEXT)
+        del request, protocol, response, head, kept
+        if early:
+            conn.data_received(early)
         try:
-            await self.handler(conn)
-        finally:
-            conn.end_connection(1000)
-        return self.server._ok()
+            await self.handler(conn)  # returns once the socket reads and writes on its own
+        except BaseException:
+            conn.end_connection(1011)
+            raise
+        return None
 
 
 class Pinger:
@@ -355,12 +387,20 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         for data in ws.take_early():
             self._on_data(data)
         ws.on_data = self._on_data
-        # Sanic cancels this handler when the connection drops; the socket must close anyway,
-        # so the disconnect handlers run (the stock transport does the same).
-        with contextlib.suppress(asyncio.CancelledError):
-            await ws.closed
+        # Nothing waits for the connection to end (that coroutine chain would live as long as
+        # the socket): its end closes the Engine.IO socket, so the disconnect handlers run.
+        ws.closed.add_done_callback(self._websocket_closed, context=_NO_CONTEXT)  # see SanicWebSocketDriver
+
+    def _websocket_closed(self, _: asyncio.Future[None]) -> None:
         self._ws = None
+        task = asyncio.get_running_loop().create_task(self._close_after_websocket())
+        _running.add(task)
+        task.add_done_callback(_running.discard)
+
+    async def _close_after_websocket(self) -> None:
         await super().close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        if self.server.sockets.get(self.sid) is self:
+            del self.server.sockets[self.sid]
 
     def _on_data(self, data: str | bytes) -> None:
         if isinstance(data, bytes):  # a binary Socket.IO attachment

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import engineio
 from engineio import async_socket
 
-from server.realtime.eio_websocket import DirectSocket, Pinger, SanicWebSocketDriver
+from server.realtime.eio_websocket import (
+    CLOSE_GRACE_S,
+    DirectSocket,
+    Pinger,
+    SanicWebSocketDriver,
+    WebSocketConnection,
+    settle_handlers,
+)
 from server.replica_sids import ReplicaEngineIOServer, ReplicaSidServer
+
+
+def _create_route(app: Any, server: engineio.AsyncServer, endpoint: str) -> None:
+    """The Engine.IO route (python-engineio's own registers its bound handle_request)."""
+
+    async def engineio_route(request: Any, *args: Any, **kwargs: Any) -> Any:
+        return await server.handle_request(request, *args, **kwargs)
+
+    # An accepted websocket leaves Sanic without an HTTP response; this attribute is how Sanic
+    # knows a handler may do that (any other request without a response still gets an error).
+    engineio_route.is_websocket = True  # type: ignore[attr-defined]
+    app.add_route(engineio_route, endpoint, methods=["GET", "POST", "OPTIONS"], name="engineio")
+    app.enable_websocket()
 
 
 class EngineServer(ReplicaEngineIOServer):
@@ -18,8 +39,19 @@ class EngineServer(ReplicaEngineIOServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._async = {**self._async, "websocket": SanicWebSocketDriver}
+        self._async = {**self._async, "websocket": SanicWebSocketDriver, "create_route": _create_route}
         self.pinger = Pinger(self.ping_interval)
+        self.open_websockets: set[WebSocketConnection] = set()
+
+    async def close_websockets(self, code: int = 1001, timeout: float = CLOSE_GRACE_S) -> None:
+        """Close every websocket (shutdown: clients reconnect elsewhere) and let their
+        disconnect handlers finish while the pool and Redis are still open."""
+        conns = list(self.open_websockets)
+        for conn in conns:
+            conn.start_close(code)
+        if conns:
+            await asyncio.wait([conn.closed for conn in conns], timeout=timeout)
+        await settle_handlers(timeout)
 
     async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
         if event == "connect":
