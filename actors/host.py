@@ -102,7 +102,7 @@ class ActorHost(Generic[C]):
         self._commands_failed = metrics.actor_commands.labels(self.kind, "error")
         # Read when scraped: what waits in the owned partitions' mailboxes right now.
         metrics.actor_stream_lag.labels(self.kind).set_function(
-            lambda: sum(box.qsize() for box in list(self._mailboxes.values())))
+            lambda: sum(box.qsize() for box in self._mailboxes.values()))
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
 import logging
 import struct
 import time
@@ -38,7 +37,6 @@ CLOSE_GRACE_S = 5.0  # how long a closing handshake may take before the connecti
 _PING = eio_packet.Packet(eio_packet.PING)
 # What the environ keeps once the socket is up: our connect handlers read nothing else.
 _ENVIRON_KEPT = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "REMOTE_ADDR")
-_NO_CONTEXT = contextvars.Context()  # for callbacks that must not hold on to a request's context
 _running: set[asyncio.Task[Any]] = set()  # message handlers in flight (a task must be referenced)
 
 
@@ -87,11 +85,14 @@ class WebSocketConnection(asyncio.Protocol):
 
     def start_close(self, code: int = 1000) -> None:
         """Starts the closing handshake; the connection is dropped if it does not finish."""
+        self._send_close(code)
+        if not self.closed.done():
+            self.loop.call_later(CLOSE_GRACE_S, self.abort)
+
+    def _send_close(self, code: int) -> None:
         if self.ws_proto.state is State.OPEN:
             self.ws_proto.send_close(code)
             self._flush()
-        if not self.closed.done():
-            self.loop.call_later(CLOSE_GRACE_S, self.abort)
 
     def abort(self) -> None:
         self.transport.abort()
@@ -183,9 +184,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._set_closed()
 
     def end_connection(self, code: int = 1000) -> None:
-        if self.ws_proto.state is State.OPEN:
-            self.ws_proto.send_close(code)
-            self._flush()
+        self._send_close(code)
         if not self.transport.is_closing():
             self.transport.close()
         self._set_closed()
@@ -230,10 +229,7 @@ class SanicWebSocketDriver:
         early = bytes(protocol.recv_buffer)  # frames a client sent with its upgrade request
         protocol.recv_buffer.clear()
         self.server.open_websockets.add(conn)
-        # Callbacks keep the context they were added in: here that is Sanic's request context,
-        # whose `Request._current` would keep the request (and its protocol) alive with the socket.
-        conn.closed.add_done_callback(lambda _: self.server.open_websockets.discard(conn), context=_NO_CONTEXT)
-        del request, protocol, response, head, kept
+        conn.closed.add_done_callback(lambda _: self.server.open_websockets.discard(conn))
         if early:
             conn.data_received(early)
         try:
@@ -389,7 +385,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         ws.on_data = self._on_data
         # Nothing waits for the connection to end (that coroutine chain would live as long as
         # the socket): its end closes the Engine.IO socket, so the disconnect handlers run.
-        ws.closed.add_done_callback(self._websocket_closed, context=_NO_CONTEXT)  # see SanicWebSocketDriver
+        ws.closed.add_done_callback(self._websocket_closed)
 
     def _websocket_closed(self, _: asyncio.Future[None]) -> None:
         self._ws = None

@@ -130,8 +130,8 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             return None
         payload = list(data) if isinstance(data, tuple) else [data]
         self._outbox.put({"method": "emit", "event": event, "data": payload, "binary": False,
-                     "namespace": namespace, "room": room, "skip_sid": skip_sid, "callback": None,
-                     "host_id": self.host_id})
+                          "namespace": namespace, "room": room, "skip_sid": skip_sid, "callback": None,
+                          "host_id": self.host_id})
         return None
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
