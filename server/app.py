@@ -17,6 +17,7 @@ from sanic.response import HTTPResponse, file
 
 from actors.conversation import ConversationHandler
 from actors.host import ActorHost
+from server.admission import Admission
 from server.db.pool import create_pool
 from server.errors import install_error_handlers
 from server.events import DomainEventWriter
@@ -64,6 +65,10 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
     app.config.KEEP_ALIVE_TIMEOUT = 75
     app.ctx.settings = settings
     app.ctx.metrics = Metrics()
+    app.ctx.admission = admission = Admission(settings.connect_concurrency,
+                                              on_wait=app.ctx.metrics.handshake_waits.inc)
+    app.ctx.metrics.handshakes.labels("active").set_function(lambda: admission.active)
+    app.ctx.metrics.handshakes.labels("waiting").set_function(lambda: admission.waiting)
 
     manager = ReplicaFanoutManager(settings.redis_url, channel=settings.socketio_channel)
     sio = SocketServer(async_mode="sanic", client_manager=manager, serializer=JsonPacket,

@@ -78,6 +78,7 @@ async def _bootstrap_demo(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    from server.admission import AdmittedProtocol
     from server.app import create_app
     from server.db.migrate import migrate
     from server.logging_setup import configure_logging
@@ -94,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             asyncio.run(_bootstrap_demo(settings))
         app = create_app(settings)
         app.run(host=settings.host, port=settings.port, single_process=True, access_log=False,
-                motd=False, backlog=4096)
+                motd=False, backlog=4096, protocol=AdmittedProtocol)
     finally:
         if services is not None:
             services.stop()

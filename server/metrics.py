@@ -30,3 +30,8 @@ class Metrics:
                                            registry=r, buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500))
         self.commit_duration = Histogram("replyhq_commit_duration_seconds", "Time of one group commit in Postgres",
                                          registry=r, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+        self.handshakes = Gauge("replyhq_connection_handshakes",
+                                "New connections in their handshake (active) or waiting to start it (waiting)",
+                                ["state"], registry=r)
+        self.handshake_waits = Counter("replyhq_connection_handshake_waits_total",
+                                       "New connections that waited for a handshake slot", registry=r)

@@ -40,6 +40,7 @@ ENV_VARS: dict[str, str] = {
     "MAX_MESSAGE_BYTES": "max_message_bytes",
     "SNOOZE_CHECK_INTERVAL": "snooze_check_interval",
     "COMMIT_WORKERS": "commit_workers",
+    "CONNECT_CONCURRENCY": "connect_concurrency",
 }
 FIELD_TO_ENV = {v: k for k, v in ENV_VARS.items()}
 
@@ -78,6 +79,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # cores: what arrives during a commit joins the next, so batches grow with load (measured in
     # docs/benchmarks.md); more overlap commits when fsync latency, not CPU, is the limit.
     commit_workers: Annotated[int, Meta(ge=1, le=64)] = 1
+    # New connections in their handshake at once (server/admission.py); more wait, reading paused.
+    connect_concurrency: Annotated[int, Meta(ge=1, le=100_000)] = 128
 
     @property
     def embedded(self) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
 import struct
 import time
@@ -29,6 +30,9 @@ from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
+
+from server.admission import ENVIRON_KEY as ADMISSION_KEY
+from server.admission import Slot
 
 log = logging.getLogger("replyhq.realtime.websocket")
 
@@ -229,7 +233,15 @@ class SanicWebSocketDriver:
         early = bytes(protocol.recv_buffer)  # frames a client sent with its upgrade request
         protocol.recv_buffer.clear()
         self.server.open_websockets.add(conn)
-        conn.closed.add_done_callback(lambda _: self.server.open_websockets.discard(conn))
+        # The connection's admission slot is held until its first Socket.IO connect is answered
+        # (SocketServer releases it) or the websocket closes.
+        slot = getattr(protocol, "admission_slot", None)
+        if slot is not None:
+            protocol.admission_slot = None
+            environ[ADMISSION_KEY] = slot
+        # Callbacks that live as long as the socket get an empty context: the current one holds
+        # Sanic's request (its contextvar) and would keep it, headers and all, alive.
+        conn.closed.add_done_callback(lambda _: self._closed(conn, slot), context=contextvars.Context())
         if early:
             conn.data_received(early)
         try:
@@ -238,6 +250,11 @@ class SanicWebSocketDriver:
             conn.end_connection(1011)
             raise
         return None
+
+    def _closed(self, conn: WebSocketConnection, slot: Slot | None) -> None:
+        self.server.open_websockets.discard(conn)
+        if slot is not None:
+            slot.release()
 
 
 class Pinger:
@@ -349,6 +366,10 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         ws = self._ws
         if ws is None:
             await super().close(wait=wait, abort=abort, reason=reason)
+            if abort and not self.upgraded:
+                # A long-poll still waiting is answered now (python-engineio would hold it for
+                # ping_interval + ping_timeout, so a polling client's disconnect took 30 s).
+                self.queue.put_nowait(None)
             return
         await super().close(wait=False, abort=abort, reason=reason)  # sends CLOSE straight away
         ws.start_close(1000)
@@ -385,7 +406,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         ws.on_data = self._on_data
         # Nothing waits for the connection to end (that coroutine chain would live as long as
         # the socket): its end closes the Engine.IO socket, so the disconnect handlers run.
-        ws.closed.add_done_callback(self._websocket_closed)
+        ws.closed.add_done_callback(self._websocket_closed, context=contextvars.Context())
 
     def _websocket_closed(self, _: asyncio.Future[None]) -> None:
         self._ws = None

@@ -8,6 +8,7 @@ from typing import Any
 import engineio
 from engineio import async_socket
 
+from server.admission import ENVIRON_KEY as ADMISSION_KEY
 from server.realtime.eio_websocket import (
     CLOSE_GRACE_S,
     DirectSocket,
@@ -66,3 +67,12 @@ class EngineServer(ReplicaEngineIOServer):
 class SocketServer(ReplicaSidServer):
     def _engineio_server_class(self) -> type[engineio.AsyncServer]:
         return EngineServer
+
+    async def _handle_connect(self, eio_sid: str, namespace: str, data: Any) -> None:
+        try:
+            await super()._handle_connect(eio_sid, namespace, data)
+        finally:
+            # The handshake is over (connected or refused): the next connection may start its own.
+            slot = self.environ.get(eio_sid, {}).pop(ADMISSION_KEY, None)
+            if slot is not None:
+                slot.release()
