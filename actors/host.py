@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -69,6 +70,12 @@ class _Reply(msgspec.Struct):
     status: int = 0
 
 
+def _time_out(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(ServiceUnavailable(
+            "the conversation did not answer in time; retry with the same client_id", code="timeout"))
+
+
 class ActorHost(Generic[C]):
     def __init__(self, redis: aioredis.Redis, handler: Handler[C], *, replica_id: str, partitions: int,
                  metrics: Any, call_timeout: float = 10.0, lease_ttl_ms: int = 2000) -> None:
@@ -84,6 +91,10 @@ class ActorHost(Generic[C]):
         self._mailboxes: dict[int, asyncio.Queue[Envelope[C]]] = {}
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._waiting: dict[str, asyncio.Future[Any]] = {}
+        # Request ids only need to be unique on this replica's reply channel; the prefix keeps a
+        # restarted replica (same REPLICA_ID) from matching replies meant for its predecessor.
+        self._request_prefix = uuid.uuid4().hex[:12] + "-"
+        self._request_ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._reply_channel = f"actors:{self.kind}:reply:{replica_id}"
         self._reply_encoder = msgspec.json.Encoder()
@@ -141,16 +152,16 @@ class ActorHost(Generic[C]):
         if box is not None and self.leases.owns(partition):
             box.put_nowait(Envelope(command, future=future))
         else:
-            request_id = uuid.uuid4().hex
+            request_id = f"{self._request_prefix}{next(self._request_ids):x}"
             self._waiting[request_id] = future
             self._outgoing.put((partition, {"c": self.handler.encode(command), "r": self.replica_id,
                                             "q": request_id}, future))
+        # A timer on the future itself: asyncio.wait_for would add a second future per call.
+        timer = loop.call_later(self.call_timeout, _time_out, future)
         try:
-            result = await asyncio.wait_for(future, self.call_timeout)
-        except TimeoutError:
-            raise ServiceUnavailable("the conversation did not answer in time; retry with the same client_id",
-                                     code="timeout") from None
+            result = await future
         finally:
+            timer.cancel()
             if request_id is not None:
                 self._waiting.pop(request_id, None)
         if isinstance(result, ApiError):

@@ -15,6 +15,8 @@ import socketio
 from actors.conversation import ConversationHandler
 from actors.host import ActorHost
 from actors.leases import PartitionCountMismatch, PartitionLeases
+from actors.partitions import partition_of
+from server.errors import ServiceUnavailable
 from server.events import DomainEventWriter
 from server.messaging.models import ReceiptCommand, SendCommand
 from server.messaging.service import MessagingService
@@ -37,13 +39,13 @@ async def make_host(db: asyncpg.Pool, redis: aioredis.Redis) -> AsyncIterator[Ca
     hosts: list[ActorHost] = []
     writers: list[DomainEventWriter] = []
 
-    async def make(name: str) -> tuple[ActorHost, MessagingService]:
+    async def make(name: str, call_timeout: float = 10.0) -> tuple[ActorHost, MessagingService]:
         metrics = Metrics()
         fanout = Fanout(socketio.AsyncServer(async_mode="asgi"), metrics)
         events = DomainEventWriter(redis)
         writers.append(events)
         host: ActorHost = ActorHost(redis, ConversationHandler(db, events, fanout, metrics), replica_id=name,
-                                    partitions=PARTITIONS, metrics=metrics)
+                                    partitions=PARTITIONS, metrics=metrics, call_timeout=call_timeout)
         await host.start()
         hosts.append(host)
         return host, MessagingService(db, events, host, fanout)
@@ -88,13 +90,37 @@ async def test_a_dead_replicas_partitions_are_taken_over(make_host) -> None:
     a, _ = await make_host("replica-a")
     b, _ = await make_host("replica-b")
     await wait_for(lambda: len(a.owned) == len(b.owned) == PARTITIONS // 2)
-    # Die without handing anything back: the leases must expire and move.
-    a.leases._task.cancel()  # type: ignore[union-attr]
-    for task in a._tasks:
-        task.cancel()
-    for worker in a._workers.values():
-        worker.cancel()
+    _freeze(a)  # the leases must expire and move
     await wait_for(lambda: len(b.owned) == PARTITIONS)
+
+
+def _freeze(host: ActorHost) -> None:
+    """The replica stops doing anything (a hung or killed process) without handing anything back."""
+    host.leases._task.cancel()  # type: ignore[union-attr]
+    for task in host._tasks:
+        task.cancel()
+    for worker in host._workers.values():
+        worker.cancel()
+
+
+async def test_a_send_its_owner_never_answers_times_out_retryably_and_lands_once(make_host, workspace, db) -> None:
+    a, svc_a = await make_host("replica-a")
+    b, svc_b = await make_host("replica-b", call_timeout=0.5)
+    await wait_for(lambda: len(a.owned) == len(b.owned) == PARTITIONS // 2)
+    for i in range(100):  # a conversation whose partition replica-a owns
+        conv_id, user_id = await _conversation(svc_b, workspace, f"frozen-{i}")
+        if partition_of(conv_id, PARTITIONS) in a.owned:
+            break
+    _freeze(a)
+    cmd = SendCommand(conversation_id=conv_id, app_id=str(workspace.app_id), sender_kind="user",
+                      sender_id=user_id, client_id="while-frozen", body="anyone there?")
+    with pytest.raises(ServiceUnavailable) as waited:
+        await svc_b.send(cmd)
+    assert waited.value.code == "timeout" and waited.value.status == 503
+    await wait_for(lambda: len(b.owned) == PARTITIONS)
+    landed = await svc_b.send(cmd)  # the SDK retries with the same client_id
+    assert landed.seq == 1
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", uuid.UUID(conv_id)) == 1
 
 
 async def _conversation(svc: MessagingService, ws: NewWorkspace, external_id: str) -> tuple[str, str]:

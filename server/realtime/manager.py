@@ -22,6 +22,31 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 
 
+class _RemoteEmit(msgspec.Struct):
+    """A manager message as another replica published it, its arguments left encoded."""
+
+    method: str
+    event: str | None = None
+    data: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"[]"))
+    namespace: str | None = None
+    room: Any = None
+    skip_sid: Any = None
+    callback: Any = None
+    binary: bool = False
+
+
+_batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_emit_decoder = msgspec.json.Decoder(_RemoteEmit)
+
+
+def _event_text(event: str, args: bytes, namespace: str) -> str:
+    """A Socket.IO EVENT packet, as JsonPacket(EVENT, namespace, [event, *args]).encode() writes
+    it, from the arguments already encoded as a JSON list."""
+    inner = args[1:-1]
+    body = b"[" + _encode(event) + (b"," + inner if inner else b"") + b"]"
+    return ("2" if namespace == "/" else "2" + namespace + ",") + body.decode()
+
+
 class MsgspecJson:
     """The `json` module interface python-socketio calls, backed by msgspec (faster on our payloads)."""
 
@@ -87,21 +112,19 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 pass
             await asyncio.sleep(interval_s)
 
-    def deliver_local(self, event: str, data: Any, namespace: str, room: str | None,
-                      skip_sid: str | list[str] | None = None) -> int:
-        """Queue one event for every socket of `room` on this replica; returns how many."""
+    def _members(self, namespace: str, room: str) -> dict[str, str] | None:
+        """sid -> Engine.IO sid of `room`'s sockets on this replica (None when there are none)."""
         rooms = self.rooms.get(namespace)
-        if not rooms or room not in rooms:
-            return 0
-        members = rooms[room]._fwdm
-        if not members:
-            return 0
-        args = [event] if data is None else [event, *data] if isinstance(data, tuple | list) else [event, data]
-        pkt = eio_packet.Packet(eio_packet.MESSAGE, JsonPacket(sio_packet.EVENT, namespace=namespace,
-                                                              data=args).encode())
+        if not rooms:
+            return None
+        members = rooms.get(room)
+        return members._fwdm if members else None  # type: ignore[no-any-return]
+
+    def _deliver(self, members: dict[str, str], text: str, skip_sid: str | list[str] | None) -> None:
+        """Queue one encoded Socket.IO packet for every member socket (but the skipped)."""
+        pkt = eio_packet.Packet(eio_packet.MESSAGE, text)
         skip = skip_sid if isinstance(skip_sid, list) else (skip_sid,)
         sockets = self.server.eio.sockets
-        sent = 0
         for sid, eio_sid in list(members.items()):
             if sid in skip:
                 continue
@@ -114,8 +137,6 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 send_nowait(pkt)
             else:
                 sock.queue.put_nowait(pkt)
-            sent += 1
-        return sent
 
     async def emit(self, event: str, data: Any, namespace: str | None = None, room: Any = None,
                    skip_sid: Any = None, callback: Any = None, to: Any = None, **kwargs: Any) -> None:
@@ -125,24 +146,35 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             return await super().emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid,
                                       callback=callback, **kwargs)
         namespace = namespace or "/"
-        self.deliver_local(event, data, namespace, room, skip_sid)
-        if kwargs.get("ignore_queue") or not self.has_peers():
+        members = self._members(namespace, room)
+        publish = not kwargs.get("ignore_queue") and self.has_peers()
+        if not members and not publish:
             return None
-        payload = list(data) if isinstance(data, tuple) else [data]
-        self._outbox.put({"method": "emit", "event": event, "data": payload, "binary": False,
-                          "namespace": namespace, "room": room, "skip_sid": skip_sid, "callback": None,
-                          "host_id": self.host_id})
+        # The arguments are encoded once: the local packet and the published emit share them.
+        args = _encode(list(data) if isinstance(data, tuple) else [] if data is None else [data])
+        if members:
+            self._deliver(members, _event_text(event, args, namespace), skip_sid)
+        if publish:
+            self._outbox.put({"method": "emit", "event": event, "data": msgspec.Raw(args), "binary": False,
+                              "namespace": namespace, "room": room, "skip_sid": skip_sid, "callback": None,
+                              "host_id": self.host_id})
         return None
 
-    async def _handle_emit(self, message: dict[str, Any]) -> None:
-        """An emit published by another replica: deliver to the sockets here."""
-        room = message.get("room")
-        if message.get("binary") or message.get("callback") is not None or not isinstance(room, str):
-            return await super()._handle_emit(message)
-        data = message["data"]
-        data = data[0] if isinstance(data, list) and len(data) == 1 else tuple(data)
-        self.deliver_local(message["event"], data, message.get("namespace") or "/", room, message.get("skip_sid"))
-        return None
+    def _handle_remote_emit(self, raw: bytes) -> bool:
+        """Deliver a plain room emit of another replica straight from its JSON (its arguments are
+        never decoded, only spliced into the packet); False for anything else."""
+        try:
+            emit = _emit_decoder.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
+        if (emit.method != "emit" or emit.event is None or not isinstance(emit.room, str)
+                or emit.callback is not None or emit.binary):
+            return False
+        namespace = emit.namespace or "/"
+        members = self._members(namespace, emit.room)
+        if members:
+            self._deliver(members, _event_text(emit.event, bytes(emit.data), namespace), emit.skip_sid)
+        return True
 
     async def _publish(self, data: Any) -> Any:
         """The stock manager's publishes (callbacks, broadcasts, room changes) join the outbox too."""
@@ -176,12 +208,13 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 if data.startswith(self._own_batches):
                     continue
                 try:
-                    messages = _decode(data[data.index(b"\n") + 1:])
+                    messages = _batch_decoder.decode(data[data.index(b"\n") + 1:])
                 except (ValueError, msgspec.DecodeError):
                     log.error("dropping an undecodable emit batch")
                     continue
-                for message in messages:
-                    yield message
+                for raw in messages:
+                    if not self._handle_remote_emit(raw):
+                        yield _decode(raw)  # room changes, callbacks, broadcasts: the stock handlers
             else:
                 yield data
 
