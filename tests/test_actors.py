@@ -104,7 +104,7 @@ def _freeze(host: ActorHost) -> None:
 
 
 async def test_a_send_its_owner_never_answers_times_out_retryably_and_lands_once(make_host, workspace, db) -> None:
-    a, svc_a = await make_host("replica-a")
+    a, _ = await make_host("replica-a")
     b, svc_b = await make_host("replica-b", call_timeout=0.5)
     await wait_for(lambda: len(a.owned) == len(b.owned) == PARTITIONS // 2)
     for i in range(100):  # a conversation whose partition replica-a owns
