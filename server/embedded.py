@@ -145,7 +145,7 @@ class EmbeddedPostgres:
             [str(bindir / "postgres"), "-D", str(pgdata), "-p", str(self.port),
              "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.data_dir}",
              "-c", "max_connections=400", "-c", "shared_buffers=128MB", "-c", "fsync=on",
-             "-c", "synchronous_commit=on", "-c", "max_wal_size=2GB"],
+             "-c", "synchronous_commit=on", "-c", "max_wal_size=2GB", "-c", "autovacuum_naptime=5s"],
             stdout=logf, stderr=subprocess.STDOUT, cwd=self.data_dir, start_new_session=True,
             preexec_fn=lambda: _die_with_parent(signal.SIGINT), **run_as,  # type: ignore[call-overload]
         )
