@@ -33,9 +33,9 @@ class Slot:
 
     __slots__ = ("_admission", "_on_admit", "deadline", "done", "held")
 
-    def __init__(self, admission: Admission, on_admit: Callable[[], None]) -> None:
+    def __init__(self, admission: Admission, on_admit: Callable[[bool], None]) -> None:
         self._admission = admission
-        self._on_admit: Callable[[], None] | None = on_admit
+        self._on_admit: Callable[[bool], None] | None = on_admit
         self.deadline = 0.0
         self.held = False  # admitted (stays True after release)
         self.done = False
@@ -47,12 +47,20 @@ class Slot:
             if self.held:
                 self._admission._freed()
 
+    def _refuse(self) -> None:
+        """Never admitted: `on_admit(False)` (the protocol then closes its connection)."""
+        if not self.done:
+            self.done = True
+            on_admit, self._on_admit = self._on_admit, None
+            if on_admit is not None:
+                on_admit(False)
+
     def _admit(self, deadline: float) -> None:
         self.held = True
         self.deadline = deadline
         on_admit, self._on_admit = self._on_admit, None
         if on_admit is not None:
-            on_admit()
+            on_admit(True)
 
 
 class Admission:
@@ -61,6 +69,7 @@ class Admission:
         self.hold_s = hold_s
         self.on_wait = on_wait  # a connection had to wait (metrics: storms that reach the limit)
         self.active = 0
+        self.closed = False
         self._waiting: collections.deque[Slot] = collections.deque()
         self._held: collections.deque[Slot] = collections.deque()  # admission order = deadline order
         self._timer: asyncio.TimerHandle | None = None
@@ -69,16 +78,28 @@ class Admission:
     def waiting(self) -> int:
         return sum(1 for slot in self._waiting if not slot.done)
 
-    def enter(self, on_admit: Callable[[], None]) -> Slot:
-        """A slot for a new connection; `on_admit` runs now if there is room, else when one frees."""
+    def enter(self, on_admit: Callable[[bool], None]) -> Slot:
+        """A slot for a new connection; `on_admit` runs now if there is room, else when one frees
+        (or at once, never admitted, once the server is closing: see `close`)."""
         slot = Slot(self, on_admit)
-        if self.active < self.limit:
+        if self.closed:
+            slot._refuse()
+        elif self.active < self.limit:
             self._hold(slot)
         else:
             self._waiting.append(slot)
             if self.on_wait is not None:
                 self.on_wait()
         return slot
+
+    def close(self) -> None:
+        """Shutdown: admit no one more. Connections still waiting are told at once (their
+        protocol closes them, so their clients reconnect to another replica now rather than
+        when this process exits)."""
+        self.closed = True
+        waiting, self._waiting = self._waiting, collections.deque()
+        for slot in waiting:
+            slot._refuse()
 
     def _hold(self, slot: Slot) -> None:
         self.active += 1
@@ -116,7 +137,7 @@ class AdmittedProtocol(WebSocketProtocol):  # type: ignore[misc]
         self.transport = transport
         # uvloop starts reading only after connection_made returns, so a connection that has
         # to wait pauses on its first data (data_received) rather than here.
-        self.admission_slot = admission.enter(lambda: self._admitted(transport))
+        self.admission_slot = admission.enter(lambda admitted: self._admitted(transport, admitted))
 
     def data_received(self, data: bytes) -> None:
         slot = self.admission_slot
@@ -128,7 +149,10 @@ class AdmittedProtocol(WebSocketProtocol):  # type: ignore[misc]
             return
         super().data_received(data)
 
-    def _admitted(self, transport: Any) -> None:
+    def _admitted(self, transport: Any, admitted: bool) -> None:
+        if not admitted:  # the server is shutting down: the client reconnects elsewhere
+            transport.close()
+            return
         super().connection_made(transport)
         parked, self._parked = self._parked, None
         if parked is not None:

@@ -137,6 +137,7 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         # Sanic has put SIGTERM back to its default by now: a second SIGTERM (or a late
         # redelivery of the first) would kill the process mid-shutdown with exit status -15.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        admission.close()  # connections still waiting to start their handshake go elsewhere now
         # Websockets are not Sanic's connections once accepted: close them here, while the
         # actors, the pool and Redis still serve their disconnect handlers.
         await sio.eio.close_websockets(1001)

@@ -17,8 +17,8 @@ from tests.metrics_helpers import metric
 from tests.support import ServerProcess
 
 
-def _admitted(log: list[int], n: int) -> Callable[[], None]:
-    return lambda: log.append(n)
+def _admitted(log: list[int], n: int) -> Callable[[bool], None]:
+    return lambda admitted: log.append(n if admitted else -n)
 
 
 async def test_slots_are_handed_out_in_arrival_order_and_skip_connections_that_left() -> None:
@@ -33,6 +33,18 @@ async def test_slots_are_handed_out_in_arrival_order_and_skip_connections_that_l
     slots[1].release()
     slots[3].release()
     assert log == [0, 1, 3, 4] and admission.active == 1 and admission.waiting == 0
+
+
+async def test_at_shutdown_waiting_connections_are_turned_away_and_no_one_is_admitted() -> None:
+    admission = Admission(limit=1, hold_s=30)
+    log: list[int] = []
+    first = admission.enter(_admitted(log, 1))
+    admission.enter(_admitted(log, 2))
+    admission.close()
+    assert log == [1, -2]  # the waiting one is told at once, so its client reconnects elsewhere
+    admission.enter(_admitted(log, 3))
+    first.release()
+    assert log == [1, -2, -3] and admission.active == 0 and admission.waiting == 0
 
 
 async def test_a_slot_held_too_long_is_given_back() -> None:
