@@ -10,7 +10,8 @@ in waves). The storm takes no longer when handshakes queue: the CPU is the limit
 
 A connection holds a slot from accept until its first HTTP request is parsed or, for a
 websocket, until its first Socket.IO namespace connect is answered. Connections over the
-limit wait with reading paused, costing the kernel's socket buffer and a protocol object.
+limit wait with reading paused, costing the kernel's socket buffer, a protocol object and
+the first bytes they sent.
 A slot is given back after `hold_s` whatever the connection does, so slow or silent clients
 cannot stop others from connecting.
 """
