@@ -62,6 +62,30 @@ class Envelope(Generic[C]):
     entry_id: bytes | None = None  # stream entry, acknowledged after commit
 
 
+@dataclass(slots=True)
+class _Command:
+    """For a partition owned elsewhere: its stream entry, and the caller to fail if unwritten."""
+
+    partition: int
+    fields: dict[str, bytes | str]
+    future: asyncio.Future[Any]
+
+
+@dataclass(slots=True)
+class _Answer:
+    replica: str  # the caller's replica: its reply channel
+    data: bytes  # an encoded _Reply
+
+
+@dataclass(slots=True)
+class _Ack:
+    partition: int
+    entry_id: bytes
+
+
+_Out = _Command | _Answer | _Ack
+
+
 class _Reply(msgspec.Struct):
     q: str
     ok: bool
@@ -100,11 +124,10 @@ class ActorHost(Generic[C]):
         self._reply_encoder = msgspec.json.Encoder()
         self._reply_decoder = msgspec.json.Decoder(list[_Reply])
         # Commands for partitions owned elsewhere, and the replies and acknowledgements of the
-        # batches processed here, each go out through one writer: one Redis pipeline carries
-        # what every partition queued meanwhile, instead of a round trip per partition batch.
-        self._outgoing: Coalescer[tuple[int, dict[str, bytes | str], asyncio.Future[Any]]] = Coalescer(
-            self._write_commands, f"{self.kind}-commands")
-        self._answers: Coalescer[tuple[str, int, bytes]] = Coalescer(self._write_answers, f"{self.kind}-answers")
+        # batches processed here, go out through one writer: one Redis pipeline carries what
+        # every partition queued meanwhile, instead of a round trip per partition batch (and
+        # per kind of traffic).
+        self._out: Coalescer[_Out] = Coalescer(self._write_out, f"{self.kind}-redis-out")
         self._stopping = False
         self._rerouting: set[asyncio.Task[None]] = set()
         self._in_flight: set[asyncio.Task[None]] = set()  # batches finishing after their partition left
@@ -131,9 +154,8 @@ class ActorHost(Generic[C]):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._in_flight:  # let batches already committing reply and fan out
             await asyncio.wait(set(self._in_flight), timeout=5)
-        for writer in (self._answers, self._outgoing):
-            with contextlib.suppress(TimeoutError):
-                await writer.close()
+        with contextlib.suppress(TimeoutError):
+            await self._out.close()
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(ServiceUnavailable("replica shutting down; retry"))
@@ -154,8 +176,8 @@ class ActorHost(Generic[C]):
         else:
             request_id = f"{self._request_prefix}{next(self._request_ids):x}"
             self._waiting[request_id] = future
-            self._outgoing.put((partition, {"c": self.handler.encode(command), "r": self.replica_id,
-                                            "q": request_id}, future))
+            self._out.put(_Command(partition, {"c": self.handler.encode(command), "r": self.replica_id,
+                                               "q": request_id}, future))
         # A timer on the future itself: asyncio.wait_for would add a second future per call.
         timer = loop.call_later(self.call_timeout, _time_out, future)
         try:
@@ -167,21 +189,6 @@ class ActorHost(Generic[C]):
         if isinstance(result, ApiError):
             raise result
         return result
-
-    async def _write_commands(self, batch: list[tuple[int, dict[str, bytes | str], asyncio.Future[Any]]]) -> None:
-        """Append remote commands to their partitions' streams, one pipeline for the lot."""
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for partition, fields, _ in batch:
-                    pipe.xadd(stream_key(self.kind, partition), fields,  # type: ignore[arg-type]
-                              maxlen=STREAM_MAXLEN, approximate=True)
-                await pipe.execute()
-        except RedisError as exc:
-            # Some entries may be in: the caller retries with the same id, handlers dedupe.
-            log.warning("writing %d commands to their streams failed: %s", len(batch), exc)
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_result(ServiceUnavailable("message bus unavailable; retry", code="bus_unavailable"))
 
     # ---- partitions ------------------------------------------------------------------
     async def _ensure_group(self, partition: int) -> None:
@@ -321,30 +328,42 @@ class ActorHost(Generic[C]):
                     reply = _Reply(env.request_id, False, error=result.body()["error"], status=result.status)
                 else:
                     reply = _Reply(env.request_id, True, data=msgspec.Raw(self.handler.encode_result(result)))
-                written = self._answers.put((env.reply_to, -1, self._reply_encoder.encode(reply)))
+                written = self._out.put(_Answer(env.reply_to, self._reply_encoder.encode(reply)))
             if env.entry_id is not None:
-                written = self._answers.put(("", partition, env.entry_id))
+                written = self._out.put(_Ack(partition, env.entry_id))
         if written is not None:
             await asyncio.shield(written)
 
-    async def _write_answers(self, batch: list[tuple[str, int, bytes]]) -> None:
-        """Replies (one publish per calling replica, a JSON list) and acks (one XACK per partition)."""
+    async def _write_out(self, batch: list[_Out]) -> None:
+        """One pipeline: commands onto their partitions' streams, replies (one publish per calling
+        replica, a JSON list) and acks (one XACK per partition)."""
+        commands = [item for item in batch if isinstance(item, _Command)]
         replies: dict[str, list[bytes]] = {}
         acks: dict[int, list[bytes]] = {}
-        for replica, partition, data in batch:
-            if replica:
-                replies.setdefault(replica, []).append(data)
-            else:
-                acks.setdefault(partition, []).append(data)
+        for item in batch:
+            if isinstance(item, _Answer):
+                replies.setdefault(item.replica, []).append(item.data)
+            elif isinstance(item, _Ack):
+                acks.setdefault(item.partition, []).append(item.entry_id)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
+                for cmd in commands:
+                    pipe.xadd(stream_key(self.kind, cmd.partition), cmd.fields,  # type: ignore[arg-type]
+                              maxlen=STREAM_MAXLEN, approximate=True)
                 for replica, encoded in replies.items():
                     pipe.publish(f"actors:{self.kind}:reply:{replica}", b"[" + b",".join(encoded) + b"]")
                 for partition, entry_ids in acks.items():
                     pipe.xack(stream_key(self.kind, partition), GROUP, *entry_ids)
                 await pipe.execute()
-        except RedisError as exc:  # unacked entries are claimed again; handlers are idempotent
-            log.warning("replies/acks for %d commands failed: %s", len(batch), exc)
+        except RedisError as exc:
+            # Unacked entries are claimed again and handlers are idempotent; a command that may
+            # not be in its stream fails its caller, who retries with the same id.
+            log.warning("writing %d commands and %d answers to Redis failed: %s",
+                        len(commands), len(batch) - len(commands), exc)
+            for cmd in commands:
+                if not cmd.future.done():
+                    cmd.future.set_result(ServiceUnavailable("message bus unavailable; retry",
+                                                             code="bus_unavailable"))
 
     def _resolve(self, reply: _Reply) -> None:
         fut = self._waiting.pop(reply.q, None)
