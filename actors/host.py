@@ -337,13 +337,15 @@ class ActorHost(Generic[C]):
     async def _write_out(self, batch: list[_Out]) -> None:
         """One pipeline: commands onto their partitions' streams, replies (one publish per calling
         replica, a JSON list) and acks (one XACK per partition)."""
-        commands = [item for item in batch if isinstance(item, _Command)]
+        commands: list[_Command] = []
         replies: dict[str, list[bytes]] = {}
         acks: dict[int, list[bytes]] = {}
         for item in batch:
-            if isinstance(item, _Answer):
+            if isinstance(item, _Command):
+                commands.append(item)
+            elif isinstance(item, _Answer):
                 replies.setdefault(item.replica, []).append(item.data)
-            elif isinstance(item, _Ack):
+            else:
                 acks.setdefault(item.partition, []).append(item.entry_id)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:

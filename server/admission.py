@@ -52,16 +52,17 @@ class Slot:
         """Never admitted: `on_admit(False)` (the protocol then closes its connection)."""
         if not self.done:
             self.done = True
-            on_admit, self._on_admit = self._on_admit, None
-            if on_admit is not None:
-                on_admit(False)
+            self._call(False)
 
     def _admit(self, deadline: float) -> None:
         self.held = True
         self.deadline = deadline
+        self._call(True)
+
+    def _call(self, admitted: bool) -> None:
         on_admit, self._on_admit = self._on_admit, None
         if on_admit is not None:
-            on_admit(True)
+            on_admit(admitted)
 
 
 class Admission:

@@ -20,7 +20,7 @@ import contextvars
 import logging
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from engineio import async_socket
@@ -42,6 +42,13 @@ _PING = eio_packet.Packet(eio_packet.PING)
 # What the environ keeps once the socket is up: our connect handlers read nothing else.
 _ENVIRON_KEPT = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "REMOTE_ADDR")
 _running: set[asyncio.Task[Any]] = set()  # message handlers in flight (a task must be referenced)
+
+
+def _track(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a message or close handler in its own task, kept until it ends."""
+    task = asyncio.get_running_loop().create_task(coro)
+    _running.add(task)
+    task.add_done_callback(_running.discard)
 
 
 async def settle_handlers(timeout: float) -> None:
@@ -410,9 +417,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
 
     def _websocket_closed(self, _: asyncio.Future[None]) -> None:
         self._ws = None
-        task = asyncio.get_running_loop().create_task(self._close_after_websocket())
-        _running.add(task)
-        task.add_done_callback(_running.discard)
+        _track(self._close_after_websocket())
 
     async def _close_after_websocket(self) -> None:
         await super().close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
@@ -421,11 +426,11 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
 
     def _on_data(self, data: str | bytes) -> None:
         if isinstance(data, bytes):  # a binary Socket.IO attachment
-            self._spawn(data)
+            _track(self._message(data))
             return
         kind = data[:1]
         if kind == "4":
-            self._spawn(data[1:])
+            _track(self._message(data[1:]))
         elif kind == "3":
             self.schedule_ping()
         elif kind == "1":
@@ -433,11 +438,6 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         elif kind == "5":
             self.send_nowait(eio_packet.Packet(eio_packet.NOOP))
         # "2" (a client ping: Engine.IO v3 only) and "6" (noop) need nothing
-
-    def _spawn(self, data: str | bytes) -> None:
-        task = asyncio.get_running_loop().create_task(self._message(data))
-        _running.add(task)
-        task.add_done_callback(_running.discard)
 
     async def _message(self, data: str | bytes) -> None:
         handler = self.server.handlers.get("message")
@@ -451,9 +451,6 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
             self.server.logger.exception("message async handler error")
 
     def _spawn_close(self) -> None:
-        task = asyncio.get_running_loop().create_task(
-            super().close(wait=False, abort=True, reason=self.server.reason.CLIENT_DISCONNECT))
-        _running.add(task)
-        task.add_done_callback(_running.discard)
+        _track(super().close(wait=False, abort=True, reason=self.server.reason.CLIENT_DISCONNECT))
         if self._ws is not None:
             self._ws.start_close(1000)
