@@ -241,5 +241,5 @@ class ConversationHandler:
             elif isinstance(r, Conversation):
                 await self.fanout.conversation("conversation:updated", r)
                 self.events.emit("conversation.updated", r.app_id, msgspec.to_builtins(r))
-        # One wait for the whole batch: the host replies only once other replicas have it too.
-        await self.fanout.flush()
+        # No wait here: the publishes are queued on the writer the host replies through, ahead
+        # of the replies (see ActorHost._reply).

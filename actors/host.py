@@ -25,8 +25,9 @@ from redis.exceptions import RedisError, ResponseError
 
 from actors.leases import PartitionLeases
 from actors.partitions import partition_of, stream_key
-from server.coalesce import Coalescer
 from server.errors import ApiError, ServiceUnavailable
+from server.redis_pubsub import subscriber
+from server.redis_writer import RedisWriter
 
 log = logging.getLogger("replyhq.actors.host")
 C = TypeVar("C")
@@ -49,7 +50,9 @@ class Handler(Protocol[C]):
         """One result (or ApiError) per command, in order; called with a partition's commands in order."""
         ...
     async def after_process(self, partition: int, results: list[Any]) -> None:
-        """Side effects (fan-out), in partition order, before the replies are sent."""
+        """Side effects (fan-out), in partition order, before the replies are sent: what it queues
+        on the host's writer is written before the replies, and local callers hear back only
+        once that is done."""
         ...
 
 
@@ -101,8 +104,11 @@ def _time_out(future: asyncio.Future[Any]) -> None:
 
 
 class ActorHost(Generic[C]):
+    order = 1  # in a shared pipeline: after the fan-out its batches queued (see RedisWriter)
+
     def __init__(self, redis: aioredis.Redis, handler: Handler[C], *, replica_id: str, partitions: int,
-                 metrics: Any, call_timeout: float = 10.0, lease_ttl_ms: int = 2000) -> None:
+                 metrics: Any, call_timeout: float = 10.0, lease_ttl_ms: int = 2000,
+                 writer: RedisWriter | None = None) -> None:
         self.redis = redis
         self.handler = handler
         self.kind = handler.kind
@@ -124,10 +130,11 @@ class ActorHost(Generic[C]):
         self._reply_encoder = msgspec.json.Encoder()
         self._reply_decoder = msgspec.json.Decoder(list[_Reply])
         # Commands for partitions owned elsewhere, and the replies and acknowledgements of the
-        # batches processed here, go out through one writer: one Redis pipeline carries what
-        # every partition queued meanwhile, instead of a round trip per partition batch (and
-        # per kind of traffic).
-        self._out: Coalescer[_Out] = Coalescer(self._write_out, f"{self.kind}-redis-out")
+        # batches processed here, go out through one writer (shared with the fan-out in the
+        # app): one Redis pipeline carries what every partition queued meanwhile, instead of a
+        # round trip per partition batch (and per kind of traffic).
+        self._own_writer = writer is None
+        self.writer = writer if writer is not None else RedisWriter(redis, f"{self.kind}-redis-out")
         self._stopping = False
         self._rerouting: set[asyncio.Task[None]] = set()
         self._in_flight: set[asyncio.Task[None]] = set()  # batches finishing after their partition left
@@ -155,7 +162,10 @@ class ActorHost(Generic[C]):
         if self._in_flight:  # let batches already committing reply and fan out
             await asyncio.wait(set(self._in_flight), timeout=5)
         with contextlib.suppress(TimeoutError):
-            await self._out.close()
+            if self._own_writer:
+                await self.writer.close()
+            else:
+                await asyncio.wait_for(self.writer.drain(), 5)
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(ServiceUnavailable("replica shutting down; retry"))
@@ -176,7 +186,7 @@ class ActorHost(Generic[C]):
         else:
             request_id = f"{self._request_prefix}{next(self._request_ids):x}"
             self._waiting[request_id] = future
-            self._out.put(_Command(partition, {"c": self.handler.encode(command), "r": self.replica_id,
+            self.writer.put(self, _Command(partition, {"c": self.handler.encode(command), "r": self.replica_id,
                                                "q": request_id}, future))
         # A timer on the future itself: asyncio.wait_for would add a second future per call.
         timer = loop.call_later(self.call_timeout, _time_out, future)
@@ -317,55 +327,58 @@ class ActorHost(Generic[C]):
                       (time.perf_counter() - started) * 1000)
 
     async def _reply(self, partition: int, batch: list[Envelope[C]], results: list[Any]) -> None:
-        """Answer local callers now; remote replies and stream acks go with the next answers write."""
+        """Remote replies and stream acks join the writer's next pipeline, after what
+        `after_process` queued there; local callers are answered once that pipeline has run."""
+        local: list[tuple[asyncio.Future[Any], Any]] = []
         written: asyncio.Future[None] | None = None
         for env, result in zip(batch, results, strict=True):
             if env.future is not None:
-                if not env.future.done():
-                    env.future.set_result(result)
+                local.append((env.future, result))
             elif env.reply_to and env.request_id:
                 if isinstance(result, ApiError):
                     reply = _Reply(env.request_id, False, error=result.body()["error"], status=result.status)
                 else:
                     reply = _Reply(env.request_id, True, data=msgspec.Raw(self.handler.encode_result(result)))
-                written = self._out.put(_Answer(env.reply_to, self._reply_encoder.encode(reply)))
+                written = self.writer.put(self, _Answer(env.reply_to, self._reply_encoder.encode(reply)))
             if env.entry_id is not None:
-                written = self._out.put(_Ack(partition, env.entry_id))
+                written = self.writer.put(self, _Ack(partition, env.entry_id))
+        if local:
+            # The fan-out of this batch is queued on the writer: a local caller's ack must not
+            # overtake it, or a replica dying now leaves an acked message no other replica saw.
+            await asyncio.shield(self.writer.drain())
+            for future, result in local:
+                if not future.done():
+                    future.set_result(result)
         if written is not None:
             await asyncio.shield(written)
 
-    async def _write_out(self, batch: list[_Out]) -> None:
-        """One pipeline: commands onto their partitions' streams, replies (one publish per calling
-        replica, a JSON list) and acks (one XACK per partition)."""
-        commands: list[_Command] = []
+    def queue(self, pipe: Any, items: list[_Out]) -> None:
+        """The host's share of a pipeline: commands onto their partitions' streams, replies (one
+        publish per calling replica, a JSON list) and acks (one XACK per partition)."""
         replies: dict[str, list[bytes]] = {}
         acks: dict[int, list[bytes]] = {}
-        for item in batch:
+        for item in items:
             if isinstance(item, _Command):
-                commands.append(item)
+                pipe.xadd(stream_key(self.kind, item.partition), item.fields,
+                          maxlen=STREAM_MAXLEN, approximate=True)
             elif isinstance(item, _Answer):
                 replies.setdefault(item.replica, []).append(item.data)
             else:
                 acks.setdefault(item.partition, []).append(item.entry_id)
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for cmd in commands:
-                    pipe.xadd(stream_key(self.kind, cmd.partition), cmd.fields,  # type: ignore[arg-type]
-                              maxlen=STREAM_MAXLEN, approximate=True)
-                for replica, encoded in replies.items():
-                    pipe.publish(f"actors:{self.kind}:reply:{replica}", b"[" + b",".join(encoded) + b"]")
-                for partition, entry_ids in acks.items():
-                    pipe.xack(stream_key(self.kind, partition), GROUP, *entry_ids)
-                await pipe.execute()
-        except RedisError as exc:
-            # Unacked entries are claimed again and handlers are idempotent; a command that may
-            # not be in its stream fails its caller, who retries with the same id.
-            log.warning("writing %d commands and %d answers to Redis failed: %s",
-                        len(commands), len(batch) - len(commands), exc)
-            for cmd in commands:
-                if not cmd.future.done():
-                    cmd.future.set_result(ServiceUnavailable("message bus unavailable; retry",
-                                                             code="bus_unavailable"))
+        for replica, encoded in replies.items():
+            pipe.publish(f"actors:{self.kind}:reply:{replica}", b"[" + b",".join(encoded) + b"]")
+        for partition, entry_ids in acks.items():
+            pipe.xack(stream_key(self.kind, partition), GROUP, *entry_ids)
+
+    def failed(self, items: list[_Out], exc: Exception) -> None:
+        # Unacked entries are claimed again and handlers are idempotent; a command that may
+        # not be in its stream fails its caller, who retries with the same id.
+        commands = [item for item in items if isinstance(item, _Command)]
+        log.warning("writing %d commands and %d answers to Redis failed: %r",
+                    len(commands), len(items) - len(commands), exc)
+        for cmd in commands:
+            if not cmd.future.done():
+                cmd.future.set_result(ServiceUnavailable("message bus unavailable; retry", code="bus_unavailable"))
 
     def _resolve(self, reply: _Reply) -> None:
         fut = self._waiting.pop(reply.q, None)
@@ -381,7 +394,7 @@ class ActorHost(Generic[C]):
 
     async def _replies(self, subscribed: asyncio.Event) -> None:
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = subscriber(self.redis)
             try:
                 await pubsub.subscribe(self._reply_channel)
                 subscribed.set()

@@ -31,6 +31,7 @@ from server.realtime.client_ns import ClientNamespace
 from server.realtime.fanout import Fanout
 from server.realtime.manager import JsonPacket, ReplicaFanoutManager
 from server.realtime.socket_server import SocketServer
+from server.redis_writer import RedisWriter
 from server.routes import (
     admin_account,
     admin_api_keys,
@@ -97,6 +98,9 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         app.ctx.redis = aioredis.from_url(settings.redis_url or "", decode_responses=False,
                                           health_check_interval=10, socket_keepalive=True)
         app.ctx.tasks = set()
+        # Fan-out publishes and the actor host's traffic share one pipeline per tick.
+        app.ctx.redis_writer = RedisWriter(app.ctx.redis, "redis-writer")
+        manager.use_writer(app.ctx.redis_writer)
         if not sio.manager_initialized:
             # Subscribe to other replicas' emits now, not on the first socket connect
             # (python-socketio's default), so that socket cannot miss what is published meanwhile.
@@ -109,7 +113,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
                                       commit_workers=settings.commit_workers)
         app.ctx.conversation_handler = handler
         app.ctx.conversation_actors = ActorHost(app.ctx.redis, handler, replica_id=settings.replica_id,
-                                                partitions=settings.actor_partitions, metrics=app.ctx.metrics)
+                                                partitions=settings.actor_partitions, metrics=app.ctx.metrics,
+                                                writer=app.ctx.redis_writer)
         await app.ctx.conversation_actors.start()
         leases = app.ctx.conversation_actors.leases
         peers = asyncio.create_task(manager.watch_peers(app.ctx.redis), name="fanout-peers")
@@ -154,8 +159,9 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
             await app.ctx.conversation_handler.committer.close()
         if getattr(app.ctx, "events", None) is not None:
             await app.ctx.events.close()
-        with contextlib.suppress(TimeoutError):
-            await manager.close()  # emits of the last batches still reach other replicas
+        if getattr(app.ctx, "redis_writer", None) is not None:
+            with contextlib.suppress(TimeoutError):
+                await app.ctx.redis_writer.close()  # emits of the last batches still reach other replicas
         tasks: set[asyncio.Task[None]] = getattr(app.ctx, "tasks", set())
         for task in tasks:
             task.cancel()

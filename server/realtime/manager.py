@@ -13,7 +13,8 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from server.coalesce import Coalescer
+from server.redis_pubsub import subscriber
+from server.redis_writer import RedisWriter
 
 log = logging.getLogger("replyhq.fanout")
 PEER_GRACE_S = 5.0  # keep publishing this long after the last sight of another replica
@@ -76,10 +77,10 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     Local: an event is encoded once and queued straight onto each recipient's Engine.IO
     socket (the stock manager creates and awaits a task per recipient). Remote: published on
     Redis only when another replica is alive, and never one round trip per emit. Emits queue
-    in an outbox that one publisher drains, everything queued meanwhile going out as a single
-    PUBLISH: a Redis round trip per emit capped a replica at a few thousand emits a second and
-    made every message wait for its predecessors' round trips. One publisher also keeps the
-    emits in the order they were made, which concurrent publishes did not.
+    on the replica's RedisWriter, everything queued meanwhile going out as a single PUBLISH in
+    its next pipeline: a Redis round trip per emit capped a replica at a few thousand emits a
+    second and made every message wait for its predecessors' round trips. One writer also keeps
+    the emits in the order they were made, which concurrent publishes did not.
     """
 
     name = "replyhq-fanout"
@@ -87,8 +88,17 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     def __init__(self, url: str, channel: str, **kwargs: Any) -> None:
         super().__init__(url, channel=channel, **kwargs)
         self._peer_seen_at: float | None = None  # None: not checked yet, so assume peers
-        self._outbox: Coalescer[dict[str, Any]] = Coalescer(self._publish_batch, "fanout-publisher")
+        self._writer: RedisWriter | None = None  # set by the app before the first emit
         self._own_batches = _BATCH_MARK + self.host_id.encode() + b"\n"
+
+    def use_writer(self, writer: RedisWriter) -> None:
+        """Publish through `writer`: the pipeline the actor host replies through, so a reply
+        never goes out ahead of the fan-out queued before it."""
+        self._writer = writer
+
+    def _redis_connect(self) -> None:
+        super()._redis_connect()
+        self.pubsub = subscriber(self.redis)
 
     def has_peers(self) -> bool:
         """Whether another replica listens on the channel (or did within PEER_GRACE_S).
@@ -155,7 +165,7 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         if members:
             self._deliver(members, _event_text(event, args, namespace), skip_sid)
         if publish:
-            self._outbox.put({"method": "emit", "event": event, "data": msgspec.Raw(args), "binary": False,
+            self._put({"method": "emit", "event": event, "data": msgspec.Raw(args), "binary": False,
                               "namespace": namespace, "room": room, "skip_sid": skip_sid, "callback": None,
                               "host_id": self.host_id})
         return None
@@ -176,30 +186,34 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             self._deliver(members, _event_text(emit.event, bytes(emit.data), namespace), emit.skip_sid)
         return True
 
+    def _put(self, message: dict[str, Any]) -> None:
+        if self._writer is None:
+            raise RuntimeError("ReplicaFanoutManager.use_writer() was not called")
+        self._writer.put(self, message)
+
     async def _publish(self, data: Any) -> Any:
-        """The stock manager's publishes (callbacks, broadcasts, room changes) join the outbox too."""
+        """The stock manager's publishes (callbacks, broadcasts, room changes) join the batches too."""
         if not self.has_peers():
             return None
-        self._outbox.put(data)
+        self._put(data)
         await self.flush()
         return None
 
     async def flush(self) -> None:
         """Return once every emit made so far has been published (or given up on)."""
-        await self._outbox.drain()
+        if self._writer is not None:
+            await self._writer.drain()
 
-    async def _publish_batch(self, messages: list[dict[str, Any]]) -> None:
-        payload = self._own_batches + _encode(messages)
-        for attempt in (1, 2):  # as the stock manager: reconnect once, then give up on this batch
-            try:
-                if not self.connected:  # type: ignore[has-type]
-                    self._redis_connect()
-                await self.redis.publish(self.channel, payload)
-                return
-            except Exception as exc:  # the emits are lost to other replicas; their SDKs sync
-                self.connected = False
-                if attempt == 2:
-                    log.error("cannot publish %d bytes of emits to Redis: %s", len(payload), exc)
+    # RedisWriter sink: first in a pipeline, so replies queued after an emit follow it.
+    order = 0
+
+    def queue(self, pipe: Any, messages: list[dict[str, Any]]) -> None:
+        """Everything emitted since the last pipeline, as one publish."""
+        pipe.publish(self.channel, self._own_batches + _encode(messages))
+
+    def failed(self, messages: list[dict[str, Any]], exc: Exception) -> None:
+        # The emits are lost to other replicas; their SDKs notice the seq gap and sync.
+        log.error("cannot publish %d emits to Redis: %r", len(messages), exc)
 
     async def _listen(self) -> AsyncIterator[Any]:
         """Other replicas' batches, one manager message at a time; our own batches are skipped."""
@@ -217,7 +231,3 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                         yield _decode(raw)  # room changes, callbacks, broadcasts: the stock handlers
             else:
                 yield data
-
-    async def close(self) -> None:
-        """Publish what is queued, then stop the publisher (app shutdown)."""
-        await self._outbox.close()

@@ -1,0 +1,64 @@
+"""One Redis pipeline per tick for everything a replica writes on its hot path.
+
+Fan-out publishes and the actor host's stream commands, replies and acknowledgements share it:
+each tick costs one write and one read on one connection instead of one per producer, and a
+reply queued after a fan-out publish is written after it (sinks go in `order`), so a caller on
+another replica never has its answer before the other replicas have the fan-out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+
+from server.coalesce import Coalescer
+
+
+class Sink(Protocol):
+    """A producer's share of a pipeline."""
+
+    order: int  # lower goes first in a pipeline
+
+    def queue(self, pipe: Any, items: list[Any]) -> None:
+        """Add the commands for `items` (in the order they were put) to `pipe`."""
+        ...
+
+    def failed(self, items: list[Any], exc: Exception) -> None:
+        """The pipeline holding `items` failed: they may or may not have been written."""
+        ...
+
+
+class RedisWriter:
+    def __init__(self, redis: aioredis.Redis, name: str = "redis-writer") -> None:
+        self.redis = redis
+        self._out: Coalescer[tuple[Sink, Any]] = Coalescer(self._write, name)
+
+    def put(self, sink: Sink, item: Any) -> asyncio.Future[None]:
+        """Queue `item` for `sink`; the future resolves once its pipeline has run (or failed)."""
+        return self._out.put((sink, item))
+
+    async def drain(self) -> None:
+        """Return once everything queued so far has been written (or given up on)."""
+        await self._out.drain()
+
+    async def close(self) -> None:
+        await self._out.close()
+
+    async def _write(self, batch: list[tuple[Sink, Any]]) -> None:
+        groups: dict[Sink, list[Any]] = {}
+        for sink, item in batch:
+            items = groups.get(sink)
+            if items is None:
+                items = groups[sink] = []
+            items.append(item)
+        ordered = sorted(groups.items(), key=lambda group: group[0].order)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sink, items in ordered:
+                    sink.queue(pipe, items)
+                await pipe.execute()
+        except Exception as exc:  # every producer decides what a lost write means for it
+            for sink, items in ordered:
+                sink.failed(items, exc)
