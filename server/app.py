@@ -108,7 +108,7 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
             manager.initialize()
         sio.eio.pinger.start()
         app.ctx.fanout = Fanout(sio, app.ctx.metrics)
-        app.ctx.events = DomainEventWriter(app.ctx.redis)
+        app.ctx.events = DomainEventWriter(app.ctx.redis, app.ctx.redis_writer)
         handler = ConversationHandler(app.ctx.pool, app.ctx.events, app.ctx.fanout, app.ctx.metrics,
                                       commit_workers=settings.commit_workers)
         app.ctx.conversation_handler = handler

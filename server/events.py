@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+
+from server.redis_writer import RedisWriter
 
 DOMAIN_STREAM = "events:domain"
 _MAXLEN = 1_000_000
@@ -20,8 +20,10 @@ _CHUNK = 1000  # events per script call: Redis runs a call without interleaving 
 _encode = msgspec.json.Encoder().encode
 log = logging.getLogger("replyhq.events")
 
-# A batch is one EVALSHA of three arguments an event, not a pipeline of XADDs: redis-py packs
-# every argument and reads every reply in Python, and an XADD has 14 arguments and one reply.
+# A batch is one EVAL of three arguments an event, not XADDs: redis-py packs every argument and
+# reads every reply in Python, and an XADD has 14 arguments and one reply. EVAL, not EVALSHA:
+# it runs in the shared pipeline, where a Redis that restarted and forgot the script would fail
+# the whole pipeline; Redis keeps the compiled script cached either way.
 # The entries are what XADD writes: kind, app_id, ts, data.
 _APPEND_LUA = """
 for i = 3, #ARGV, 3 do
@@ -30,58 +32,69 @@ for i = 3, #ARGV, 3 do
 end
 return (#ARGV - 2) / 3
 """
-_APPEND_SHA = hashlib.sha1(_APPEND_LUA.encode()).hexdigest()
-
-
-async def append_events(redis: aioredis.Redis, events: list[tuple[str, str, Any]]) -> None:
-    """One round trip per 1,000 events of (kind, app_id, data)."""
-    for start in range(0, len(events), _CHUNK):
-        args: list[str | bytes | int] = [_MAXLEN, str(int(time.time() * 1000))]
-        for kind, app_id, data in events[start:start + _CHUNK]:
-            args += (kind, app_id, _encode(data))
-        try:
-            await redis.evalsha(_APPEND_SHA, 1, DOMAIN_STREAM, *args)
-        except NoScriptError:  # a restarted Redis forgot the script: EVAL loads it again
-            await redis.eval(_APPEND_LUA, 1, DOMAIN_STREAM, *args)
+_RETRY_S = 0.5
 
 
 class DomainEventWriter:
-    """Appends events off the hot path: whatever queued while the last write was in flight goes
-    out in one script call. Events follow commits they describe; a replica dying in between loses
-    only the notification, never the committed state."""
+    """Appends events off the hot path, in the replica's shared Redis pipeline: whatever was
+    emitted since the last pipeline goes out with the next one. Events follow the commits they
+    describe; a replica dying in between loses only the notification, never the committed state.
+    A failed write is retried, in order, every half second; while Redis is away the oldest
+    events are dropped beyond `max_queue`."""
 
-    def __init__(self, redis: aioredis.Redis, max_queue: int = 100_000) -> None:
-        self.redis = redis
+    order = 2  # in a shared pipeline: after the fan-out and the replies, which callers wait on
+
+    def __init__(self, redis: aioredis.Redis, writer: RedisWriter | None = None, max_queue: int = 100_000) -> None:
         self.max_queue = max_queue
-        self._queue: list[tuple[str, str, Any]] = []
-        self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name="domain-events")
+        self._own_writer = writer is None
+        self.writer = writer if writer is not None else RedisWriter(redis, "domain-events")
+        self._pending: list[tuple[str, str, Any]] = []  # emitted, not yet in a pipeline
+        self._in_flight: list[tuple[str, str, Any]] = []  # in the pipeline being written
+        self._marked = False  # a pipeline will pick `_pending` up
+        self._retry: asyncio.TimerHandle | None = None
 
     def emit(self, kind: str, app_id: str, data: Any) -> None:
-        if len(self._queue) >= self.max_queue:  # Redis is away for long: drop the oldest, say so
-            del self._queue[: len(self._queue) // 10]
+        if len(self._pending) >= self.max_queue:  # Redis is away for long: drop the oldest, say so
+            del self._pending[: len(self._pending) // 10]
             log.warning("domain event queue full; oldest events dropped")
-        self._queue.append((kind, app_id, data))
-        self._wake.set()
+        self._pending.append((kind, app_id, data))
+        if not self._marked and self._retry is None:
+            self._mark()
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._queue = self._queue[:_CHUNK], self._queue[_CHUNK:]
-            if self._queue:
-                self._wake.set()
-            try:
-                await append_events(self.redis, batch)
-            except RedisError as exc:
-                log.warning("domain events not appended yet (%s); retrying", exc)
-                self._queue[:0] = batch
-                self._wake.set()
-                await asyncio.sleep(0.5)
+    def _mark(self) -> None:
+        self._marked = True
+        self.writer.put(self, None)
+
+    def queue(self, pipe: Any, items: list[None]) -> None:
+        self._marked = False
+        self._in_flight, self._pending = self._pending, []
+        ts = str(int(time.time() * 1000))
+        for start in range(0, len(self._in_flight), _CHUNK):
+            args: list[str | bytes | int] = [_MAXLEN, ts]
+            for kind, app_id, data in self._in_flight[start:start + _CHUNK]:
+                args += (kind, app_id, _encode(data))
+            pipe.eval(_APPEND_LUA, 1, DOMAIN_STREAM, *args)
+
+    def failed(self, items: list[None], exc: Exception) -> None:
+        log.warning("%d domain events not appended yet (%r); retrying", len(self._in_flight), exc)
+        self._pending[:0] = self._in_flight  # ahead of what was emitted since: order is kept
+        self._in_flight = []
+        if self._retry is None:
+            self._retry = asyncio.get_running_loop().call_later(_RETRY_S, self._try_again)
+
+    def _try_again(self) -> None:
+        self._retry = None
+        if self._pending and not self._marked:
+            self._mark()
 
     async def close(self) -> None:
-        if self._queue:
-            with contextlib.suppress(RedisError, OSError):
-                await asyncio.wait_for(append_events(self.redis, self._queue), 2)
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self._pending and not self._marked:
+            self._mark()
+        with contextlib.suppress(TimeoutError):
+            if self._own_writer:
+                await asyncio.wait_for(self.writer.close(), 2)
+            else:
+                await asyncio.wait_for(self.writer.drain(), 2)

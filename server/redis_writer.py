@@ -26,7 +26,8 @@ class Sink(Protocol):
         ...
 
     def failed(self, items: list[Any], exc: Exception) -> None:
-        """The pipeline holding `items` failed: they may or may not have been written."""
+        """The pipeline holding `items` failed (its connection, or one of the sink's own
+        commands): they may or may not have been written."""
         ...
 
 
@@ -54,11 +55,20 @@ class RedisWriter:
                 items = groups[sink] = []
             items.append(item)
         ordered = sorted(groups.items(), key=lambda group: group[0].order)
+        spans: list[tuple[Sink, list[Any], int, int]] = []
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for sink, items in ordered:
+                    start = len(pipe)
                     sink.queue(pipe, items)
-                await pipe.execute()
-        except Exception as exc:  # every producer decides what a lost write means for it
+                    spans.append((sink, items, start, len(pipe)))
+                # A command's error (say XACK after Redis lost its groups) fails only its producer.
+                results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # the connection failed: every producer decides what that means
             for sink, items in ordered:
                 sink.failed(items, exc)
+            return
+        for sink, items, start, end in spans:
+            error = next((r for r in results[start:end] if isinstance(r, Exception)), None)
+            if error is not None:
+                sink.failed(items, error)

@@ -1,4 +1,5 @@
-"""The shared Redis writer: fan-out before replies in a pipeline, and every producer told of a failure."""
+"""The shared Redis writer: fan-out before replies in a pipeline, every producer told of its own
+failures, and domain events retried in order."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import asyncio
 import socket
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 
+from server.events import DOMAIN_STREAM, DomainEventWriter
 from server.redis_writer import RedisWriter
 
 
@@ -61,5 +64,45 @@ async def test_a_failed_pipeline_is_reported_to_every_producer(redis_url: str) -
         assert [items for items, _ in fanout.failures] == [["emit"]]
         assert [items for items, _ in host.failures] == [["reply"]]
     finally:
+        await writer.close()
+        await redis.aclose()
+
+
+async def test_domain_events_are_appended_in_order_and_retried_after_a_failed_write(redis_url: str) -> None:
+    redis = aioredis.from_url(redis_url)
+    writer = RedisWriter(redis)
+    events = DomainEventWriter(redis, writer)
+
+    class Neighbour(_ListSink):
+        """Another producer in the same pipelines, queued after the events: an event emitted
+        meanwhile is emitted while the failing append is on its way."""
+
+        def queue(self, pipe: Any, items: list[Any]) -> None:
+            super().queue(pipe, items)
+            events.emit("conversation.updated", "app-1", {"seq": 3})
+
+    neighbour = Neighbour("log", order=3)
+    try:
+        await redis.set(DOMAIN_STREAM, "not a stream")  # every append fails (WRONGTYPE)
+        events.emit("message.created", "app-1", {"seq": 1})
+        events.emit("message.created", "app-1", {"seq": 2})
+        writer.put(neighbour, "emit")
+        await asyncio.wait_for(writer.drain(), 5)
+        # The failure is the events' own: the other producer's command in that pipeline ran.
+        assert neighbour.failures == [] and await redis.lrange("log", 0, -1) == [b"emit"]
+        await redis.delete(DOMAIN_STREAM)  # Redis is fine again
+        deadline = asyncio.get_running_loop().time() + 5
+        while await redis.xlen(DOMAIN_STREAM) < 3:
+            assert asyncio.get_running_loop().time() < deadline, "events were not retried"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)  # one more retry period: nothing is appended twice
+        entries = await redis.xrange(DOMAIN_STREAM)
+        assert [(f[b"kind"], f[b"app_id"], msgspec.json.decode(f[b"data"])) for _, f in entries] == [
+            (b"message.created", b"app-1", {"seq": 1}),
+            (b"message.created", b"app-1", {"seq": 2}),
+            (b"conversation.updated", b"app-1", {"seq": 3}),
+        ]
+    finally:
+        await events.close()
         await writer.close()
         await redis.aclose()
