@@ -6,6 +6,7 @@ Replies go out only after the commit; fan-out and domain events follow in seq or
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -215,7 +216,7 @@ class ConversationHandler:
             outcomes[n] = Outcome(msg, True)
         return outcomes, states, new
 
-    async def after_process(self, partition: int, results: list[Any]) -> None:
+    async def after_process(self, partition: int, results: list[Any]) -> asyncio.Future[None] | None:
         """Fan-out and domain events, in the order the batch was applied."""
         outcomes = self._pending_effects.pop(partition, [])
         for o in outcomes:
@@ -242,4 +243,5 @@ class ConversationHandler:
                 await self.fanout.conversation("conversation:updated", r)
                 self.events.emit("conversation.updated", r.app_id, msgspec.to_builtins(r))
         # No wait here: the publishes are queued on the writer the host replies through, ahead
-        # of the replies (see ActorHost._reply).
+        # of the replies, and local callers wait for what this returns (see ActorHost._reply).
+        return self.fanout.published()

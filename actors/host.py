@@ -49,10 +49,10 @@ class Handler(Protocol[C]):
     async def process(self, partition: int, commands: list[C]) -> list[Any]:
         """One result (or ApiError) per command, in order; called with a partition's commands in order."""
         ...
-    async def after_process(self, partition: int, results: list[Any]) -> None:
+    async def after_process(self, partition: int, results: list[Any]) -> asyncio.Future[None] | None:
         """Side effects (fan-out), in partition order, before the replies are sent: what it queues
-        on the host's writer is written before the replies, and local callers hear back only
-        once that is done."""
+        on the host's writer is written before the replies. Returns what local callers must wait
+        for (the fan-out's write), if anything."""
         ...
 
 
@@ -313,11 +313,12 @@ class ActorHost(Generic[C]):
             results = [ServiceUnavailable("could not process; retry", code="actor_error")] * len(batch)
         # Fan out before acknowledging: a replica dying in between leaves an unacknowledged
         # command, whose retry fans the original out again, never an acked message nobody saw.
+        published: asyncio.Future[None] | None = None
         try:
-            await self.handler.after_process(partition, results)
+            published = await self.handler.after_process(partition, results)
         except Exception:
             log.exception("after_process failed on partition %s", partition)
-        await self._reply(partition, batch, results)
+        await self._reply(partition, batch, results, published)
         failed = sum(1 for r in results if isinstance(r, ApiError))
         self._commands_ok.inc(len(results) - failed)
         if failed:
@@ -326,9 +327,10 @@ class ActorHost(Generic[C]):
             log.debug("partition %s batch of %s in %.1f ms", partition, len(batch),
                       (time.perf_counter() - started) * 1000)
 
-    async def _reply(self, partition: int, batch: list[Envelope[C]], results: list[Any]) -> None:
+    async def _reply(self, partition: int, batch: list[Envelope[C]], results: list[Any],
+                     published: asyncio.Future[None] | None) -> None:
         """Remote replies and stream acks join the writer's next pipeline, after what
-        `after_process` queued there; local callers are answered once that pipeline has run."""
+        `after_process` queued there; local callers are answered once `published` resolves."""
         local: list[tuple[asyncio.Future[Any], Any]] = []
         written: asyncio.Future[None] | None = None
         for env, result in zip(batch, results, strict=True):
@@ -343,9 +345,10 @@ class ActorHost(Generic[C]):
             if env.entry_id is not None:
                 written = self.writer.put(self, _Ack(partition, env.entry_id))
         if local:
-            # The fan-out of this batch is queued on the writer: a local caller's ack must not
-            # overtake it, or a replica dying now leaves an acked message no other replica saw.
-            await asyncio.shield(self.writer.drain())
+            if published is not None:
+                # A local caller's ack must not overtake the batch's fan-out, or a replica dying
+                # now leaves an acked message no other replica saw.
+                await asyncio.shield(published)
             for future, result in local:
                 if not future.done():
                     future.set_result(result)

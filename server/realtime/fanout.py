@@ -7,6 +7,7 @@ Notes (is_note) never reach /client.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -37,6 +38,12 @@ class Fanout:
         if counter is None:
             counter = self._emit_counters[event] = self.metrics.socket_emits.labels(event)
         counter.inc()
+
+    def published(self) -> asyncio.Future[None] | None:
+        """What to wait on before telling anyone the emits made so far reached the other
+        replicas (None: nothing is on its way, or a single-process manager has no others)."""
+        published = getattr(self.sio.manager, "published", None)
+        return published() if published is not None else None  # type: ignore[no-any-return]
 
     async def flush(self) -> None:
         """Wait until the emits made so far have gone out to the other replicas too."""

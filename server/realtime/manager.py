@@ -89,6 +89,7 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         super().__init__(url, channel=channel, **kwargs)
         self._peer_seen_at: float | None = None  # None: not checked yet, so assume peers
         self._writer: RedisWriter | None = None  # set by the app before the first emit
+        self._published: asyncio.Future[None] | None = None  # the write of the last emit queued
         self._own_batches = _BATCH_MARK + self.host_id.encode() + b"\n"
 
     def use_writer(self, writer: RedisWriter) -> None:
@@ -189,7 +190,7 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     def _put(self, message: dict[str, Any]) -> None:
         if self._writer is None:
             raise RuntimeError("ReplicaFanoutManager.use_writer() was not called")
-        self._writer.put(self, message)
+        self._published = self._writer.put(self, message)
 
     async def _publish(self, data: Any) -> Any:
         """The stock manager's publishes (callbacks, broadcasts, room changes) join the batches too."""
@@ -199,10 +200,17 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         await self.flush()
         return None
 
+    def published(self) -> asyncio.Future[None] | None:
+        """Resolves once every emit made so far has been published (None: they all have).
+        Pipelines run in order, so the last emit's is the one to wait for."""
+        published = self._published
+        return published if published is not None and not published.done() else None
+
     async def flush(self) -> None:
         """Return once every emit made so far has been published (or given up on)."""
-        if self._writer is not None:
-            await self._writer.drain()
+        published = self.published()
+        if published is not None:
+            await asyncio.shield(published)
 
     # RedisWriter sink: first in a pipeline, so replies queued after an emit follow it.
     order = 0
