@@ -51,6 +51,7 @@ class DomainEventWriter:
         self._pending: list[tuple[str, str, Any]] = []  # emitted, not yet in a pipeline
         self._in_flight: list[tuple[str, str, Any]] = []  # in the pipeline being written
         self._marked = False  # a pipeline will pick `_pending` up
+        self._taken: list[None] | None = None  # the items of the pipeline `_in_flight` went into
         self._retry: asyncio.TimerHandle | None = None
 
     def emit(self, kind: str, app_id: str, data: Any) -> None:
@@ -67,6 +68,7 @@ class DomainEventWriter:
 
     def queue(self, pipe: Any, items: list[None]) -> None:
         self._marked = False
+        self._taken = items
         self._in_flight, self._pending = self._pending, []
         ts = str(int(time.time() * 1000))
         for start in range(0, len(self._in_flight), _CHUNK):
@@ -76,9 +78,12 @@ class DomainEventWriter:
             pipe.eval(_APPEND_LUA, 1, DOMAIN_STREAM, *args)
 
     def failed(self, items: list[None], exc: Exception) -> None:
-        log.warning("%d domain events not appended yet (%r); retrying", len(self._in_flight), exc)
-        self._pending[:0] = self._in_flight  # ahead of what was emitted since: order is kept
-        self._in_flight = []
+        if items is self._taken:  # the pipeline held the events: back ahead of newer ones, in order
+            self._pending[:0] = self._in_flight
+        else:  # it failed before taking them: they are all still pending
+            self._marked = False
+        self._in_flight, self._taken = [], None
+        log.warning("%d domain events not appended yet (%r); retrying", len(self._pending), exc)
         if self._retry is None:
             self._retry = asyncio.get_running_loop().call_later(_RETRY_S, self._try_again)
 

@@ -106,3 +106,30 @@ async def test_domain_events_are_appended_in_order_and_retried_after_a_failed_wr
         await events.close()
         await writer.close()
         await redis.aclose()
+
+
+async def test_domain_events_survive_a_pipeline_that_failed_before_taking_them(redis_url: str) -> None:
+    redis = aioredis.from_url(redis_url)
+    writer = RedisWriter(redis)
+    events = DomainEventWriter(redis, writer)
+
+    class Broken(_ListSink):
+        def queue(self, pipe: Any, items: list[Any]) -> None:
+            raise RuntimeError("a bug in another producer")
+
+    try:
+        writer.put(Broken("log", order=0), "x")  # fails the pipeline before the events are queued
+        events.emit("message.created", "app-1", {"seq": 1})
+        await asyncio.wait_for(writer.drain(), 5)
+        events.emit("message.created", "app-1", {"seq": 2})
+        deadline = asyncio.get_running_loop().time() + 5
+        while await redis.xlen(DOMAIN_STREAM) < 2:
+            assert asyncio.get_running_loop().time() < deadline, "events stalled after the failure"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)
+        entries = await redis.xrange(DOMAIN_STREAM)
+        assert [msgspec.json.decode(f[b"data"]) for _, f in entries] == [{"seq": 1}, {"seq": 2}]
+    finally:
+        await events.close()
+        await writer.close()
+        await redis.aclose()
