@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+import pytest
 import redis.asyncio as aioredis
 
 from server.events import DOMAIN_STREAM, DomainEventWriter
@@ -27,6 +29,29 @@ class _ListSink:
 
     def failed(self, items: list[Any], exc: Exception) -> None:
         self.failures.append((items, exc))
+
+
+async def _appended(redis: aioredis.Redis, count: int) -> list[dict[bytes, bytes]]:
+    """The domain stream's entries once it holds `count`, after one more retry period (so an
+    event appended twice would show)."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while await redis.xlen(DOMAIN_STREAM) < count:
+        assert asyncio.get_running_loop().time() < deadline, "events were not appended"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.6)
+    return [fields for _, fields in await redis.xrange(DOMAIN_STREAM)]
+
+
+@pytest.fixture
+async def domain(redis_url: str) -> AsyncIterator[tuple[aioredis.Redis, RedisWriter, DomainEventWriter]]:
+    """Redis, a shared writer and domain events on it, closed in order afterwards."""
+    redis = aioredis.from_url(redis_url)
+    writer = RedisWriter(redis)
+    events = DomainEventWriter(redis, writer)
+    yield redis, writer, events
+    await events.close()
+    await writer.close()
+    await redis.aclose()
 
 
 async def test_a_reply_queued_before_a_fanout_publish_still_runs_after_it(redis_url: str) -> None:
@@ -68,10 +93,8 @@ async def test_a_failed_pipeline_is_reported_to_every_producer(redis_url: str) -
         await redis.aclose()
 
 
-async def test_domain_events_are_appended_in_order_and_retried_after_a_failed_write(redis_url: str) -> None:
-    redis = aioredis.from_url(redis_url)
-    writer = RedisWriter(redis)
-    events = DomainEventWriter(redis, writer)
+async def test_domain_events_are_appended_in_order_and_retried_after_a_failed_write(domain) -> None:
+    redis, writer, events = domain
 
     class Neighbour(_ListSink):
         """Another producer in the same pipelines, queued after the events: an event emitted
@@ -82,54 +105,32 @@ async def test_domain_events_are_appended_in_order_and_retried_after_a_failed_wr
             events.emit("conversation.updated", "app-1", {"seq": 3})
 
     neighbour = Neighbour("log", order=3)
-    try:
-        await redis.set(DOMAIN_STREAM, "not a stream")  # every append fails (WRONGTYPE)
-        events.emit("message.created", "app-1", {"seq": 1})
-        events.emit("message.created", "app-1", {"seq": 2})
-        writer.put(neighbour, "emit")
-        await asyncio.wait_for(writer.drain(), 5)
-        # The failure is the events' own: the other producer's command in that pipeline ran.
-        assert neighbour.failures == [] and await redis.lrange("log", 0, -1) == [b"emit"]
-        await redis.delete(DOMAIN_STREAM)  # Redis is fine again
-        deadline = asyncio.get_running_loop().time() + 5
-        while await redis.xlen(DOMAIN_STREAM) < 3:
-            assert asyncio.get_running_loop().time() < deadline, "events were not retried"
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.6)  # one more retry period: nothing is appended twice
-        entries = await redis.xrange(DOMAIN_STREAM)
-        assert [(f[b"kind"], f[b"app_id"], msgspec.json.decode(f[b"data"])) for _, f in entries] == [
-            (b"message.created", b"app-1", {"seq": 1}),
-            (b"message.created", b"app-1", {"seq": 2}),
-            (b"conversation.updated", b"app-1", {"seq": 3}),
-        ]
-    finally:
-        await events.close()
-        await writer.close()
-        await redis.aclose()
+    await redis.set(DOMAIN_STREAM, "not a stream")  # every append fails (WRONGTYPE)
+    events.emit("message.created", "app-1", {"seq": 1})
+    events.emit("message.created", "app-1", {"seq": 2})
+    writer.put(neighbour, "emit")
+    await asyncio.wait_for(writer.drain(), 5)
+    # The failure is the events' own: the other producer's command in that pipeline ran.
+    assert neighbour.failures == [] and await redis.lrange("log", 0, -1) == [b"emit"]
+    await redis.delete(DOMAIN_STREAM)  # Redis is fine again
+    entries = await _appended(redis, 3)
+    assert [(f[b"kind"], f[b"app_id"], msgspec.json.decode(f[b"data"])) for f in entries] == [
+        (b"message.created", b"app-1", {"seq": 1}),
+        (b"message.created", b"app-1", {"seq": 2}),
+        (b"conversation.updated", b"app-1", {"seq": 3}),
+    ]
 
 
-async def test_domain_events_survive_a_pipeline_that_failed_before_taking_them(redis_url: str) -> None:
-    redis = aioredis.from_url(redis_url)
-    writer = RedisWriter(redis)
-    events = DomainEventWriter(redis, writer)
+async def test_domain_events_survive_a_pipeline_that_failed_before_taking_them(domain) -> None:
+    redis, writer, events = domain
 
     class Broken(_ListSink):
         def queue(self, pipe: Any, items: list[Any]) -> None:
             raise RuntimeError("a bug in another producer")
 
-    try:
-        writer.put(Broken("log", order=0), "x")  # fails the pipeline before the events are queued
-        events.emit("message.created", "app-1", {"seq": 1})
-        await asyncio.wait_for(writer.drain(), 5)
-        events.emit("message.created", "app-1", {"seq": 2})
-        deadline = asyncio.get_running_loop().time() + 5
-        while await redis.xlen(DOMAIN_STREAM) < 2:
-            assert asyncio.get_running_loop().time() < deadline, "events stalled after the failure"
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.6)
-        entries = await redis.xrange(DOMAIN_STREAM)
-        assert [msgspec.json.decode(f[b"data"]) for _, f in entries] == [{"seq": 1}, {"seq": 2}]
-    finally:
-        await events.close()
-        await writer.close()
-        await redis.aclose()
+    writer.put(Broken("log", order=0), "x")  # fails the pipeline before the events are queued
+    events.emit("message.created", "app-1", {"seq": 1})
+    await asyncio.wait_for(writer.drain(), 5)
+    events.emit("message.created", "app-1", {"seq": 2})  # not stalled by the failure
+    entries = await _appended(redis, 2)
+    assert [msgspec.json.decode(f[b"data"]) for f in entries] == [{"seq": 1}, {"seq": 2}]
