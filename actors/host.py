@@ -107,8 +107,7 @@ class ActorHost(Generic[C]):
     order = 1  # in a shared pipeline: after the fan-out its batches queued (see RedisWriter)
 
     def __init__(self, redis: aioredis.Redis, handler: Handler[C], *, replica_id: str, partitions: int,
-                 metrics: Any, call_timeout: float = 10.0, lease_ttl_ms: int = 2000,
-                 writer: RedisWriter | None = None) -> None:
+                 writer: RedisWriter, metrics: Any, call_timeout: float = 10.0, lease_ttl_ms: int = 2000) -> None:
         self.redis = redis
         self.handler = handler
         self.kind = handler.kind
@@ -130,11 +129,10 @@ class ActorHost(Generic[C]):
         self._reply_encoder = msgspec.json.Encoder()
         self._reply_decoder = msgspec.json.Decoder(list[_Reply])
         # Commands for partitions owned elsewhere, and the replies and acknowledgements of the
-        # batches processed here, go out through one writer (shared with the fan-out in the
-        # app): one Redis pipeline carries what every partition queued meanwhile, instead of a
-        # round trip per partition batch (and per kind of traffic).
-        self._own_writer = writer is None
-        self.writer = writer if writer is not None else RedisWriter(redis, f"{self.kind}-redis-out")
+        # batches processed here, go out through the replica's writer (shared with the fan-out):
+        # one Redis pipeline carries what every partition queued meanwhile, instead of a round
+        # trip per partition batch (and per kind of traffic). Its owner closes it.
+        self.writer = writer
         self._stopping = False
         self._rerouting: set[asyncio.Task[None]] = set()
         self._in_flight: set[asyncio.Task[None]] = set()  # batches finishing after their partition left
@@ -162,10 +160,7 @@ class ActorHost(Generic[C]):
         if self._in_flight:  # let batches already committing reply and fan out
             await asyncio.wait(set(self._in_flight), timeout=5)
         with contextlib.suppress(TimeoutError):
-            if self._own_writer:
-                await self.writer.close()
-            else:
-                await asyncio.wait_for(self.writer.drain(), 5)
+            await asyncio.wait_for(self.writer.drain(), 5)
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(ServiceUnavailable("replica shutting down; retry"))

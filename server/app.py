@@ -108,13 +108,13 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
             manager.initialize()
         sio.eio.pinger.start()
         app.ctx.fanout = Fanout(sio, app.ctx.metrics)
-        app.ctx.events = DomainEventWriter(app.ctx.redis, app.ctx.redis_writer)
+        app.ctx.events = DomainEventWriter(app.ctx.redis_writer)
         handler = ConversationHandler(app.ctx.pool, app.ctx.events, app.ctx.fanout, app.ctx.metrics,
                                       commit_workers=settings.commit_workers)
         app.ctx.conversation_handler = handler
         app.ctx.conversation_actors = ActorHost(app.ctx.redis, handler, replica_id=settings.replica_id,
-                                                partitions=settings.actor_partitions, metrics=app.ctx.metrics,
-                                                writer=app.ctx.redis_writer)
+                                                partitions=settings.actor_partitions, writer=app.ctx.redis_writer,
+                                                metrics=app.ctx.metrics)
         await app.ctx.conversation_actors.start()
         leases = app.ctx.conversation_actors.leases
         peers = asyncio.create_task(manager.watch_peers(app.ctx.redis), name="fanout-peers")

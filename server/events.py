@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 
 from server.redis_writer import RedisWriter
 
@@ -44,10 +43,9 @@ class DomainEventWriter:
 
     order = 2  # in a shared pipeline: after the fan-out and the replies, which callers wait on
 
-    def __init__(self, redis: aioredis.Redis, writer: RedisWriter | None = None, max_queue: int = 100_000) -> None:
+    def __init__(self, writer: RedisWriter, max_queue: int = 100_000) -> None:
         self.max_queue = max_queue
-        self._own_writer = writer is None
-        self.writer = writer if writer is not None else RedisWriter(redis, "domain-events")
+        self.writer = writer  # the replica's; its owner closes it
         self._pending: list[tuple[str, str, Any]] = []  # emitted, not yet in a pipeline
         self._in_flight: list[tuple[str, str, Any]] = []  # in the pipeline being written
         self._marked = False  # a pipeline will pick `_pending` up
@@ -99,7 +97,4 @@ class DomainEventWriter:
         if self._pending and not self._marked:
             self._mark()
         with contextlib.suppress(TimeoutError):
-            if self._own_writer:
-                await asyncio.wait_for(self.writer.close(), 2)
-            else:
-                await asyncio.wait_for(self.writer.drain(), 2)
+            await asyncio.wait_for(self.writer.drain(), 2)

@@ -50,10 +50,7 @@ class RedisWriter:
     async def _write(self, batch: list[tuple[Sink, Any]]) -> None:
         groups: dict[Sink, list[Any]] = {}
         for sink, item in batch:
-            items = groups.get(sink)
-            if items is None:
-                items = groups[sink] = []
-            items.append(item)
+            groups.setdefault(sink, []).append(item)
         ordered = sorted(groups.items(), key=lambda group: group[0].order)
         spans: list[tuple[Sink, list[Any], int, int]] = []
         try:

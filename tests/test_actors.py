@@ -22,6 +22,7 @@ from server.messaging.models import ReceiptCommand, SendCommand
 from server.messaging.service import MessagingService
 from server.metrics import Metrics
 from server.realtime.fanout import Fanout
+from server.redis_writer import RedisWriter
 from server.tenancy.workspaces import NewWorkspace
 
 PARTITIONS = 8
@@ -37,15 +38,19 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def make_host(db: asyncpg.Pool, redis: aioredis.Redis) -> AsyncIterator[Callable[..., object]]:
     hosts: list[ActorHost] = []
-    writers: list[DomainEventWriter] = []
+    events_writers: list[DomainEventWriter] = []
+    writers: list[RedisWriter] = []
 
     async def make(name: str, call_timeout: float = 10.0) -> tuple[ActorHost, MessagingService]:
         metrics = Metrics()
         fanout = Fanout(socketio.AsyncServer(async_mode="asgi"), metrics)
-        events = DomainEventWriter(redis)
-        writers.append(events)
+        writer = RedisWriter(redis, f"{name}-writer")  # one per replica, as the app has
+        writers.append(writer)
+        events = DomainEventWriter(writer)
+        events_writers.append(events)
         host: ActorHost = ActorHost(redis, ConversationHandler(db, events, fanout, metrics), replica_id=name,
-                                    partitions=PARTITIONS, metrics=metrics, call_timeout=call_timeout)
+                                    partitions=PARTITIONS, writer=writer, metrics=metrics,
+                                    call_timeout=call_timeout)
         await host.start()
         hosts.append(host)
         return host, MessagingService(db, events, host, fanout)
@@ -54,6 +59,8 @@ async def make_host(db: asyncpg.Pool, redis: aioredis.Redis) -> AsyncIterator[Ca
     for h in hosts:
         await h.stop()
         await h.handler.committer.close()  # its workers hold pool connections
+    for e in events_writers:
+        await e.close()
     for w in writers:
         await w.close()
 

@@ -47,7 +47,7 @@ async def domain(redis_url: str) -> AsyncIterator[tuple[aioredis.Redis, RedisWri
     """Redis, a shared writer and domain events on it, closed in order afterwards."""
     redis = aioredis.from_url(redis_url)
     writer = RedisWriter(redis)
-    events = DomainEventWriter(redis, writer)
+    events = DomainEventWriter(writer)
     yield redis, writer, events
     await events.close()
     await writer.close()
