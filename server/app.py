@@ -11,12 +11,12 @@ import time
 import uuid
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, file
 
 from actors.conversation import ConversationHandler
 from actors.host import ActorHost
+from server import redis_client
 from server.admission import Admission
 from server.db.pool import create_pool
 from server.errors import install_error_handlers
@@ -95,8 +95,7 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
     @app.before_server_start
     async def _open_resources(app: Sanic) -> None:
         app.ctx.pool = await create_pool(settings, settings.database_url or "")
-        app.ctx.redis = aioredis.from_url(settings.redis_url or "", decode_responses=False,
-                                          health_check_interval=10, socket_keepalive=True)
+        app.ctx.redis = redis_client.connect(settings.redis_url or "")
         app.ctx.tasks = set()
         # Fan-out publishes and the actor host's traffic share one pipeline per tick.
         app.ctx.redis_writer = RedisWriter(app.ctx.redis, "redis-writer")
