@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+from redis.exceptions import RedisError
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, file
 
@@ -30,6 +31,7 @@ from server.realtime.admin_ns import AdminNamespace
 from server.realtime.client_ns import ClientNamespace
 from server.realtime.fanout import Fanout
 from server.realtime.manager import JsonPacket, ReplicaFanoutManager
+from server.realtime.presence import Presence
 from server.realtime.socket_server import SocketServer
 from server.redis_writer import RedisWriter
 from server.routes import (
@@ -122,6 +124,10 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
             # Serve only once every other replica has seen this one join (they refresh the
             # membership each tick): until then they would not publish emits for our sockets.
             await asyncio.sleep(leases.tick_s * 2.5)
+        # After the first heartbeat (the actor host's leases), before the first socket.
+        app.ctx.presence = Presence(app.ctx.redis, sio, settings.replica_id)
+        await app.ctx.presence.start()
+        app.ctx.tasks.add(asyncio.create_task(app.ctx.presence.run_reaper(), name="presence-reaper"))
         app.ctx.sdk_identity = SdkIdentity(app.ctx.pool)
         app.ctx.messaging = MessagingService(app.ctx.pool, app.ctx.events, app.ctx.conversation_actors,
                                              app.ctx.fanout)
@@ -149,6 +155,9 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
     @app.after_server_stop
     async def _close_resources(app: Sanic) -> None:
         await sio.eio.pinger.stop()
+        if getattr(app.ctx, "presence", None) is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await app.ctx.presence.stop()  # sockets not yet unlisted go offline while the writer runs
         if getattr(app.ctx, "snoozes", None) is not None:
             await app.ctx.snoozes.stop()
         if getattr(app.ctx, "conversation_actors", None) is not None:

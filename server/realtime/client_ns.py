@@ -30,7 +30,7 @@ from server.messaging.requests import (
 )
 from server.messaging.sdk_messages import send_as_user
 from server.payloads import convert
-from server.realtime import presence, sessions
+from server.realtime import sessions
 from server.realtime.errors import refuse
 from server.realtime.fanout import user_room
 from server.realtime.namespace import EventNamespace
@@ -79,8 +79,7 @@ class ClientNamespace(EventNamespace):
             raise refuse(ServiceUnavailable("could not connect; retry", code="unavailable")) from None
         self._sockets[sid] = ClientSocket(caller.app_id, user.id, caller.key_kind)
         await self.enter_room(sid, user_room(user.id))
-        await presence.connected(self.ctx.redis, self.server, str(caller.app_id), user.id, sid,
-                                 self.ctx.settings.replica_id)
+        await self.ctx.presence.connected(str(caller.app_id), user.id, sid)
         metrics.socket_connects.labels("/client", "ok").inc()
         metrics.socket_connections.labels("/client").inc()
 
@@ -91,7 +90,7 @@ class ClientNamespace(EventNamespace):
         self.ctx.metrics.socket_connections.labels("/client").dec()
         try:
             await sessions.unregister(self.ctx.redis, str(client.app_id), sid)
-            await presence.disconnected(self.ctx.redis, self.server, str(client.app_id), client.user_id, sid)
+            await self.ctx.presence.disconnected(str(client.app_id), client.user_id, sid)
         except Exception as exc:  # a stale entry is pruned when its replica is gone
             log.warning("session %s not unregistered: %s", sid, exc)
 
