@@ -12,24 +12,18 @@
 ALTER TABLE messages DROP CONSTRAINT messages_conversation_id_fkey;
 ALTER TABLE user_changes DROP CONSTRAINT user_changes_user_id_fkey;
 
-CREATE FUNCTION replyhq_cascade_conversation_messages() RETURNS trigger LANGUAGE plpgsql AS $$
+-- TG_ARGV: the child table, and its column holding the deleted parents' id.
+CREATE FUNCTION replyhq_cascade_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM messages m USING gone g WHERE m.conversation_id = g.id;
+    EXECUTE format('DELETE FROM %I c USING gone g WHERE c.%I = g.id', TG_ARGV[0], TG_ARGV[1]);
     RETURN NULL;
 END
 $$;
 
 CREATE TRIGGER conversations_cascade_messages AFTER DELETE ON conversations
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT
-    EXECUTE FUNCTION replyhq_cascade_conversation_messages();
-
-CREATE FUNCTION replyhq_cascade_user_changes() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM user_changes c USING gone g WHERE c.user_id = g.id;
-    RETURN NULL;
-END
-$$;
+    EXECUTE FUNCTION replyhq_cascade_delete('messages', 'conversation_id');
 
 CREATE TRIGGER end_users_cascade_user_changes AFTER DELETE ON end_users
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT
-    EXECUTE FUNCTION replyhq_cascade_user_changes();
+    EXECUTE FUNCTION replyhq_cascade_delete('user_changes', 'user_id');
