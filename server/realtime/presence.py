@@ -8,9 +8,9 @@ and counting what is left happen in one MULTI, so two replicas never both announ
 A replica that dies cannot remove its sids, so each process also lists the sids it added in a set
 of its own, `presence:sids:{replica}:{incarnation}` (an incarnation per process: a replica restarted
 under the same REPLICA_ID is a new one). Every replica reaps the sets of incarnations whose replica
-stopped heartbeating, and a starting replica reaps its own earlier incarnations at once. Reaping is
-the same MULTI as a disconnect: whichever reaper removes a user's last sid announces them offline,
-and a reaper dying half way leaves the rest for the next.
+stopped heartbeating (missing from two reads in a row), and a starting replica reaps its own
+earlier incarnations at once. Reaping is the same MULTI as a disconnect: whichever reaper removes
+a user's last sid announces them offline, and a reaper dying half way leaves the rest for the next.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class Presence:
         self.replica_id = replica_id
         self.incarnation = f"{replica_id} {uuid.uuid4().hex[:12]}"
         self._sids = _sids_key(self.incarnation)
+        self._suspects: set[str] = set()  # incarnations missing from the last round's heartbeats
 
     async def start(self) -> None:
         """Register this process, then reap what earlier processes of this replica left. Call it
@@ -115,16 +116,25 @@ class Presence:
         return removed
 
     async def reap_dead(self) -> int:
-        """Reap every incarnation whose replica no longer heartbeats."""
+        """Reap the incarnations whose replica was missing from the heartbeats in this round and
+        in the previous one, while this replica's own heartbeat was there both times.
+
+        One missing read is not enough: after Redis comes back from a restart (or the whole
+        cluster stalls) every heartbeat is stale until each replica's next tick, and reaping then
+        would show every connected user offline.
+        """
         # Incarnations first: one registered before this read had its replica heartbeating
         # already, so the live set read next contains it unless it died since.
         members = await self.redis.smembers(INCARNATIONS_KEY)
         live = await sessions.live_replicas(self.redis)
+        if self.replica_id not in live:  # our own view is stale: judge nobody this round
+            self._suspects = set()
+            return 0
+        missing = {_text(m) for m in members if _text(m).split(" ", 1)[0] not in live}
+        confirmed, self._suspects = missing & self._suspects, missing
         removed = 0
-        for member in members:
-            incarnation = _text(member)
-            if incarnation.split(" ", 1)[0] not in live:
-                removed += await self.reap(incarnation)
+        for incarnation in confirmed:
+            removed += await self.reap(incarnation)
         return removed
 
     async def run_reaper(self, interval_s: float = REAP_INTERVAL_S) -> None:
