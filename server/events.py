@@ -46,17 +46,23 @@ class DomainEventWriter:
     def __init__(self, writer: RedisWriter, max_queue: int = 100_000) -> None:
         self.max_queue = max_queue
         self.writer = writer  # the replica's; its owner closes it
-        self._pending: list[tuple[str, str, Any]] = []  # emitted, not yet in a pipeline
-        self._in_flight: list[tuple[str, str, Any]] = []  # in the pipeline being written
+        # (kind, app_id, data as JSON), encoded when emitted
+        self._pending: list[tuple[str, str, bytes]] = []  # emitted, not yet in a pipeline
+        self._in_flight: list[tuple[str, str, bytes]] = []  # in the pipeline being written
         self._marked = False  # a pipeline will pick `_pending` up
         self._taken: list[None] | None = None  # the items of the pipeline `_in_flight` went into
         self._retry: asyncio.TimerHandle | None = None
 
     def emit(self, kind: str, app_id: str, data: Any) -> None:
+        try:
+            encoded = _encode(data)
+        except (TypeError, ValueError) as exc:  # it could never be written: not a reason to stall the rest
+            log.error("dropping a %s event that cannot be encoded: %s", kind, exc)
+            return
         if len(self._pending) >= self.max_queue:  # Redis is away for long: drop the oldest, say so
             del self._pending[: len(self._pending) // 10]
             log.warning("domain event queue full; oldest events dropped")
-        self._pending.append((kind, app_id, data))
+        self._pending.append((kind, app_id, encoded))
         if not self._marked and self._retry is None:
             self._mark()
 
@@ -71,8 +77,8 @@ class DomainEventWriter:
         ts = str(int(time.time() * 1000))
         for start in range(0, len(self._in_flight), _CHUNK):
             args: list[str | bytes | int] = [_MAXLEN, ts]
-            for kind, app_id, data in self._in_flight[start:start + _CHUNK]:
-                args += (kind, app_id, _encode(data))
+            for kind, app_id, encoded in self._in_flight[start:start + _CHUNK]:
+                args += (kind, app_id, encoded)
             pipe.eval(_APPEND_LUA, 1, DOMAIN_STREAM, *args)
 
     def failed(self, items: list[None], exc: Exception) -> None:

@@ -57,12 +57,17 @@ class RedisWriter:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for sink, items in ordered:
                     start = len(pipe)
-                    sink.queue(pipe, items)
+                    try:
+                        sink.queue(pipe, items)
+                    except Exception as exc:  # a producer's bad item fails that producer only
+                        del pipe.command_stack[start:]
+                        sink.failed(items, exc)
+                        continue
                     spans.append((sink, items, start, len(pipe)))
                 # A command's error (say XACK after Redis lost its groups) fails only its producer.
                 results = await pipe.execute(raise_on_error=False)
         except Exception as exc:  # the connection failed: every producer decides what that means
-            for sink, items in ordered:
+            for sink, items, _, _ in spans:  # (those whose queue() raised were told already)
                 sink.failed(items, exc)
             return
         for sink, items, start, end in spans:

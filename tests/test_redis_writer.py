@@ -134,3 +134,40 @@ async def test_domain_events_survive_a_pipeline_that_failed_before_taking_them(d
     events.emit("message.created", "app-1", {"seq": 2})  # not stalled by the failure
     entries = await _appended(redis, 2)
     assert [msgspec.json.decode(f[b"data"]) for f in entries] == [{"seq": 1}, {"seq": 2}]
+
+
+class _BrokenSink(_ListSink):
+    """Adds a command, then fails on a bad item (what a producer's bug looks like)."""
+
+    def queue(self, pipe: Any, items: list[Any]) -> None:
+        pipe.rpush(self.key, "half-written")
+        raise ValueError("bad item")
+
+
+async def test_a_producer_failing_to_queue_fails_only_itself(redis_url: str) -> None:
+    redis = aioredis.from_url(redis_url)
+    writer = RedisWriter(redis)
+    fanout, broken, host = _ListSink("log", order=0), _BrokenSink("log", order=1), _ListSink("log", order=2)
+    try:
+        writer.put(fanout, "emit-1")
+        writer.put(broken, "bad")
+        await asyncio.wait_for(writer.put(host, "reply-1"), 5)
+        assert await redis.lrange("log", 0, -1) == [b"emit-1", b"reply-1"]  # none of its commands
+        assert [(items, type(exc)) for items, exc in broken.failures] == [(["bad"], ValueError)]
+        assert fanout.failures == host.failures == []
+    finally:
+        await writer.close()
+        await redis.aclose()
+
+
+async def test_an_event_that_cannot_be_encoded_is_dropped_and_stalls_nothing(
+        domain: tuple[aioredis.Redis, RedisWriter, DomainEventWriter]) -> None:
+    redis, writer, events = domain
+    fanout = _ListSink("log", order=0)  # shares the pipelines with the events
+    events.emit("message.created", "app", {"n": 1})
+    events.emit("message.created", "app", {"n": object()})  # never encodable
+    events.emit("message.created", "app", {"n": 3})
+    await asyncio.wait_for(writer.put(fanout, "emit-1"), 5)
+    entries = await _appended(redis, 2)
+    assert [msgspec.json.decode(e[b"data"]) for e in entries] == [{"n": 1}, {"n": 3}]
+    assert await redis.lrange("log", 0, -1) == [b"emit-1"] and fanout.failures == []
