@@ -80,7 +80,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
                            sid_prefix=settings.socketio_sid_prefix)
     sio.attach(app, socketio_path=SOCKETIO_PATH)
     sio.register_namespace(ClientNamespace(app.ctx))
-    sio.register_namespace(AdminNamespace(app.ctx))
+    admin_ns = AdminNamespace(app.ctx)
+    sio.register_namespace(admin_ns)
     app.ctx.sio = sio
 
     install_error_handlers(app)
@@ -128,6 +129,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         app.ctx.presence = Presence(app.ctx.redis, sio, settings.replica_id)
         await app.ctx.presence.start()
         app.ctx.tasks.add(asyncio.create_task(app.ctx.presence.run_reaper(), name="presence-reaper"))
+        app.ctx.tasks.add(asyncio.create_task(admin_ns.run_rechecks(settings.admin_socket_recheck_interval),
+                                              name="admin-socket-rechecks"))
         app.ctx.sdk_identity = SdkIdentity(app.ctx.pool)
         app.ctx.messaging = MessagingService(app.ctx.pool, app.ctx.events, app.ctx.conversation_actors,
                                              app.ctx.fanout)

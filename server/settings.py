@@ -39,6 +39,7 @@ ENV_VARS: dict[str, str] = {
     "SOCKETIO_SID_PREFIX": "socketio_sid_prefix",
     "MAX_MESSAGE_BYTES": "max_message_bytes",
     "SNOOZE_CHECK_INTERVAL": "snooze_check_interval",
+    "ADMIN_SOCKET_RECHECK_INTERVAL": "admin_socket_recheck_interval",
     "COMMIT_WORKERS": "commit_workers",
     "CONNECT_CONCURRENCY": "connect_concurrency",
 }
@@ -75,6 +76,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     socketio_sid_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]*$", max_length=32)] = ""
     max_message_bytes: Annotated[int, Meta(ge=1)] = 16384
     snooze_check_interval: Annotated[float, Meta(gt=0, le=3600)] = 5.0  # seconds between snooze checks
+    # Seconds between re-reads of every /admin socket's admin: the longest a signed-out session,
+    # a removed admin or a revoked key still receives broadcasts.
+    admin_socket_recheck_interval: Annotated[float, Meta(gt=0, le=3600)] = 15.0
     # Group commits one replica keeps in flight. One is fastest when Postgres shares the machine's
     # cores: what arrives during a commit joins the next, so batches grow with load (measured in
     # docs/benchmarks.md); more overlap commits when fsync latency, not CPU, is the limit.

@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 
 from tests.admin_helpers import PASSWORD, call, signup
 from tests.inbox_helpers import DEVICE
-from tests.support import ServerProcess
+from tests.support import ServerProcess, http
 
 
 class SdkUser:
@@ -152,3 +152,16 @@ def test_dashboard_and_users_show_stats_and_device_metadata(page: Page, inbox_se
     row.click()
     expect(page.get_by_test_id("user-detail")).to_contain_text("Online on 1 device")
     expect(page.get_by_test_id("user-conversations")).to_contain_text("hello")
+
+
+def test_a_dashboard_signed_out_elsewhere_goes_back_to_sign_in(page: Page, start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server(ADMIN_SOCKET_RECHECK_INTERVAL="0.3")
+    email = f"olive-{uuid.uuid4().hex[:6]}@acme.test"
+    signup(server, email, app_name="Acme")
+    sign_in(page, server, email)
+    expect(page).to_have_url(re.compile(r"/chat\.html"))
+    # Its session is signed out from elsewhere ("sign out" on another device, or by an owner).
+    session = page.evaluate("() => JSON.parse(localStorage.getItem('replyhq.session'))")
+    status, _ = http("POST", server.url + "/admin/auth/logout", {"refresh_token": session["refresh_token"]})
+    assert status in (200, 204)
+    expect(page).to_have_url(re.compile(r"/login\.html"), timeout=10_000)

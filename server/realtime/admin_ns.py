@@ -6,11 +6,15 @@ Event handlers declare their permission with server.auth.rbac.requires, exactly 
     async def on_conversation_join(self, sid, data): ...
 
 Each checked event re-reads the admin (a primary-key lookup), so a removed, disabled or demoted
-admin loses access on the very next event, not when the token expires.
+admin loses access on the very next event, not when the token expires. Broadcasts need no event
+from the socket, so `recheck` re-reads every socket's admin every ADMIN_SOCKET_RECHECK_INTERVAL
+seconds and ends the sockets of signed-out sessions, removed or disabled admins and revoked keys.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 from uuid import UUID
 
@@ -23,11 +27,13 @@ from server.errors import ApiError, Unauthorized, ValidationFailed
 from server.inbox import agent, online
 from server.inbox.schemas import ConversationRef, SocketRead, SocketSend
 from server.payloads import convert
-from server.realtime.errors import refuse
+from server.realtime.errors import ack_error, refuse
 from server.realtime.namespace import EventNamespace
 from server.tenancy import api_keys
 
 _to_builtins = msgspec.to_builtins
+
+log = logging.getLogger("replyhq.realtime.admin")
 
 # A legacy secret-API-key session has no admin behind it: it may read and reply, like an agent.
 LEGACY_KEY_ROLE = "agent"
@@ -36,6 +42,7 @@ LEGACY_KEY_ROLE = "agent"
 class AdminNamespace(EventNamespace):
     def __init__(self, app_ctx: Any) -> None:
         super().__init__("/admin", app_ctx)
+        self._sids: set[str] = set()  # this replica's connected /admin sockets
 
     async def _authenticate(self, auth: Any) -> dict[str, Any]:
         token = auth.get("admin_token") if isinstance(auth, dict) else None
@@ -77,6 +84,7 @@ class AdminNamespace(EventNamespace):
             raise refuse(exc) from None
         await self.save_session(sid, session)
         await self.enter_room(sid, f"app:{session['app_id']}:admins")
+        self._sids.add(sid)
         self.ctx.metrics.socket_connects.labels("/admin", "ok").inc()
         self.ctx.metrics.socket_connections.labels("/admin").inc()
 
@@ -88,7 +96,33 @@ class AdminNamespace(EventNamespace):
                 "role": p.role, "permissions": sorted(p.permissions)}
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._sids.discard(sid)
         self.ctx.metrics.socket_connections.labels("/admin").dec()
+
+    async def recheck(self) -> int:
+        """End the sockets whose admin may no longer see the app: `session:ended` {error}, then a
+        server disconnect. Returns how many it ended. Storage errors end nobody."""
+        ended = 0
+        for sid in list(self._sids):
+            try:
+                await self.current_admin(sid)
+            except Unauthorized as exc:
+                await self.emit("session:ended", ack_error(exc), to=sid)
+                await self.disconnect(sid)
+                self._sids.discard(sid)
+                ended += 1
+            except KeyError:  # disconnected meanwhile
+                self._sids.discard(sid)
+            except Exception as exc:  # Postgres away: judge again next round
+                log.warning("cannot recheck admin socket %s: %s", sid, exc)
+                return ended
+        return ended
+
+    async def run_rechecks(self, interval_s: float) -> None:
+        """recheck() every `interval_s` until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.recheck()
 
     # ---- inbox events (payload contract: a plain conversation id string or {"conversation_id": ...}) ----
     async def _conversation(self, sid: str, data: Any) -> tuple[AdminPrincipal, Any]:

@@ -1,7 +1,7 @@
 // The dashboard's /admin socket: authenticated with the current access token, refreshed on expiry.
-import { getSession, refreshSession, toLogin } from "./api.js";
+import { clearSession, getSession, refreshSession, toLogin } from "./api.js";
 
-const REFUSED = new Set(["missing_token", "invalid_token", "admin_disabled", "token_revoked"]);
+const REFUSED = new Set(["missing_token", "invalid_token", "admin_disabled", "token_revoked", "session_revoked"]);
 
 export function adminSocket() {
   // auth as a function: every (re)connect presents the newest access token
@@ -22,6 +22,11 @@ export function adminSocket() {
     } else if (REFUSED.has(code)) {
       toLogin();
     }
+  });
+  // Signed out elsewhere, removed or disabled: the server ends the socket; sign in again.
+  socket.on("session:ended", () => {
+    clearSession();
+    toLogin();
   });
   return socket;
 }
