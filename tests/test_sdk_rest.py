@@ -258,3 +258,32 @@ def test_sdk_routes_and_socket_docs_are_documented(server: ServerProcess) -> Non
     assert "post" in doc["paths"]["/v1/conversations/{conversation_id}/messages"]
     status, page = http("GET", server.url + "/docs/socket-events")
     assert status == 200 and "message:send" in page and "connect_error" in page
+
+
+def _page_through(server: ServerProcess, h: dict[str, str], limit: int) -> list[str]:
+    ids: list[str] = []
+    cursor = ""
+    while True:
+        status, page = http("GET", f"{server.url}/v1/conversations?limit={limit}&before={cursor}", headers=h)
+        assert status == 200, page
+        ids += [c["id"] for c in page["conversations"]]
+        if page["next_cursor"] is None:
+            return ids
+        cursor = page["next_cursor"]
+
+
+async def test_conversation_pages_neither_skip_nor_repeat_conversations_updated_at_one_instant(
+        server: ServerProcess, workspace, db: asyncpg.Pool) -> None:
+    h = headers(workspace.publishable_key, "ann")
+    created = [start_conversation(server, h, body=None)["conversation"]["id"] for _ in range(5)]
+    # One group commit updates every conversation it wrote to at the same now().
+    await db.execute("UPDATE conversations SET updated_at = now() WHERE id = ANY($1::uuid[])", created)
+    for limit in (1, 2, 3):
+        listed = _page_through(server, h, limit)
+        assert sorted(listed) == sorted(created), limit
+    # A timestamp (what next_cursor was before) still works; anything else is a 422.
+    status, page = http("GET", f"{server.url}/v1/conversations?before=2999-01-01T00:00:00Z", headers=h)
+    assert status == 200 and len(page["conversations"]) == 5
+    for bad in ("yesterday", "99999999999999999999-" + "0" * 32):
+        status, body = http("GET", f"{server.url}/v1/conversations?before={bad}", headers=h)
+        assert status == 422 and body["error"]["code"] == "invalid_query", body

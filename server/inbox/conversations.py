@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 from uuid import UUID
 
@@ -11,9 +10,9 @@ import asyncpg
 
 from server.inbox.schemas import InboxConversation, UserSummary
 from server.messaging import rows
+from server.pagination import Cursor
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -24,24 +23,6 @@ class InboxFilter:
     unread: bool = False  # user messages no agent has read yet
     tag: str | None = None
     q: str | None = None  # subject, message bodies (notes included), user name / email / ids
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Keyset position: (updated_at, id) of the last row of the previous page."""
-
-    updated_at: datetime
-    id: UUID
-
-    def encode(self) -> str:
-        """URL-safe as is: microseconds since the epoch and the id's hex."""
-        micros = (self.updated_at - _EPOCH) // timedelta(microseconds=1)
-        return f"{micros}-{self.id.hex}"
-
-    @staticmethod
-    def decode(raw: str) -> Cursor:
-        micros, _, cid = raw.partition("-")  # ValueError on garbage: the route makes it 422
-        return Cursor(_EPOCH + timedelta(microseconds=int(micros)), UUID(hex=cid))
 
 
 def like_pattern(text: str) -> str:

@@ -3,13 +3,14 @@ through the conversation actor, see server/messaging/commit.py)."""
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import TypeAlias
 from uuid import UUID
 
 import asyncpg
 
 from server.messaging import rows
 from server.messaging.models import Conversation, Message, Receipt
+from server.pagination import Cursor
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -35,11 +36,17 @@ async def get_for_user(conn: Conn, app_id: UUID, user_id: UUID, conversation_id:
 
 
 async def list_for_user(conn: Conn, user_id: UUID, limit: int = 50,
-                        before_updated: Any = None) -> list[Conversation]:
+                        before: Cursor | None = None) -> tuple[list[Conversation], Cursor | None]:
+    """The user's conversations, most recently active first, after `before`; and the cursor of
+    the next page (None at the end)."""
     found = await conn.fetch(
-        """SELECT * FROM conversations WHERE user_id = $1 AND ($2::timestamptz IS NULL OR updated_at < $2)
-           ORDER BY updated_at DESC LIMIT $3""", user_id, before_updated, limit)
-    return [rows.conversation(r) for r in found]
+        """SELECT * FROM conversations
+           WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (updated_at, id) < ($2, $3::uuid))
+           ORDER BY updated_at DESC, id DESC LIMIT $4""",
+        user_id, before.updated_at if before else None, before.id if before else None, limit + 1)
+    page = found[:limit]
+    more = Cursor(page[-1]["updated_at"], page[-1]["id"]) if len(found) > limit else None
+    return [rows.conversation(r) for r in page], more
 
 
 async def list_messages(conn: Conn, conversation_id: UUID, *, before: int | None = None, after: int | None = None,

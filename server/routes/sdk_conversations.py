@@ -17,6 +17,7 @@ from server.messaging.models import Conversation, Message, Receipt, ReceiptComma
 from server.messaging.requests import CreateConversationBody, NewMessageBody, ReceiptBody, check_body_size
 from server.messaging.sdk_messages import own_message, send_as_user
 from server.openapi import Operation, document
+from server.pagination import Cursor
 from server.payloads import decode_body
 from server.routes.query_params import int_param, time_param
 from server.routes.sdk_auth import HEADER_PARAMS, sdk_user
@@ -73,13 +74,22 @@ async def create(request: Request) -> HTTPResponse:
 async def list_mine(request: Request) -> HTTPResponse:
     _, user = await sdk_user(request)
     limit = int_param(request, "limit", 20, lo=1, hi=100) or 20
-    before = time_param(request, "before")
-    found = await conversations.list_for_user(request.app.ctx.pool, UUID(user.id), limit=limit + 1,
-                                              before_updated=before)
-    more = len(found) > limit
-    found = found[:limit]
-    page = ConversationPage(conversations=found, next_cursor=found[-1].updated_at if more and found else None)
+    found, more = await conversations.list_for_user(request.app.ctx.pool, UUID(user.id), limit=limit,
+                                                    before=_before(request))
+    page = ConversationPage(conversations=found, next_cursor=more.encode() if more else None)
     return json(msgspec.to_builtins(page))
+
+
+def _before(request: Request) -> Cursor | None:
+    """?before=: a next_cursor, or (what next_cursor used to be) an ISO timestamp."""
+    raw = request.args.get("before")
+    if not raw:
+        return None
+    try:
+        return Cursor.decode(raw)
+    except ValueError:
+        stamp = time_param(request, "before")  # 422 when it is neither
+        return Cursor(stamp, UUID(int=0)) if stamp else None
 
 
 @bp.get("/<conversation_id:str>")
