@@ -28,7 +28,7 @@ from server.realtime.fanout import ADMIN, admins_room
 
 log = logging.getLogger("replyhq.presence")
 TTL_SECONDS = 86_400  # a user hash outlives no connect by more than a day, whatever happens
-INCARNATIONS_KEY = "presence:incarnations"  # members "{replica} {incarnation}"
+INCARNATIONS_KEY = "presence:incarnations"  # members "{replica} {random hex}"; rsplit finds the replica
 REAP_INTERVAL_S = 2.0
 _SCAN_COUNT = 500
 
@@ -61,7 +61,7 @@ class Presence:
         await self.redis.sadd(INCARNATIONS_KEY, self.incarnation)
         for member in await self.redis.smembers(INCARNATIONS_KEY):
             incarnation = _text(member)
-            if incarnation != self.incarnation and incarnation.split(" ", 1)[0] == self.replica_id:
+            if incarnation != self.incarnation and incarnation.rsplit(" ", 1)[0] == self.replica_id:
                 await self.reap(incarnation)
 
     async def connected(self, app_id: str, user_id: str, sid: str) -> None:
@@ -130,7 +130,7 @@ class Presence:
         if self.replica_id not in live:  # our own view is stale: judge nobody this round
             self._suspects = set()
             return 0
-        missing = {_text(m) for m in members if _text(m).split(" ", 1)[0] not in live}
+        missing = {_text(m) for m in members if _text(m).rsplit(" ", 1)[0] not in live}
         confirmed, self._suspects = missing & self._suspects, missing
         removed = 0
         for incarnation in confirmed:
