@@ -1,5 +1,6 @@
 """Messages and user changes have no foreign keys (migration 011): deleting a conversation, a
-user or a whole app still deletes what the group commit wrote for them, and nothing else."""
+user or a whole app still deletes what the group commit wrote for them, and nothing else; and
+truncating the parents truncates them too (migration 013)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,18 @@ async def test_deleting_an_app_leaves_no_message_or_change_behind(
         assert await _counts(conn, conv, user) == (0, 0)
         assert await conn.fetchval("SELECT count(*) FROM messages WHERE app_id = $1", workspace.app_id) == 0
         assert await _counts(conn, other_conv, other_user) == (2, 2)
+
+
+async def test_truncating_the_parents_leaves_no_message_or_change_behind(
+        db: asyncpg.Pool, workspace: NewWorkspace) -> None:
+    async with db.acquire() as conn:
+        await _conversation_with_messages(conn, workspace.app_id, 2)
+        await conn.execute("TRUNCATE conversations CASCADE")
+        assert await conn.fetchval("SELECT count(*) FROM messages") == 0
+        await _conversation_with_messages(conn, workspace.app_id, 2)
+        await conn.execute("TRUNCATE end_users CASCADE")  # conversations go by their foreign key
+        assert await conn.fetchval("SELECT count(*) FROM messages") == 0
+        assert await conn.fetchval("SELECT count(*) FROM user_changes") == 0
 
 
 async def test_the_commit_writes_nothing_for_a_conversation_that_does_not_exist(
