@@ -76,7 +76,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
     manager = ReplicaFanoutManager(settings.redis_url, channel=settings.socketio_channel)
     sio = SocketServer(async_mode="sanic", client_manager=manager, serializer=JsonPacket,
                            cors_allowed_origins="*",
-                           ping_interval=25, ping_timeout=20, max_http_buffer_size=1_000_000,
+                           ping_interval=settings.socketio_ping_interval,
+                           ping_timeout=settings.socketio_ping_timeout, max_http_buffer_size=1_000_000,
                            sid_prefix=settings.socketio_sid_prefix)
     sio.attach(app, socketio_path=SOCKETIO_PATH)
     sio.register_namespace(ClientNamespace(app.ctx))

@@ -37,6 +37,8 @@ ENV_VARS: dict[str, str] = {
     "BOOTSTRAP_DEMO": "bootstrap_demo",
     "SOCKETIO_CHANNEL": "socketio_channel",
     "SOCKETIO_SID_PREFIX": "socketio_sid_prefix",
+    "SOCKETIO_PING_INTERVAL": "socketio_ping_interval",
+    "SOCKETIO_PING_TIMEOUT": "socketio_ping_timeout",
     "MAX_MESSAGE_BYTES": "max_message_bytes",
     "SNOOZE_CHECK_INTERVAL": "snooze_check_interval",
     "ADMIN_SOCKET_RECHECK_INTERVAL": "admin_socket_recheck_interval",
@@ -74,6 +76,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     socketio_channel: str = "replyhq-sio"
     # Engine.IO sids start with "<prefix>." so a balancer can route long-polling to this replica.
     socketio_sid_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]*$", max_length=32)] = ""
+    # Engine.IO heartbeat, whole seconds (the protocol's open packet carries them so): a socket is
+    # pinged this long after its last pong and dropped when the pong is this late. Keep the
+    # interval below the balancer's idle timeout.
+    socketio_ping_interval: Annotated[int, Meta(ge=1, le=3600)] = 25
+    socketio_ping_timeout: Annotated[int, Meta(ge=1, le=3600)] = 20
     max_message_bytes: Annotated[int, Meta(ge=1)] = 16384
     snooze_check_interval: Annotated[float, Meta(gt=0, le=3600)] = 5.0  # seconds between snooze checks
     # Seconds between re-reads of every /admin socket's admin: the longest a signed-out session,

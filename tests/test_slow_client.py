@@ -1,7 +1,8 @@
-"""A websocket client that stops reading is cut off once 8 MB wait for it, and the user's other
-devices keep getting every message meanwhile (one slow phone never holds a replica's memory or
-the others' messages hostage). The slow client speaks raw websocket frames (the `websockets`
-sans-I/O protocol) so that it can really stop reading."""
+"""Clients that stop keeping up: one that stops reading is cut off once 8 MB wait for it, and the
+user's other devices keep getting every message meanwhile (one slow phone never holds a
+replica's memory or the others' messages hostage); one that stops answering the Engine.IO pings
+is dropped after the ping timeout, while a live one stays. These clients speak raw websocket
+frames (the `websockets` sans-I/O protocol) so that they can really stop."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import Callable
 from urllib.parse import urlparse
 
+import socketio
 from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
@@ -86,3 +89,21 @@ async def test_a_client_that_stops_reading_is_cut_off_and_slows_nobody(server: S
         slow.close()
         await sender.close()
         await laptop.close()
+
+
+async def test_a_client_that_stops_answering_pings_is_dropped_and_a_live_one_stays(
+        start_server: Callable[..., ServerProcess], workspace) -> None:
+    server = start_server(SOCKETIO_PING_INTERVAL="1", SOCKETIO_PING_TIMEOUT="1")
+    mute = await asyncio.to_thread(_raw_client, server, workspace.publishable_key, "ann")  # never pongs
+    live = socketio.AsyncClient(reconnection=False)  # pongs, as every Socket.IO client does
+    await live.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"], transports=["websocket"],
+                       auth={"api_key": workspace.publishable_key, "user_id": "bea"})
+    try:
+        # Dropped: a CLOSE after 1 + 1 s, then the connection once the closing handshake is not
+        # answered (5 s).
+        assert await asyncio.to_thread(_cut_off, mute, 15), "a client that never answered a ping is still connected"
+        await asyncio.sleep(3)  # more ping rounds
+        assert live.connected
+    finally:
+        mute.close()
+        await live.disconnect()
