@@ -1,10 +1,12 @@
-"""Faults with real processes: a partition owner SIGKILLed mid-stream, Redis restarting mid-stream.
+"""Faults with real processes: a partition owner SIGKILLed mid-stream, Redis or Postgres restarting
+mid-stream.
 No acknowledged message may be lost or duplicated, order must hold, and the SDK's retries with
 the same client id complete the rest."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import uuid
 from pathlib import Path
@@ -14,8 +16,10 @@ import redis.asyncio as aioredis
 
 from actors.partitions import partition_of
 from loadtests.sdk import ReplyHQClient
-from server.embedded import EmbeddedRedis
+from server.db.migrate import migrate
+from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.settings import Settings
+from server.tenancy.workspaces import create_workspace
 from tests.support import ServerProcess
 
 PARTITIONS = Settings().actor_partitions  # the servers under test run with the default
@@ -118,3 +122,47 @@ async def test_redis_restarting_mid_stream_loses_and_duplicates_nothing(start_se
         assert seqs == list(range(1, TOTAL + 1))
     finally:
         redis.stop()
+
+
+async def test_postgres_restarting_mid_stream_loses_and_duplicates_nothing(start_server, tmp_path: Path) -> None:
+    os.chmod(tmp_path, 0o755)  # the unprivileged Postgres user must reach its data dir
+    pg = EmbeddedPostgres(tmp_path / "postgres")
+    url = await asyncio.to_thread(pg.start)
+    try:
+        await migrate(url)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+        ws = await create_workspace(pool, app_name="Restart", email="owner@restart.test",
+                                    password="correct horse battery", owner_name="Olive Owner")
+        await pool.close()
+        srv = start_server(DATABASE_URL=url)
+        sender = ReplyHQClient(srv.url, ws.publishable_key, user_id="steady")
+        observer = ReplyHQClient(srv.url, ws.publishable_key, user_id="steady")
+        await sender.connect()
+        await observer.connect()
+        conversation_id = (await sender.create_conversation(subject="postgres restart"))["conversation"]["id"]
+
+        async def restart() -> None:
+            port = pg.port
+            await asyncio.to_thread(pg.stop)  # every pooled connection dies here
+            await asyncio.sleep(1)
+            pg.port = port
+            await asyncio.to_thread(pg.start)
+
+        restarting: list[asyncio.Task[None]] = []
+
+        async def restart_postgres() -> None:  # while the sends go on: some fail and are retried
+            restarting.append(asyncio.create_task(restart()))
+            await asyncio.sleep(0.2)
+
+        try:
+            observing = asyncio.create_task(_observed(observer, conversation_id))
+            acked = await _stream(sender, conversation_id, TOTAL // 3, restart_postgres)
+            await asyncio.gather(*restarting)
+            seqs = await asyncio.wait_for(observing, 30)
+        finally:
+            await sender.close()
+            await observer.close()
+        await _assert_stored_exactly_once(url, conversation_id, acked)
+        assert seqs == list(range(1, TOTAL + 1))
+    finally:
+        pg.stop()
