@@ -287,3 +287,40 @@ async def test_conversation_pages_neither_skip_nor_repeat_conversations_updated_
     for bad in ("yesterday", "99999999999999999999-" + "0" * 32):
         status, body = http("GET", f"{server.url}/v1/conversations?before={bad}", headers=h)
         assert status == 422 and body["error"]["code"] == "invalid_query", body
+
+
+def _identify(server: ServerProcess, key: str, **body: str) -> dict[str, Any]:
+    status, user = http("POST", server.url + "/v1/users/identify", body, headers=headers(key))
+    assert status == 200, user
+    return user  # type: ignore[no-any-return]
+
+
+def _conversation_ids(server: ServerProcess, h: dict[str, str]) -> list[str]:
+    status, page = http("GET", server.url + "/v1/conversations", headers=h)
+    assert status == 200, page
+    return [c["id"] for c in page["conversations"]]
+
+
+def test_a_visitor_who_signs_in_keeps_their_conversations(server: ServerProcess, workspace) -> None:
+    key = workspace.publishable_key
+    visitor = headers(key, anonymous_id="visitor-1")
+    conv = start_conversation(server, visitor, body="Do you ship to Norway?")["conversation"]["id"]
+    anon_id = _identify(server, key, anonymous_id="visitor-1")["id"]
+
+    user = _identify(server, key, user_id="ann", anonymous_id="visitor-1", name="Ann")
+    assert user["id"] == anon_id and user["user_id"] == "ann" and user["name"] == "Ann"
+    assert _conversation_ids(server, headers(key, "ann")) == [conv]
+    status, messages = http("GET", f"{server.url}/v1/conversations/{conv}/messages", headers=headers(key, "ann"))
+    assert status == 200 and [m["body"] for m in messages["messages"]] == ["Do you ship to Norway?"]
+    assert _identify(server, key, user_id="ann")["id"] == anon_id  # later sign-ins: the same user
+
+
+def test_a_visitor_signing_in_as_an_existing_user_is_not_merged_into_them(server: ServerProcess, workspace) -> None:
+    key = workspace.publishable_key
+    bob = _identify(server, key, user_id="bob")
+    bobs = start_conversation(server, headers(key, "bob"))["conversation"]["id"]
+    start_conversation(server, headers(key, anonymous_id="visitor-2"))
+
+    again = _identify(server, key, user_id="bob", anonymous_id="visitor-2")
+    assert again["id"] == bob["id"]
+    assert _conversation_ids(server, headers(key, "bob")) == [bobs]
