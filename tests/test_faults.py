@@ -72,23 +72,32 @@ async def test_killing_the_partition_owner_mid_stream_loses_and_duplicates_nothi
     await r.aclose()
     survivor: ServerProcess = next(srv for name, srv in replicas.items() if name != owner)
 
-    sender = ReplyHQClient(survivor.url, workspace.publishable_key, user_id="mover")
-    observer = ReplyHQClient(survivor.url, workspace.publishable_key, user_id="mover")  # second device
-    await sender.connect()
-    await observer.connect()
-
     async def kill_owner() -> None:
         replicas[owner].stop(signal.SIGKILL)
 
+    await _survives(survivor, workspace.publishable_key, db_url, kill_owner, user_id="mover",
+                    conversation_id=conversation_id)
+
+
+async def _survives(server: ServerProcess, api_key: str, db_url: str, fault, *,  # type: ignore[no-untyped-def]
+                    user_id: str = "steady", conversation_id: str | None = None) -> None:
+    """Stream TOTAL messages with `fault` a third of the way: every acked message is stored once,
+    in order, and the user's other device sees each once, in seq order."""
+    sender = ReplyHQClient(server.url, api_key, user_id=user_id)
+    observer = ReplyHQClient(server.url, api_key, user_id=user_id)  # the user's second device
+    await sender.connect()
+    await observer.connect()
     try:
+        if conversation_id is None:
+            conversation_id = (await sender.create_conversation(subject="fault"))["conversation"]["id"]
         observing = asyncio.create_task(_observed(observer, conversation_id))
-        acked = await _stream(sender, conversation_id, TOTAL // 3, kill_owner)
+        acked = await _stream(sender, conversation_id, TOTAL // 3, fault)
         seqs = await asyncio.wait_for(observing, 30)
     finally:
         await sender.close()
         await observer.close()
     await _assert_stored_exactly_once(db_url, conversation_id, acked)
-    assert seqs == list(range(1, TOTAL + 1))  # the other device saw everything once, in order
+    assert seqs == list(range(1, TOTAL + 1))
 
 
 async def test_redis_restarting_mid_stream_loses_and_duplicates_nothing(start_server, workspace, db_url: str,
@@ -98,11 +107,6 @@ async def test_redis_restarting_mid_stream_loses_and_duplicates_nothing(start_se
     try:
         srv = start_server(REDIS_URL=redis.url)
         await asyncio.sleep(0.5)
-        sender = ReplyHQClient(srv.url, workspace.publishable_key, user_id="steady")
-        observer = ReplyHQClient(srv.url, workspace.publishable_key, user_id="steady")
-        await sender.connect()
-        await observer.connect()
-        conversation_id = (await sender.create_conversation(subject="redis restart"))["conversation"]["id"]
 
         async def restart_redis() -> None:
             port = redis.port
@@ -111,15 +115,7 @@ async def test_redis_restarting_mid_stream_loses_and_duplicates_nothing(start_se
             redis.port = port
             redis.start()
 
-        try:
-            observing = asyncio.create_task(_observed(observer, conversation_id))
-            acked = await _stream(sender, conversation_id, TOTAL // 3, restart_redis)
-            seqs = await asyncio.wait_for(observing, 30)
-        finally:
-            await sender.close()
-            await observer.close()
-        await _assert_stored_exactly_once(db_url, conversation_id, acked)
-        assert seqs == list(range(1, TOTAL + 1))
+        await _survives(srv, workspace.publishable_key, db_url, restart_redis)
     finally:
         redis.stop()
 
@@ -135,11 +131,6 @@ async def test_postgres_restarting_mid_stream_loses_and_duplicates_nothing(start
                                     password="correct horse battery", owner_name="Olive Owner")
         await pool.close()
         srv = start_server(DATABASE_URL=url)
-        sender = ReplyHQClient(srv.url, ws.publishable_key, user_id="steady")
-        observer = ReplyHQClient(srv.url, ws.publishable_key, user_id="steady")
-        await sender.connect()
-        await observer.connect()
-        conversation_id = (await sender.create_conversation(subject="postgres restart"))["conversation"]["id"]
 
         async def restart() -> None:
             port = pg.port
@@ -154,15 +145,7 @@ async def test_postgres_restarting_mid_stream_loses_and_duplicates_nothing(start
             restarting.append(asyncio.create_task(restart()))
             await asyncio.sleep(0.2)
 
-        try:
-            observing = asyncio.create_task(_observed(observer, conversation_id))
-            acked = await _stream(sender, conversation_id, TOTAL // 3, restart_postgres)
-            await asyncio.gather(*restarting)
-            seqs = await asyncio.wait_for(observing, 30)
-        finally:
-            await sender.close()
-            await observer.close()
-        await _assert_stored_exactly_once(url, conversation_id, acked)
-        assert seqs == list(range(1, TOTAL + 1))
+        await _survives(srv, ws.publishable_key, url, restart_postgres)
+        await asyncio.gather(*restarting)
     finally:
         pg.stop()

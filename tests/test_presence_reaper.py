@@ -37,13 +37,18 @@ async def _heartbeat(redis: aioredis.Redis, *replicas: str, age_ms: int = 0) -> 
     await redis.zadd(sessions.REPLICAS_KEY, {r: now_ms - age_ms for r in replicas})
 
 
-async def test_a_replica_missing_from_two_rounds_is_reaped_once(redis: aioredis.Redis) -> None:
+async def _replicas(redis: aioredis.Redis, watcher: str, other: str) -> tuple[Emits, Presence, Presence]:
+    """Two heartbeating replicas' presence, both started; what the first emits is recorded."""
     agents = Emits()
-    survivor = Presence(redis, agents, "survivor")
-    doomed = Presence(redis, Emits(), "doomed")
-    await _heartbeat(redis, "survivor", "doomed")
-    await survivor.start()
-    await doomed.start()
+    first, second = Presence(redis, agents, watcher), Presence(redis, Emits(), other)
+    await _heartbeat(redis, watcher, other)
+    await first.start()
+    await second.start()
+    return agents, first, second
+
+
+async def test_a_replica_missing_from_two_rounds_is_reaped_once(redis: aioredis.Redis) -> None:
+    agents, survivor, doomed = await _replicas(redis, "survivor", "doomed")
     await doomed.connected("app", "ann", "sid-1")
     await doomed.connected("app", "ann", "sid-2")
 
@@ -58,12 +63,7 @@ async def test_a_replica_missing_from_two_rounds_is_reaped_once(redis: aioredis.
 
 
 async def test_a_stale_view_of_the_heartbeats_reaps_nobody(redis: aioredis.Redis) -> None:
-    agents = Emits()
-    one = Presence(redis, agents, "one")
-    two = Presence(redis, Emits(), "two")
-    await _heartbeat(redis, "one", "two")
-    await one.start()
-    await two.start()
+    agents, one, two = await _replicas(redis, "one", "two")
     await two.connected("app", "bea", "sid-1")
 
     await _heartbeat(redis, "one", "two", age_ms=60_000)  # Redis back with old heartbeats
