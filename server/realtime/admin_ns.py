@@ -108,8 +108,7 @@ class AdminNamespace(EventNamespace):
                 await self.current_admin(sid)
             except Unauthorized as exc:
                 await self.emit("session:ended", ack_error(exc), to=sid)
-                await self.disconnect(sid)
-                self._sids.discard(sid)
+                await self.disconnect(sid)  # on_disconnect forgets the sid
                 ended += 1
             except KeyError:  # disconnected meanwhile
                 self._sids.discard(sid)

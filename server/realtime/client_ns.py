@@ -89,7 +89,6 @@ class ClientNamespace(EventNamespace):
             return
         self.ctx.metrics.socket_connections.labels("/client").dec()
         try:
-            await sessions.unregister(self.ctx.redis, str(client.app_id), sid)
             await self.ctx.presence.disconnected(str(client.app_id), client.user_id, sid)
         except Exception as exc:  # a stale entry is pruned when its replica is gone
             log.warning("session %s not unregistered: %s", sid, exc)

@@ -76,6 +76,7 @@ class Presence:
             await self._announce(app_id, user_id, True)
 
     async def disconnected(self, app_id: str, user_id: str, sid: str) -> None:
+        """The socket is gone: out of presence and of the app's live sessions (`sessions:list`)."""
         await self._remove(self._sids, app_id, user_id, sid)
 
     async def _remove(self, sids_key: str, app_id: str, user_id: str, sid: str) -> None:
@@ -84,7 +85,8 @@ class Presence:
             pipe.hdel(key, sid)
             pipe.hlen(key)
             pipe.srem(sids_key, f"{app_id} {user_id} {sid}")
-            removed, count, _ = await pipe.execute()
+            pipe.hdel(sessions.sessions_key(app_id), sid)
+            removed, count, _, _ = await pipe.execute()
         if removed and count == 0:
             await self._announce(app_id, user_id, False)
 
@@ -108,7 +110,6 @@ class Presence:
                     await self.redis.srem(key, entry)
                     continue
                 await self._remove(key, app_id, user_id, sid)
-                await self.redis.hdel(sessions.sessions_key(app_id), sid)
                 removed += 1
         await self.redis.srem(INCARNATIONS_KEY, incarnation)
         if removed:
@@ -130,7 +131,7 @@ class Presence:
         if self.replica_id not in live:  # our own view is stale: judge nobody this round
             self._suspects = set()
             return 0
-        missing = {_text(m) for m in members if _text(m).rsplit(" ", 1)[0] not in live}
+        missing = {i for i in map(_text, members) if i.rsplit(" ", 1)[0] not in live}
         confirmed, self._suspects = missing & self._suspects, missing
         removed = 0
         for incarnation in confirmed:

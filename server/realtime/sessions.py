@@ -1,9 +1,10 @@
 """Live SDK sessions in Redis, so admins on any replica can list them (`sessions:list`).
 
 One hash per app, `sessions:{app_id}`: sid -> JSON {sid, replica, user_id, external_user_id,
-anonymous_id, device, connected_at}. A replica removes its entries on disconnect; a replica that
-died cannot, so listing keeps only entries of replicas still heartbeating in the actor runtime's
-membership set (and prunes the rest).
+anonymous_id, device, connected_at}. A socket's entry leaves with its presence
+(server/realtime/presence.py), on disconnect or when the reaper clears a dead replica's sockets;
+listing also keeps only entries of replicas still heartbeating in the actor runtime's membership
+set (and prunes the rest).
 """
 
 from __future__ import annotations
@@ -38,10 +39,6 @@ def sessions_key(app_id: str) -> str:
 
 async def register(redis: aioredis.Redis, app_id: str, session: SdkSession) -> None:
     await redis.hset(sessions_key(app_id), session.sid, _encode(session))
-
-
-async def unregister(redis: aioredis.Redis, app_id: str, sid: str) -> None:
-    await redis.hdel(sessions_key(app_id), sid)
 
 
 async def live_replicas(redis: aioredis.Redis) -> set[str]:

@@ -115,7 +115,7 @@ async def list_inbox(request: Request) -> HTTPResponse:
     if request.args.get("cursor"):
         try:
             cursor = inbox_sql.Cursor.decode(request.args.get("cursor", ""))
-        except (ValueError, OverflowError):
+        except ValueError:
             raise ValidationFailed("query parameter cursor is not a cursor this API returned",
                                    {"path": "?cursor"}, code="invalid_query") from None
     found, next_cursor = await inbox_sql.list_inbox(request.app.ctx.pool, me.app_id, _filter(request),
