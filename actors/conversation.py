@@ -17,7 +17,6 @@ import asyncpg
 import msgspec
 
 from server.errors import ApiError, Conflict, NotFound, ServiceUnavailable
-from server.events import DomainEventWriter
 from server.messaging.commit import (
     ConversationState,
     DuplicateClientIds,
@@ -74,10 +73,8 @@ class Outcome(msgspec.Struct):
 class ConversationHandler:
     kind = "conversation"
 
-    def __init__(self, pool: asyncpg.Pool, events: DomainEventWriter, fanout: Fanout, metrics: Any,
-                 commit_workers: int = 1) -> None:
+    def __init__(self, pool: asyncpg.Pool, fanout: Fanout, metrics: Any, commit_workers: int = 1) -> None:
         self.pool = pool
-        self.events = events
         self.fanout = fanout
         self.metrics = metrics
         self.committer = GroupCommitter(pool, metrics, workers=commit_workers)
@@ -217,7 +214,7 @@ class ConversationHandler:
         return outcomes, states, new
 
     async def after_process(self, partition: int, results: list[Any]) -> asyncio.Future[None] | None:
-        """Fan-out and domain events, in the order the batch was applied."""
+        """Fan-out, in the order the batch was applied (domain events were recorded with the commit)."""
         outcomes = self._pending_effects.pop(partition, [])
         for o in outcomes:
             r = o.result
@@ -228,8 +225,6 @@ class ConversationHandler:
                 # A resend fans the original out again: the owner that committed it may have
                 # died before its fan-out, and devices drop what they already hold by seq.
                 await self.fanout.message_new(str(state.app_id), str(state.user_id), r)
-                if o.new:
-                    self.events.emit("message.created", str(state.app_id), msgspec.to_builtins(r))
                 continue
             if not o.new or isinstance(r, ApiError):
                 continue
@@ -238,10 +233,8 @@ class ConversationHandler:
                 if state is None:
                     continue
                 await self.fanout.receipt(str(state.app_id), str(state.user_id), r)
-                self.events.emit("receipt.updated", str(state.app_id), msgspec.to_builtins(r))
             elif isinstance(r, Conversation):
                 await self.fanout.conversation("conversation:updated", r)
-                self.events.emit("conversation.updated", r.app_id, msgspec.to_builtins(r))
         # No wait here: the publishes are queued on the writer the host replies through, ahead
         # of the replies, and local callers wait for what this returns (see ActorHost._reply).
         return self.fanout.published()

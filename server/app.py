@@ -21,7 +21,7 @@ from server import redis_client
 from server.admission import Admission
 from server.db.pool import create_pool
 from server.errors import install_error_handlers
-from server.events import DomainEventWriter
+from server.events.counts import EventCounts
 from server.logging_setup import request_id_var
 from server.messaging.identity import SdkIdentity
 from server.messaging.service import MessagingService
@@ -49,6 +49,9 @@ from server.routes import (
     sdk_users,
 )
 from server.settings import Settings
+from workers.event_consumers import ConsumerGroup
+from workers.event_relay import EventRelay
+from workers.event_retention import EventRetention
 from workers.snoozes import SnoozeWorker
 
 log = logging.getLogger("replyhq.app")
@@ -111,8 +114,7 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
             manager.initialize()
         sio.eio.pinger.start()
         app.ctx.fanout = Fanout(sio, app.ctx.metrics)
-        app.ctx.events = DomainEventWriter(app.ctx.redis_writer)
-        handler = ConversationHandler(app.ctx.pool, app.ctx.events, app.ctx.fanout, app.ctx.metrics,
+        handler = ConversationHandler(app.ctx.pool, app.ctx.fanout, app.ctx.metrics,
                                       commit_workers=settings.commit_workers)
         app.ctx.conversation_handler = handler
         app.ctx.conversation_actors = ActorHost(app.ctx.redis, handler, replica_id=settings.replica_id,
@@ -133,11 +135,21 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         app.ctx.tasks.add(asyncio.create_task(admin_ns.run_rechecks(settings.admin_socket_recheck_interval),
                                               name="admin-socket-rechecks"))
         app.ctx.sdk_identity = SdkIdentity(app.ctx.pool)
-        app.ctx.messaging = MessagingService(app.ctx.pool, app.ctx.events, app.ctx.conversation_actors,
-                                             app.ctx.fanout)
+        app.ctx.messaging = MessagingService(app.ctx.pool, app.ctx.conversation_actors, app.ctx.fanout)
         app.ctx.snoozes = SnoozeWorker(app.ctx.pool, app.ctx.redis, app.ctx.messaging,
                                        replica_id=settings.replica_id, interval_s=settings.snooze_check_interval)
         await app.ctx.snoozes.start()
+        # Domain events: recorded with each change; one replica relays them to the stream, every
+        # replica consumes (workers/event_*.py).
+        app.ctx.event_workers = [
+            EventRelay(app.ctx.pool, app.ctx.redis, replica_id=settings.replica_id, metrics=app.ctx.metrics),
+            ConsumerGroup(app.ctx.pool, app.ctx.redis, EventCounts(), replica_id=settings.replica_id,
+                          metrics=app.ctx.metrics),
+            EventRetention(app.ctx.pool, app.ctx.redis, replica_id=settings.replica_id,
+                           days=settings.event_retention_days),
+        ]
+        for worker in app.ctx.event_workers:
+            await worker.start()
         # Everything built so far lives as long as the process: keep it out of the cyclic GC's
         # scans, and collect young objects less often. With thousands of sockets the default
         # thresholds spend a large share of CPU re-scanning long-lived objects.
@@ -162,6 +174,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         if getattr(app.ctx, "presence", None) is not None:
             with contextlib.suppress(RedisError, OSError):
                 await app.ctx.presence.stop()  # sockets not yet unlisted go offline while the writer runs
+        for worker in getattr(app.ctx, "event_workers", []):
+            await worker.stop()
         if getattr(app.ctx, "snoozes", None) is not None:
             await app.ctx.snoozes.stop()
         if getattr(app.ctx, "conversation_actors", None) is not None:
@@ -169,8 +183,6 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         if getattr(app.ctx, "conversation_handler", None) is not None:
             # Its group-commit workers hold pool connections: pool.close() would wait for them forever.
             await app.ctx.conversation_handler.committer.close()
-        if getattr(app.ctx, "events", None) is not None:
-            await app.ctx.events.close()
         if getattr(app.ctx, "redis_writer", None) is not None:
             with contextlib.suppress(TimeoutError):
                 await app.ctx.redis_writer.close()  # emits of the last batches still reach other replicas

@@ -35,3 +35,18 @@ class Metrics:
                                 ["state"], registry=r)
         self.handshake_waits = Counter("replyhq_connection_handshake_waits_total",
                                        "New connections that waited for a handshake slot", registry=r)
+        self.events_relayed = Counter("replyhq_events_relayed_total",
+                                      "Domain events copied from Postgres to the Redis Stream", registry=r)
+        self.events_relay_delay = Histogram("replyhq_events_relay_delay_seconds",
+                                            "From an event's commit-time clock to its append to the stream",
+                                            registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
+        self.event_consumer_applied = Counter("replyhq_event_consumer_applied_total",
+                                              "Domain events a consumer group applied (once each)", ["group"],
+                                              registry=r)
+        self.event_consumer_lag = Gauge("replyhq_event_consumer_lag_events",
+                                        "Events committed but not yet applied by the group (approximate)",
+                                        ["group"], registry=r)
+        self.event_consumer_behind_retention = Gauge(
+            "replyhq_event_consumer_behind_retention",
+            "1 when the group's checkpoint is older than what retention has deleted: it missed events",
+            ["group"], registry=r)

@@ -44,6 +44,7 @@ ENV_VARS: dict[str, str] = {
     "ADMIN_SOCKET_RECHECK_INTERVAL": "admin_socket_recheck_interval",
     "COMMIT_WORKERS": "commit_workers",
     "CONNECT_CONCURRENCY": "connect_concurrency",
+    "EVENT_RETENTION_DAYS": "event_retention_days",
 }
 FIELD_TO_ENV = {v: k for k, v in ENV_VARS.items()}
 
@@ -92,6 +93,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     commit_workers: Annotated[int, Meta(ge=1, le=64)] = 1
     # New connections in their handshake at once (server/admission.py); more wait, reading paused.
     connect_concurrency: Annotated[int, Meta(ge=1, le=100_000)] = 128
+    # Days domain events are kept in Postgres (workers/event_retention.py); consumers must keep up.
+    event_retention_days: Annotated[int, Meta(ge=1, le=3650)] = 30
 
     @property
     def embedded(self) -> bool:

@@ -16,6 +16,7 @@ from server.auth.rbac import AdminPrincipal
 from server.auth.roles import Role
 from server.auth.team import Member, check_grantable, list_members
 from server.errors import Conflict, Unauthorized
+from server.events.record import record
 from server.tenancy.passwords import hash_password
 
 INVITE_TTL = 7 * 24 * 3600
@@ -59,6 +60,9 @@ async def invite(pool: asyncpg.Pool, actor: AdminPrincipal, roles: dict[str, Rol
                VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7)) RETURNING expires_at""",
             actor.app_id, admin_id, email, role, _hash(token), actor.admin_id, float(INVITE_TTL))
         member = next(m for m in await list_members(conn, actor.app_id) if m.id == admin_id)
+        await record(conn, "team.member_invited", actor.app_id,
+                     {"invitation": {"admin_id": str(admin_id), "email": email, "role": role,
+                                     "expires_at": expires_at.isoformat()}}, admin_id=actor.admin_id)
     return Invitation(member, token, expires_at)
 
 
@@ -77,5 +81,7 @@ async def accept(pool: asyncpg.Pool, token: str, password: str, name: str | None
         await conn.execute("""UPDATE admins SET password_hash = $2, name = coalesce($3, name), last_login_at = now()
                               WHERE id = $1""", row["admin_id"], pw_hash, name)
         admin = await admins.active_by_id(conn, row["admin_id"], row["app_id"])
+        await record(conn, "team.member_joined", row["app_id"], {"admin": {"id": str(row["admin_id"])}},
+                     admin_id=row["admin_id"])
     assert admin is not None
     return admin

@@ -13,6 +13,7 @@ from server.auth import refresh_tokens
 from server.auth.rbac import AdminPrincipal
 from server.auth.roles import Role
 from server.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from server.events.record import record
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,10 @@ async def change_role(pool: asyncpg.Pool, actor: AdminPrincipal, roles: dict[str
             await _ensure_another_owner(conn, actor.app_id, admin_id)
         await conn.execute("UPDATE admins SET role = $2 WHERE id = $1", admin_id, role)
         updated = await conn.fetchrow(f"{_MEMBER} WHERE id = $1", admin_id)
+        if row["role"] != role:
+            await record(conn, "team.role_changed", actor.app_id,
+                         {"admin_id": str(admin_id), "role": role, "previous_role": row["role"]},
+                         admin_id=actor.admin_id)
     return _member(updated)
 
 
@@ -95,3 +100,4 @@ async def remove(pool: asyncpg.Pool, actor: AdminPrincipal, roles: dict[str, Rol
         await conn.execute("UPDATE admin_invitations SET revoked_at = now() WHERE admin_id = $1 "
                            "AND accepted_at IS NULL AND revoked_at IS NULL", admin_id)
         await refresh_tokens.revoke_all_for(conn, admin_id)
+        await record(conn, "team.member_removed", actor.app_id, {"admin_id": str(admin_id)}, admin_id=actor.admin_id)

@@ -15,6 +15,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from server.events.record import record
 from server.messaging import rows
 from server.messaging.conversations import record_user_changes
 from server.messaging.models import Conversation, Message, Receipt, UpdateCommand
@@ -135,12 +136,22 @@ logged AS (
     INSERT INTO user_changes (user_id, change_seq, kind, conversation_id, message_seq)
     SELECT chg.user_id, bump.base + chg.k, 'message', chg.c, chg.s FROM chg JOIN bump ON bump.id = chg.user_id
     RETURNING 1
+),
+ev AS (  -- message.created, in this same statement: the event commits with its message or not at all
+    INSERT INTO domain_events (type, app_id, conversation_id, user_id, data)
+    SELECT 'message.created', new.a, new.c, adv.user_id, jsonb_build_object('message', jsonb_build_object(
+               'id', new.i, 'conversation_id', new.c, 'seq', new.s, 'client_id', new.cid, 'sender_kind', new.sk,
+               'sender_id', new.sid, 'body', new.b, 'attachments', new.att::jsonb, 'is_note', new.n,
+               'created_at', to_char(new.t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))))
+    FROM new JOIN adv ON adv.id = new.c ORDER BY new.ord
+    RETURNING 1
 )
 SELECT (SELECT array_agg(conversation_id) FROM dup) AS dup_conversations,
        (SELECT array_agg(client_id) FROM dup) AS dup_client_ids,
        CASE WHEN NOT EXISTS (SELECT 1 FROM dup) AND (SELECT count(*) FROM adv) <> (SELECT count(*) FROM per_conv)
             THEN replyhq_stale('conversation moved under its actor') END AS fence,
-       (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM logged) AS logged
+       (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM logged) AS logged,
+       (SELECT count(*) FROM ev) AS events
 """
 
 
@@ -191,7 +202,13 @@ async def apply_receipt(conn: asyncpg.Connection, state: ConversationState, part
                delivered_seq = GREATEST(receipts.delivered_seq, EXCLUDED.delivered_seq),
                read_seq = GREATEST(receipts.read_seq, EXCLUDED.read_seq),
                updated_at = now()
+           WHERE receipts.delivered_seq < EXCLUDED.delivered_seq OR receipts.read_seq < EXCLUDED.read_seq
            RETURNING *""", state.id, participant_kind, participant_id, delivered_seq, read_seq)
+    raised = row is not None
+    if row is None:  # nothing rose: the marks stand as they were, and no event is recorded
+        row = await conn.fetchrow(
+            "SELECT * FROM receipts WHERE conversation_id = $1 AND participant_kind = $2 AND participant_id = $3",
+            state.id, participant_kind, participant_id)
     if read is not None:
         mine = "user" if participant_kind == "user" else "admin"
         column = "user_unread" if mine == "user" else "admin_unread"
@@ -201,10 +218,17 @@ async def apply_receipt(conn: asyncpg.Connection, state: ConversationState, part
                     WHERE conversation_id = $1 AND seq > $2 AND {other} AND NOT is_note)
                 WHERE id = $1""", state.id, row["read_seq"])
     await record_user_changes(conn, [(state.user_id, "receipt", state.id, None)])
-    return rows.receipt(row)
+    receipt = rows.receipt(row)
+    if raised:
+        await record(conn, "receipt.updated", state.app_id, {"receipt": receipt}, conversation_id=state.id,
+                     user_id=state.user_id,
+                     admin_id=participant_id if participant_kind == "admin" else None)
+    return receipt
 
 
 async def apply_update(conn: asyncpg.Connection, state: ConversationState, cmd: UpdateCommand) -> Conversation:
+    before = await conn.fetchrow(
+        "SELECT status, assignee_id, tags, snoozed_until FROM conversations WHERE id = $1 FOR UPDATE", state.id)
     row = await conn.fetchrow(
         """UPDATE conversations SET
                status = COALESCE($2, status),
@@ -217,7 +241,22 @@ async def apply_update(conn: asyncpg.Connection, state: ConversationState, cmd: 
         state.id, cmd.status, _ts(cmd.snoozed_until), _uuid(cmd.assignee_id), cmd.unassign,
         cmd.add_tags, cmd.remove_tags)
     await record_user_changes(conn, [(state.user_id, "conversation", state.id, None)])
-    return rows.conversation(row)
+    conv = rows.conversation(row)
+    changes = [k for k in ("status", "assignee_id", "tags", "snoozed_until") if before and before[k] != row[k]]
+    if changes:
+        # One event per change, named by what matters most in it; `changes` lists every field.
+        data: dict[str, Any] = {"conversation": conv, "changes": changes}
+        if "status" in changes:
+            kind = "conversation.status_changed"
+            data["previous_status"] = before["status"]
+        elif "assignee_id" in changes:
+            kind = "conversation.assigned"
+            data["previous_assignee_id"] = str(before["assignee_id"]) if before["assignee_id"] else None
+        else:
+            kind = "conversation.updated"
+        await record(conn, kind, state.app_id, data, conversation_id=state.id, user_id=state.user_id,
+                     admin_id=cmd.actor_id)
+    return conv
 
 
 def _uuid(v: str | None) -> UUID | None:

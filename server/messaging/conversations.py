@@ -8,6 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
+from server.events.record import record
 from server.messaging import rows
 from server.messaging.models import Conversation, Message, Receipt
 from server.pagination import Cursor
@@ -21,7 +22,10 @@ async def create(conn: asyncpg.Connection, app_id: UUID, user_id: UUID, subject:
             "INSERT INTO conversations (app_id, user_id, subject) VALUES ($1, $2, $3) RETURNING *",
             app_id, user_id, subject)
         await record_user_changes(conn, [(user_id, "conversation", row["id"], None)])
-    return rows.conversation(row)
+        conv = rows.conversation(row)
+        await record(conn, "conversation.created", app_id, {"conversation": conv}, conversation_id=row["id"],
+                     user_id=user_id)
+    return conv
 
 
 async def get(conn: Conn, app_id: UUID, conversation_id: UUID) -> Conversation | None:

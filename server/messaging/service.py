@@ -7,10 +7,8 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
-import msgspec
 
 from server.errors import NotFound
-from server.events import DomainEventWriter
 from server.messaging import conversations, users
 from server.messaging.models import (
     Attachment,
@@ -33,9 +31,8 @@ class CommandRouter(Protocol):
 
 
 class MessagingService:
-    def __init__(self, pool: asyncpg.Pool, events: DomainEventWriter, router: CommandRouter, fanout: Fanout) -> None:
+    def __init__(self, pool: asyncpg.Pool, router: CommandRouter, fanout: Fanout) -> None:
         self.pool = pool
-        self.events = events
         self.router = router
         self.fanout = fanout
 
@@ -45,7 +42,6 @@ class MessagingService:
                        attributes: dict[str, Any] | None = None, device: dict[str, Any] | None = None) -> EndUser:
         user = await users.identify(self.pool, app_id, external_id=external_id, anonymous_id=anonymous_id,
                                     name=name, email=email, attributes=attributes, device=device)
-        self.events.emit("user.identified", str(app_id), {"user_id": user.id})
         return user
 
     # ---- conversations -------------------------------------------------------------
@@ -58,7 +54,6 @@ class MessagingService:
             conv = await conversations.create(conn, app_id, user_id, subject)
         await self.fanout.conversation("conversation:created", conv)
         await self.fanout.flush()
-        self.events.emit("conversation.created", str(app_id), msgspec.to_builtins(conv))
         message = None
         if first_message is not None:
             client_id, body, attachments = first_message

@@ -39,6 +39,10 @@ def new_key(kind: KeyKind) -> str:
 
 
 _COLUMNS = "id, app_id, kind, name, prefix, created_at, last_used_at, revoked_at"
+# The domain event of a key change, in the statement of the change (CTE `k`: the changed key).
+_RECORD_KEY_EVENT = """INSERT INTO domain_events (type, app_id, data)
+    SELECT '{type}', k.app_id, jsonb_build_object('api_key', jsonb_build_object(
+        'id', k.id, 'kind', k.kind, 'name', k.name, 'prefix', k.prefix)) FROM k RETURNING 1"""
 
 
 async def create(conn: asyncpg.Connection | asyncpg.Pool, app_id: UUID, kind: KeyKind,
@@ -46,8 +50,10 @@ async def create(conn: asyncpg.Connection | asyncpg.Pool, app_id: UUID, kind: Ke
     """Returns the plaintext key (shown once) and its stored record."""
     key = new_key(kind)
     row = await conn.fetchrow(
-        f"""INSERT INTO api_keys (app_id, kind, name, prefix, api_key_hash)
-            VALUES ($1, $2, $3, $4, $5) RETURNING {_COLUMNS}""",
+        f"""WITH k AS (INSERT INTO api_keys (app_id, kind, name, prefix, api_key_hash)
+                       VALUES ($1, $2, $3, $4, $5) RETURNING {_COLUMNS}),
+                 ev AS ({_RECORD_KEY_EVENT.format(type="api_key.created")})
+            SELECT * FROM k""",
         app_id, kind, name, key[:PREFIX_LEN], hash_key(key))
     return key, ApiKey(**dict(row))
 
@@ -87,10 +93,13 @@ async def list_for_app(conn: asyncpg.Connection | asyncpg.Pool, app_id: UUID) ->
 
 
 async def revoke(conn: asyncpg.Connection | asyncpg.Pool, app_id: UUID, key_id: UUID) -> bool:
-    status = await conn.execute(
-        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND app_id = $2 AND revoked_at IS NULL",
+    revoked = await conn.fetchval(
+        f"""WITH k AS (UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND app_id = $2 AND revoked_at IS NULL
+                       RETURNING {_COLUMNS}),
+                 ev AS ({_RECORD_KEY_EVENT.format(type="api_key.revoked")})
+            SELECT count(*) FROM k""",
         key_id, app_id)
-    return bool(status.endswith(" 1"))
+    return bool(revoked)
 
 
 async def get(conn: asyncpg.Connection | asyncpg.Pool, app_id: UUID, key_id: UUID) -> ApiKey | None:

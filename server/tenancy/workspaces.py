@@ -9,6 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from server.errors import Conflict
+from server.events.record import record
 from server.tenancy import api_keys
 from server.tenancy.passwords import hash_password
 
@@ -38,6 +39,9 @@ async def create_workspace(pool: asyncpg.Pool, *, app_name: str, email: str, pas
             """INSERT INTO admins (app_id, email, name, password_hash, role)
                VALUES ($1, $2, $3, $4, 'owner') RETURNING id""",
             app_id, email, owner_name, pw_hash)
+        await record(conn, "workspace.created", app_id, {"workspace": {"id": str(app_id), "name": app_name},
+                                                          "owner": {"id": str(admin_id), "email": email}},
+                     admin_id=admin_id)
         pk, _ = await api_keys.create(conn, app_id, "publishable", "Default SDK key")
         sk, _ = await api_keys.create(conn, app_id, "secret", "Default server key")
     return NewWorkspace(app_id, app_name, admin_id, email, pk, sk, identity_secret)

@@ -1,0 +1,53 @@
+"""The event envelope and the list of event types with their data: the one place both live.
+
+Types are dot-named and past tense. `data` carries the changed object as the REST API shows it;
+the envelope's subject ids say whom it concerns. Served at GET /docs/events (docs/events.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+VERSION = 1
+
+
+class DomainEvent(msgspec.Struct, kw_only=True):
+    """One committed change. `position` orders events for consumers (see server/events/store.py)."""
+
+    id: str  # "evt_<n>": stable and unique, the same on every delivery
+    type: str
+    app_id: str
+    occurred_at: str
+    conversation_id: str | None = None
+    user_id: str | None = None
+    admin_id: str | None = None
+    version: int = VERSION
+    data: dict[str, Any] = {}
+    position: str = ""  # "<tx>.<n>"
+
+
+# type -> (when it happens, the keys of `data`)
+EVENT_TYPES: dict[str, tuple[str, str]] = {
+    "message.created": ("a message or private note was committed (not on a resend)", "message"),
+    "receipt.updated": ("a participant's delivered/read high-water marks rose", "receipt"),
+    "conversation.created": ("a conversation was started", "conversation"),
+    "conversation.status_changed": ("status changed (open, closed, snoozed; a snooze that ends reopens)",
+                                    "conversation, previous_status, changes"),
+    "conversation.assigned": ("the assignee changed (assigned or unassigned) and the status did not",
+                              "conversation, previous_assignee_id, changes"),
+    "conversation.updated": ("tags (or the snooze time) changed, and neither status nor assignee",
+                             "conversation, changes"),
+    "user.created": ("an SDK user was seen for the first time", "user"),
+    "user.identified": ("an anonymous visitor signed in and became the identified user", "user, anonymous_id"),
+    "user.updated": ("an SDK user's name, email, attributes or device changed", "user, changes"),
+    "api_key.created": ("an API key was created", "api_key"),
+    "api_key.revoked": ("an API key was revoked", "api_key"),
+    "team.member_invited": ("a teammate was invited", "invitation"),
+    "team.member_joined": ("an invitation was accepted", "admin"),
+    "team.member_removed": ("a teammate was removed", "admin_id"),
+    "team.role_changed": ("a teammate's role changed", "admin_id, role, previous_role"),
+    "workspace.created": ("a workspace was created with its owner (sign-up or the CLI)", "workspace, owner"),
+    "workspace.updated": ("the workspace's settings changed", "workspace, changes"),
+}

@@ -1,0 +1,119 @@
+"""Reading events back by position, and the relay's and consumers' checkpoints.
+
+A position is (tx, n): the id of the transaction that wrote the event, then its number. Readers
+see only events whose transaction is older than every transaction still running
+(`pg_snapshot_xmin`): all of those have committed or rolled back, so no event can later appear
+before a position already read. A plain serial number cannot promise that: a transaction that
+took number 5 may commit after the one that took 6 was read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, NamedTuple
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from server.events.catalog import DomainEvent
+
+_decode = msgspec.json.decode
+
+
+class Position(NamedTuple):
+    tx: int
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.tx}.{self.n}"
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> Position:
+        tx, n = (text.decode() if isinstance(text, bytes) else text).split(".")
+        return cls(int(tx), int(n))
+
+
+START = Position(0, 0)
+
+_COLUMNS = """tx::text AS tx, seq, type, app_id, occurred_at, conversation_id, user_id, admin_id, version,
+              data::text AS data"""
+
+_AFTER_SQL = f"""
+SELECT {_COLUMNS} FROM domain_events
+WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY tx, seq LIMIT $3
+"""
+
+# The same window, bounded above: what a consumer lacks between its checkpoint and a stream entry.
+_BETWEEN_SQL = f"""
+SELECT {_COLUMNS} FROM domain_events
+WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND (tx, seq) < ($3::text::xid8, $4::bigint)
+ORDER BY tx, seq LIMIT $5
+"""
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def _str(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def event_from_row(row: asyncpg.Record) -> DomainEvent:
+    return DomainEvent(id=f"evt_{row['seq']}", type=row["type"], app_id=str(row["app_id"]),
+                       occurred_at=_iso(row["occurred_at"]), conversation_id=_str(row["conversation_id"]),
+                       user_id=_str(row["user_id"]), admin_id=_str(row["admin_id"]), version=row["version"],
+                       data=_decode(row["data"]), position=f"{row['tx']}.{row['seq']}")
+
+
+async def read_after(conn: asyncpg.Connection | asyncpg.Pool, after: Position, limit: int) -> list[DomainEvent]:
+    """Committed events after `after`, in position order, that no later commit can precede."""
+    rows = await conn.fetch(_AFTER_SQL, str(after.tx), after.n, limit)
+    return [event_from_row(r) for r in rows]
+
+
+async def read_between(conn: asyncpg.Connection | asyncpg.Pool, after: Position, before: Position,
+                       limit: int) -> list[DomainEvent]:
+    rows = await conn.fetch(_BETWEEN_SQL, str(after.tx), after.n, str(before.tx), before.n, limit)
+    return [event_from_row(r) for r in rows]
+
+
+async def head(conn: asyncpg.Connection | asyncpg.Pool) -> Position:
+    """The newest position a reader may take now (START when there is none)."""
+    row = await conn.fetchrow(
+        """SELECT tx::text AS tx, seq FROM domain_events WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
+           ORDER BY tx DESC, seq DESC LIMIT 1""")
+    return Position(int(row["tx"]), row["seq"]) if row else START
+
+
+async def relay_checkpoint(conn: asyncpg.Connection | asyncpg.Pool) -> Position:
+    row = await conn.fetchrow("SELECT tx::text AS tx, seq FROM event_relay WHERE id = 1")
+    return Position(int(row["tx"]), row["seq"]) if row else START
+
+
+async def save_relay_checkpoint(conn: asyncpg.Connection | asyncpg.Pool, pos: Position) -> None:
+    # Never backwards: a relay that lost its lease mid-batch must not undo its successor's progress.
+    await conn.execute("""UPDATE event_relay SET tx = $1::text::xid8, seq = $2
+                          WHERE id = 1 AND (tx, seq) < ($1::text::xid8, $2)""", str(pos.tx), pos.n)
+
+
+async def retention_mark(conn: asyncpg.Connection | asyncpg.Pool) -> Position:
+    row = await conn.fetchrow("SELECT tx::text AS tx, seq FROM event_retention WHERE id = 1")
+    return Position(int(row["tx"]), row["seq"]) if row else START
+
+
+async def list_for_app(conn: asyncpg.Connection | asyncpg.Pool, app_id: UUID, *, types: list[str] | None,
+                       before: int | None, limit: int) -> list[DomainEvent]:
+    """A workspace's events, newest first (for support and debugging)."""
+    rows = await conn.fetch(
+        f"""SELECT {_COLUMNS} FROM domain_events
+            WHERE app_id = $1 AND ($2::text[] IS NULL OR type = ANY($2)) AND ($3::bigint IS NULL OR seq < $3)
+            ORDER BY seq DESC LIMIT $4""", app_id, types, before, limit)
+    return [event_from_row(r) for r in rows]
+
+
+def as_dict(event: DomainEvent) -> dict[str, Any]:
+    out: dict[str, Any] = msgspec.to_builtins(event)
+    return out

@@ -1,0 +1,108 @@
+"""Event relay: copies committed domain events from Postgres to the `events:domain` Redis Stream.
+
+Runs on every replica, works on one at a time (the "event-relay" lease; a dead holder's lease
+expires and another replica resumes from the checkpoint in Postgres). Each stream entry carries
+its position and the position before it (`prev`), so a consumer can tell when the stream lacks
+something it needs (Redis restarted empty, FLUSHALL, trimming) and read that from Postgres.
+A relay that dies between appending and saving its checkpoint appends some events again: the
+consumers' checkpoints make the repeat a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+import redis.asyncio as aioredis
+
+from actors.leases import PartitionLeases
+from server.events import store
+from server.events.store import Position
+
+log = logging.getLogger("replyhq.workers.event_relay")
+STREAM = "events:domain"
+LEASE_KIND = "event-relay"
+_CHUNK = 1000  # entries per script call: Redis runs one call without interleaving other clients
+_encode = msgspec.json.Encoder().encode
+
+# One EVAL per chunk: XADD has many arguments, and redis-py packs each and reads each reply in Python.
+_APPEND_LUA = """
+for i = 2, #ARGV, 3 do
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'pos', ARGV[i], 'prev', ARGV[i + 1], 'e', ARGV[i + 2])
+end
+return (#ARGV - 1) / 3
+"""
+
+
+class EventRelay:
+    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, *, replica_id: str, metrics: Any = None,
+                 interval_s: float = 0.02, batch: int = 5000, maxlen: int = 1_000_000) -> None:
+        self.pool = pool
+        self.redis = redis
+        self.metrics = metrics
+        self.interval_s = interval_s
+        self.batch = batch
+        self.maxlen = maxlen
+        self.lease = PartitionLeases(redis, kind=LEASE_KIND, partitions=1, replica_id=replica_id)
+        self._pos: Position | None = None  # where this relay has got to while it holds the lease
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.lease.start()
+        self._task = asyncio.create_task(self._run(), name="event-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.lease.stop()
+
+    @property
+    def active(self) -> bool:
+        return self.lease.owns(0)
+
+    async def _run(self) -> None:
+        while True:
+            moved = 0
+            try:
+                if self.active:
+                    moved = await self.relay_once()
+                else:
+                    self._pos = None  # another replica relays: resume from the checkpoint if ours again
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Postgres or Redis away: the checkpoint keeps our place
+                log.warning("event relay: %r; retrying", exc)
+                self._pos = None
+                await asyncio.sleep(0.5)
+            if moved < self.batch:
+                await asyncio.sleep(self.interval_s)
+
+    async def relay_once(self) -> int:
+        """Append the next batch of committed events; returns how many."""
+        if self._pos is None:
+            self._pos = await store.relay_checkpoint(self.pool)
+        events = await store.read_after(self.pool, self._pos, self.batch)
+        if not events:
+            return 0
+        prev = self._pos
+        now = time.time()
+        for start in range(0, len(events), _CHUNK):
+            args: list[Any] = [self.maxlen]
+            for event in events[start:start + _CHUNK]:
+                args += (event.position, str(prev), _encode(event))
+                prev = Position.parse(event.position)
+            await self.redis.eval(_APPEND_LUA, 1, STREAM, *args)  # type: ignore[misc]
+        await store.save_relay_checkpoint(self.pool, prev)
+        self._pos = prev
+        if self.metrics is not None:
+            self.metrics.events_relayed.inc(len(events))
+            for event in events[:: max(1, len(events) // 50)]:  # a sample is enough for the histogram
+                occurred = datetime.fromisoformat(event.occurred_at.replace("Z", "+00:00")).timestamp()
+                self.metrics.events_relay_delay.observe(max(0.0, now - occurred))
+        return len(events)

@@ -1,0 +1,77 @@
+"""Event retention: deletes domain events older than EVENT_RETENTION_DAYS, in small batches.
+
+One replica at a time (the "event-retention" lease). Batches are small and keyed by time, so a
+prune never holds locks the commit path waits on (commits only insert). The newest position
+deleted is kept in event_retention: a consumer whose checkpoint is older has missed events and
+says so loudly (workers/event_consumers.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from actors.leases import PartitionLeases
+
+log = logging.getLogger("replyhq.workers.event_retention")
+LEASE_KIND = "event-retention"
+
+_PRUNE_SQL = """
+WITH gone AS (
+    DELETE FROM domain_events WHERE (tx, seq) IN (
+        SELECT tx, seq FROM domain_events WHERE occurred_at < now() - make_interval(days => $1) LIMIT $2)
+    RETURNING tx, seq
+), top AS (SELECT tx, seq FROM gone ORDER BY tx DESC, seq DESC LIMIT 1
+), mark AS (
+    UPDATE event_retention r SET tx = top.tx, seq = top.seq FROM top
+    WHERE r.id = 1 AND (r.tx, r.seq) < (top.tx, top.seq) RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) + 0 * (SELECT count(*) FROM mark) AS deleted
+"""
+
+
+class EventRetention:
+    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, *, replica_id: str, days: int,
+                 interval_s: float = 60.0, batch: int = 5000) -> None:
+        self.pool = pool
+        self.days = days
+        self.interval_s = interval_s
+        self.batch = batch
+        self.lease = PartitionLeases(redis, kind=LEASE_KIND, partitions=1, replica_id=replica_id)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.lease.start()
+        self._task = asyncio.create_task(self._run(), name="event-retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.lease.stop()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if self.lease.owns(0):
+                    await self.prune()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("event retention: %r; retrying next time", exc)
+            await asyncio.sleep(self.interval_s)
+
+    async def prune(self) -> int:
+        """Delete every expired event, a batch per transaction; returns how many."""
+        total = 0
+        while True:
+            deleted = await self.pool.fetchval(_PRUNE_SQL, self.days, self.batch) or 0
+            total += deleted
+            if deleted < self.batch:
+                if total:
+                    log.info("event retention: %d events older than %d days deleted", total, self.days)
+                return total
+            await asyncio.sleep(0.01)  # let other work in between batches
