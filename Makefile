@@ -49,6 +49,8 @@ test: $(STAMP) $(NODE_STAMP) browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:
+	@# A root checkout in a 0700 folder keeps its embedded Postgres cluster under /var/lib/replyhq (server/embedded_paths.py).
+	@loc=$$(cat .data/embedded/postgres/LOCATION 2>/dev/null); case "$$loc" in /var/lib/replyhq/data-*) rm -rf "$$loc";; esac
 	rm -rf $(VENV) .data out static/node_modules
 
 # Benchmarks print one JSON line per run (REPLICAS, CLIENTS, DURATION override the defaults).
