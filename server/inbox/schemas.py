@@ -48,6 +48,10 @@ class ReadBody(_Body):
 
 # ---- /admin socket payloads ------------------------------------------------------------------
 
+class NoPayload(_Body):
+    """The payload of an event that takes none: absent, null or {} (anything else is a 422)."""
+
+
 class ConversationRef(_Body):
     conversation_id: Id
 
