@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
-from msgspec import Meta
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
@@ -20,6 +17,7 @@ from server.routes.admin_schemas import (
     AuthSession,
     Body,
     Email,
+    LoginPassword,
     Name,
     Ok,
     OpaqueToken,
@@ -40,8 +38,7 @@ class Signup(Body, kw_only=True):
 
 class Login(Body, kw_only=True):
     email: Email
-    # No minimum here: a wrong password should be a 401, not a hint about password rules.
-    password: Annotated[str, Meta(max_length=256)]
+    password: LoginPassword
 
 
 class RefreshRequest(Body, kw_only=True):
