@@ -44,7 +44,7 @@ class CreatedKey(msgspec.Struct, kw_only=True):
 
 
 CREATE = Operation("POST", "/admin/api/api-keys", "Create a key; the response is the only time it is shown",
-                   "api keys", body=CreateKey, response=CreatedKey, auth="admin_jwt", status=201)
+                   "api keys", body=CreateKey, response=CreatedKey, auth="admin_jwt", errors=(403,), status=201)
 document(
     Operation("GET", "/admin/api/api-keys", "The app's API keys (prefix only, never the key)", "api keys",
               response=ApiKeyList, auth="admin_jwt", errors=(401, 403)),

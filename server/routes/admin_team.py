@@ -58,7 +58,7 @@ class RoleChange(Body, kw_only=True):
 
 
 INVITE = Operation("POST", "/admin/api/team/invite", "Invite a teammate (the token is shown once)", "team",
-                   body=InviteRequest, response=InviteOut, auth="admin_jwt", errors=(409,), status=201)
+                   body=InviteRequest, response=InviteOut, auth="admin_jwt", errors=(403, 409), status=201)
 document(
     Operation("GET", "/admin/api/team", "Team members and the roles they can hold", "team",
               response=TeamList, auth="admin_jwt", errors=(401, 403)),
