@@ -60,9 +60,10 @@ class Me(msgspec.Struct, kw_only=True):
     app: AppOut
 
 
+SIGNUP = Operation("POST", "/admin/auth/signup", "Create a workspace and its owner, signed in", "admin auth",
+                   body=Signup, response=AuthSession, errors=(409,), status=201)
 document(
-    Operation("POST", "/admin/auth/signup", "Create a workspace and its owner, signed in", "admin auth",
-              body=Signup, response=AuthSession, errors=(400, 409, 422)),
+    SIGNUP,
     Operation("POST", "/admin/auth/login", "Sign in with email and password", "admin auth",
               body=Login, response=AuthSession, errors=(400, 401, 422, 429),
               extra={"description": "Repeated failures are throttled per account and per IP: 429 with "
@@ -96,7 +97,7 @@ async def signup(request: Request) -> HTTPResponse:
     row = await admins.active_by_id(ctx.pool, ws.admin_id, ws.app_id)
     assert row is not None
     await admins.record_login(ctx.pool, row.id)
-    return json(msgspec.to_builtins(session_body(await sessions.start_session(ctx, row))), status=201)
+    return json(msgspec.to_builtins(session_body(await sessions.start_session(ctx, row))), status=SIGNUP.status)
 
 
 @bp.post("/login")
