@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 NODE_STAMP := static/node_modules/.installed-$(shell cat static/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 N ?= 3
 
-.PHONY: run test lint typecheck check migrate bench cluster loadtest browser clean
+.PHONY: run test lint typecheck check migrate bench cluster loadtest browser clean fuzz
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -48,7 +48,16 @@ test: $(STAMP) $(NODE_STAMP) browser
 	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# schemathesis against a live server (its own, or TARGET=http://...) signed in with every security
+# scheme; MAX_EXAMPLES per operation (50) and SEED (1) override the defaults; ARGS go to schemathesis.
+fuzz: MAX_EXAMPLES ?= 50
+fuzz: SEED ?= 1
+fuzz: $(STAMP)
+	MAX_EXAMPLES=$(MAX_EXAMPLES) SEED=$(SEED) $(if $(TARGET),REPLYHQ_FUZZ_URL=$(TARGET)) $(PY) -m tests.fuzz $(ARGS)
+
 clean:
+	@# A root checkout in a 0700 folder keeps its embedded Postgres cluster under /var/lib/replyhq (server/embedded_paths.py).
+	@loc=$$(cat .data/embedded/postgres/LOCATION 2>/dev/null); case "$$loc" in /var/lib/replyhq/data-*) rm -rf "$$loc";; esac
 	rm -rf $(VENV) .data out static/node_modules
 
 # Benchmarks print one JSON line per run (REPLICAS, CLIENTS, DURATION override the defaults).

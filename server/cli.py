@@ -43,6 +43,8 @@ def _with_embedded(settings: Settings):  # type: ignore[no-untyped-def]
         pg, rd = services.start(settings.database_url is None, settings.redis_url is None)
     except EmbeddedError as err:
         _fail(f"could not start embedded services: {err}")
+    except PermissionError as err:
+        _fail(f"could not start embedded services ({err}); set DATABASE_URL and REDIS_URL to use your own servers")
     settings = msgspec.structs.replace(settings, database_url=settings.database_url or pg,
                                        redis_url=settings.redis_url or rd)
     log.info("embedded services: postgres=%s redis=%s", settings.database_url, settings.redis_url)
@@ -89,6 +91,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     configure_logging(settings.log_level, settings.replica_id)
     embedded_default = settings.embedded
     settings, services = _with_embedded(settings)
+    if services is not None:
+        services.supervise()  # a Postgres or Redis child that dies is restarted while we serve
     try:
         asyncio.run(migrate(settings.database_url or ""))
         if embedded_default and settings.bootstrap_demo:
@@ -114,6 +118,8 @@ def cmd_cluster(args: argparse.Namespace) -> None:
         _fail("--replicas must be at least 1")
     embedded_default = settings.embedded
     settings, services = _with_embedded(settings)  # once, shared by every replica
+    if services is not None:
+        services.supervise()
     try:
         asyncio.run(migrate(settings.database_url or ""))
         if embedded_default and settings.bootstrap_demo:

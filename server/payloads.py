@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 import msgspec
 from sanic import Request
 
-from server.errors import MalformedJSON, from_validation_error
+from server.errors import MalformedJSON, ValidationFailed, from_validation_error
 
 T = TypeVar("T")
 json_encoder = msgspec.json.Encoder()
@@ -24,6 +24,8 @@ def decode_body(request: Request, typ: type[T]) -> T:
         return msgspec.json.decode(request.body, type=typ)
     except msgspec.DecodeError as err:
         raise from_validation_error(err) from None
+    except RecursionError:  # past the decoder's depth, or a recursive check's (__post_init__) after it
+        raise MalformedJSON("request body is nested too deeply", {"reason": "nested too deeply"}) from None
 
 
 def convert(data: Any, typ: type[T]) -> T:
@@ -32,3 +34,5 @@ def convert(data: Any, typ: type[T]) -> T:
         return msgspec.convert(data, typ)
     except msgspec.ValidationError as err:
         raise from_validation_error(err) from None
+    except RecursionError:  # a payload just under the packet decoder's depth, checked recursively
+        raise ValidationFailed("payload is nested too deeply", {"path": "$", "reason": "nested too deeply"}) from None

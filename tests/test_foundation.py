@@ -173,7 +173,7 @@ def test_embedded_default_serves_bootstraps_a_login_and_ctrl_c_leaves_no_process
         assert login and password and pg_url, text
         children = psutil.Process(proc.pid).children(recursive=True)
         names = {c.name() for c in children}
-        assert "postgres" in names and any("redis" in n for n in names), names
+        assert "postgres" in names and any("redis" in n or "valkey" in n for n in names), names
 
         async def check_login() -> None:
             conn = await asyncpg.connect(pg_url.group(1))

@@ -7,10 +7,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from server.messaging.models import ClientId, Conversation, EndUser, Id, Message, Receipt, Status
+from server.messaging.models import NO_NUL, ClientId, Conversation, EndUser, Id, Message, Receipt, Status
 
-MessageText = Annotated[str, Meta(min_length=1, max_length=1_000_000)]  # exact byte limit: check_body_size
-Tag = Annotated[str, Meta(min_length=1, max_length=50, pattern=r"^[^\s,][^,]*$")]
+# Strings refuse NUL (Postgres text cannot hold it): NO_NUL, or \x00 excluded from their own pattern.
+MessageText = Annotated[str, Meta(min_length=1, max_length=1_000_000, pattern=NO_NUL)]  # bytes: check_body_size
+Tag = Annotated[str, Meta(min_length=1, max_length=50, pattern=r"^[^\s,\x00][^,\x00]*$")]
 Tags = Annotated[list[Tag], Meta(max_length=20)]
 Seq = Annotated[int, Meta(ge=0, le=2_147_483_647)]
 
@@ -32,7 +33,8 @@ class AssignBody(_Body):
 
 class StatusBody(_Body):
     status: Status
-    snoozed_until: str | None = None  # ISO 8601 with a zone; required (and only allowed) with "snoozed"
+    # ISO 8601 with a zone; required (and only allowed) with "snoozed"
+    snoozed_until: Annotated[str, Meta(max_length=64, pattern=NO_NUL)] | None = None
 
 
 class TagsBody(_Body):
@@ -45,6 +47,10 @@ class ReadBody(_Body):
 
 
 # ---- /admin socket payloads ------------------------------------------------------------------
+
+class NoPayload(_Body):
+    """The payload of an event that takes none: absent, null or {} (anything else is a 422)."""
+
 
 class ConversationRef(_Body):
     conversation_id: Id

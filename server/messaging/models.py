@@ -27,6 +27,24 @@ class Attachment(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     size: Annotated[int, Meta(ge=0)] | None = None
 
 
+# What a client may send as an attachment URL: absolute http(s) with a host, so nothing a dashboard
+# renders as a link can run script (javascript:, data:, vbscript:) or point at a relative path. The
+# scheme in any case; no whitespace or control character anywhere (browsers drop some of them and
+# would follow another URL than the one checked; the lookahead, because `$` also matches before a
+# final newline).
+WEB_URL = (r"^(?![\s\S]*[\x00-\x20\x7f])[Hh][Tt][Tt][Pp][Ss]?://"
+           r"([^/?#\\@]*@)?"                      # user info
+           r"([^/?#\\@:\[\]]+|\[[0-9A-Fa-f:.]+\])"  # host name, IPv4 or [IPv6]
+           r"(:[0-9]{1,5})?([/?#].*)?$")
+
+
+class NewAttachment(Attachment, kw_only=True):
+    """An attachment a client sends (metadata only): `url` must be an absolute http(s) URL with a host
+    and no whitespace or control characters; anything else is a 422."""
+
+    url: Annotated[str, Meta(max_length=2048, pattern=WEB_URL)]
+
+
 class Device(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     platform: Annotated[str, Meta(max_length=40, pattern=NO_NUL)] | None = None
     model: Annotated[str, Meta(max_length=100, pattern=NO_NUL)] | None = None

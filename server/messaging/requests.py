@@ -12,7 +12,7 @@ import msgspec
 from msgspec import Meta
 
 from server.errors import PayloadTooLarge
-from server.messaging.models import NO_NUL, Attachment, ClientId, Device, Id
+from server.messaging.models import NO_NUL, ClientId, Device, Id, NewAttachment
 
 ExternalId = Annotated[str, Meta(min_length=1, max_length=255, pattern=NO_NUL)]
 Name = Annotated[str, Meta(max_length=255, pattern=NO_NUL)]
@@ -20,7 +20,7 @@ Email = Annotated[str, Meta(max_length=320, pattern=NO_NUL)]
 Subject = Annotated[str, Meta(max_length=255, pattern=NO_NUL)]
 # Loose type bound: the real limit (bytes, configurable) is check_body_size's 413.
 MessageText = Annotated[str, Meta(min_length=1, max_length=1_000_000, pattern=NO_NUL)]
-Attachments = Annotated[list[Attachment], Meta(max_length=20)]
+Attachments = Annotated[list[NewAttachment], Meta(max_length=20)]
 Attributes = Annotated[dict[Annotated[str, Meta(max_length=100, pattern=NO_NUL)], Any], Meta(max_length=100)]
 Seq = Annotated[int, Meta(ge=0, le=2_147_483_647)]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 from server.errors import Conflict
@@ -11,12 +12,12 @@ from server.messaging.service import MessagingService
 
 
 async def send_as_user(service: MessagingService, app_id: UUID, user_id: str, conversation_id: str, *,
-                       client_id: str, body: str, attachments: list[Attachment], max_bytes: int) -> Message:
+                       client_id: str, body: str, attachments: Sequence[Attachment], max_bytes: int) -> Message:
     """Send through the conversation actor; the caller has checked the conversation is the user's."""
     check_body_size(body, max_bytes)
     message = await service.send(SendCommand(
         conversation_id=conversation_id, app_id=str(app_id), sender_kind="user", sender_id=user_id,
-        client_id=client_id, body=body, attachments=attachments))
+        client_id=client_id, body=body, attachments=list(attachments)))
     return own_message(message, user_id)
 
 

@@ -25,7 +25,7 @@ from server.auth.roles import roles_of
 from server.auth.tokens import decode_access_token
 from server.errors import ApiError, Unauthorized, ValidationFailed
 from server.inbox import agent, online
-from server.inbox.schemas import ConversationRef, SocketRead, SocketSend
+from server.inbox.schemas import ConversationRef, NoPayload, SocketRead, SocketSend
 from server.payloads import convert
 from server.realtime.errors import ack_error, refuse
 from server.realtime.namespace import EventNamespace
@@ -91,6 +91,7 @@ class AdminNamespace(EventNamespace):
     @requires()
     async def on_me(self, sid: str, data: Any = None) -> dict[str, Any]:
         """Who this socket is, as of now: lets the dashboard check its socket session."""
+        convert({} if data is None else data, NoPayload)
         p = await self.current_admin(sid)
         return {"ok": True, "admin_id": str(p.admin_id) if p.admin_id else None, "app_id": str(p.app_id),
                 "role": p.role, "permissions": sorted(p.permissions)}
@@ -165,6 +166,7 @@ class AdminNamespace(EventNamespace):
     @requires("users.read")
     async def on_sessions_list(self, sid: str, data: Any = None) -> dict[str, Any]:
         """Live SDK sessions of this app on every replica."""
+        convert({} if data is None else data, NoPayload)
         p = await self.current_admin(sid)
         found = await online.live_sessions(self.ctx, p.app_id)
         return {"ok": True, "sessions": [_to_builtins(s) for s in found]}

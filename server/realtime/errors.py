@@ -24,4 +24,23 @@ def internal_error() -> dict[str, Any]:
 
 
 def unknown_event(event: str) -> dict[str, Any]:
-    return {"ok": False, **error_body("unknown_event", f"unknown event {event!r}"), "status": 400}
+    return ack_error(UnknownEvent(event))
+
+
+class UnknownEvent(ApiError):
+    status = 400
+    code = "unknown_event"
+
+    def __init__(self, event: str) -> None:
+        super().__init__(f"unknown event {event[:100]!r}")  # the name is the client's: never echo 1 MB back
+
+
+class UnreadablePacket:
+    """What a decoded packet carries instead of its payload (an event's name and arguments, or a
+    handshake's auth) when it cannot be taken: the namespace answers `error` (an error ack, or a
+    connect_error) instead of the packet being dropped with a logged traceback."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: ApiError) -> None:
+        self.error = error

@@ -13,6 +13,8 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
+from server.errors import ValidationFailed
+from server.realtime.errors import UnknownEvent, UnreadablePacket
 from server.redis_pubsub import subscriber
 from server.redis_writer import RedisWriter
 
@@ -65,10 +67,49 @@ class JsonPacket(sio_packet.Packet):  # type: ignore[misc]
 
     Every event ReplyHQ emits is JSON (attachments are metadata, never bytes), so the stock
     per-packet walk looking for binary values is skipped; incoming binary packets still decode.
+
+    An incoming event or handshake whose payload cannot be taken (JSON msgspec refuses, such as a
+    lone UTF-16 surrogate; nesting past the decoder's depth; an event that is not [name, ...]; a
+    client naming a reserved event) carries an UnreadablePacket instead, which the namespace
+    answers with an error ack or a connect_error: python-socketio would log a traceback and
+    drop the packet, and the client would wait forever.
     """
 
     uses_binary_events = False
     json = MsgspecJson
+    packet_type: int
+    data: Any
+
+    def decode(self, encoded_packet: str | bytes) -> int:
+        try:
+            attachments = int(super().decode(encoded_packet) or 0)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            # The header (type, namespace, ack id) is read before the JSON, so the packet can be answered.
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            self.data = UnreadablePacket(ValidationFailed("the payload is not JSON the server can read",
+                                                          {"path": "$", "reason": reason}))
+            if self.packet_type == sio_packet.BINARY_EVENT:
+                self.packet_type = sio_packet.EVENT  # its attachments cannot help: answer it now
+            attachments = 0
+        if self.packet_type == sio_packet.EVENT:
+            self.data = _event_or_refusal(self.data)
+        return attachments
+
+
+# Names python-socketio calls handlers by itself; a client emitting them would run those handlers.
+_RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect", "__disconnect_final"})
+
+
+def _event_or_refusal(data: Any) -> list[Any]:
+    """An event packet's data as [name, *args], or [UnreadablePacket] when it is not one."""
+    if isinstance(data, UnreadablePacket):
+        return [data]
+    if not isinstance(data, list) or not data or not isinstance(data[0], str):
+        return [UnreadablePacket(ValidationFailed("an event is a JSON array: [name, payload]",
+                                                  {"path": "$", "reason": "expected [name, payload]"}))]
+    if data[0] in _RESERVED_EVENTS:
+        return [UnreadablePacket(UnknownEvent(data[0]))]
+    return data
 
 
 class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]

@@ -1,8 +1,10 @@
 """Base namespace: `a:b` events map to `on_a_b` handlers; unknown events get an error ack.
 
 Every event handler takes (sid, payload=None): one payload argument at most. Whatever a client sends,
-it gets an ack: a typed ApiError becomes an error ack, a payload spread over several arguments a 422,
-and an unexpected exception a logged 500 ack (never a silently dropped ack the client waits on)."""
+it gets an ack: a packet that could not be read (JsonPacket) a 4xx error ack, a typed ApiError an
+error ack, a payload spread over several arguments a 422, and an unexpected exception a logged 500
+ack (never a silently dropped ack the client waits on). A handshake whose auth could not be read gets
+a connect_error (422)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any
 import socketio
 
 from server.errors import ApiError, ValidationFailed
-from server.realtime.errors import ack_error, internal_error, unknown_event
+from server.realtime.errors import UnreadablePacket, ack_error, internal_error, refuse, unknown_event
 
 log = logging.getLogger("replyhq.realtime")
 
@@ -22,7 +24,12 @@ class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         super().__init__(namespace)
         self.ctx = app_ctx
 
-    async def trigger_event(self, event: str, *args: Any) -> Any:
+    async def trigger_event(self, event: str | UnreadablePacket, *args: Any) -> Any:
+        if isinstance(event, UnreadablePacket):  # an event packet that could not be read (JsonPacket)
+            return ack_error(event.error)
+        if event == "connect" and len(args) > 2 and isinstance(args[2], UnreadablePacket):
+            self.ctx.metrics.socket_connects.labels(self.namespace, "refused").inc()
+            raise refuse(args[2].error)  # a handshake whose auth could not be read: connect_error
         handler = getattr(self, "on_" + event.replace(":", "_"), None)
         if handler is None:
             return None if event in ("connect", "disconnect") else unknown_event(event)

@@ -43,11 +43,12 @@ class CreatedKey(msgspec.Struct, kw_only=True):
     api_key: ApiKeyOut
 
 
+CREATE = Operation("POST", "/admin/api/api-keys", "Create a key; the response is the only time it is shown",
+                   "api keys", body=CreateKey, response=CreatedKey, auth="admin_jwt", errors=(403,), status=201)
 document(
     Operation("GET", "/admin/api/api-keys", "The app's API keys (prefix only, never the key)", "api keys",
               response=ApiKeyList, auth="admin_jwt", errors=(401, 403)),
-    Operation("POST", "/admin/api/api-keys", "Create a key; the response is the only time it is shown",
-              "api keys", body=CreateKey, response=CreatedKey, auth="admin_jwt", errors=(400, 401, 403, 422)),
+    CREATE,
     Operation("DELETE", "/admin/api/api-keys/{key_id}", "Revoke a key: SDKs and servers using it are refused",
               "api keys", response=ApiKeyOut, auth="admin_jwt", params=(("key_id", "path", "API key id"),),
               errors=(401, 403, 404)),
@@ -72,7 +73,7 @@ async def create_key(request: Request) -> HTTPResponse:
     body = decode_body(request, CreateKey)
     plaintext, key = await api_keys.create(request.app.ctx.pool, current_admin(request).app_id, body.kind,
                                            body.name)
-    return json(msgspec.to_builtins(CreatedKey(key=plaintext, api_key=_out(key))), status=201)
+    return json(msgspec.to_builtins(CreatedKey(key=plaintext, api_key=_out(key))), status=CREATE.status)
 
 
 @bp.delete("/<key_id:uuid>")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
-from msgspec import Meta
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
@@ -20,6 +17,7 @@ from server.routes.admin_schemas import (
     AuthSession,
     Body,
     Email,
+    LoginPassword,
     Name,
     Ok,
     OpaqueToken,
@@ -40,8 +38,7 @@ class Signup(Body, kw_only=True):
 
 class Login(Body, kw_only=True):
     email: Email
-    # No minimum here: a wrong password should be a 401, not a hint about password rules.
-    password: Annotated[str, Meta(max_length=256)]
+    password: LoginPassword
 
 
 class RefreshRequest(Body, kw_only=True):
@@ -63,9 +60,10 @@ class Me(msgspec.Struct, kw_only=True):
     app: AppOut
 
 
+SIGNUP = Operation("POST", "/admin/auth/signup", "Create a workspace and its owner, signed in", "admin auth",
+                   body=Signup, response=AuthSession, errors=(409,), status=201)
 document(
-    Operation("POST", "/admin/auth/signup", "Create a workspace and its owner, signed in", "admin auth",
-              body=Signup, response=AuthSession, errors=(400, 409, 422)),
+    SIGNUP,
     Operation("POST", "/admin/auth/login", "Sign in with email and password", "admin auth",
               body=Login, response=AuthSession, errors=(400, 401, 422, 429),
               extra={"description": "Repeated failures are throttled per account and per IP: 429 with "
@@ -99,7 +97,7 @@ async def signup(request: Request) -> HTTPResponse:
     row = await admins.active_by_id(ctx.pool, ws.admin_id, ws.app_id)
     assert row is not None
     await admins.record_login(ctx.pool, row.id)
-    return json(msgspec.to_builtins(session_body(await sessions.start_session(ctx, row))), status=201)
+    return json(msgspec.to_builtins(session_body(await sessions.start_session(ctx, row))), status=SIGNUP.status)
 
 
 @bp.post("/login")

@@ -33,6 +33,15 @@ bp = Blueprint("admin_conversations", url_prefix="/admin/api/conversations")
 _ID = (("conversation_id", "path", "conversation id"),)
 _WRITE = (400, 401, 403, 404, 409, 413, 422, 503)
 STATUSES = ("open", "pending", "snoozed", "closed")
+# A send answers 201 with the new message; a resend with the same client_id 200 with the original.
+REPLY = Operation("POST", "/admin/api/conversations/{conversation_id}/messages",
+                  "Reply as the signed-in agent: 201 with the message; a resend with the same client_id returns "
+                  "the original with 200", "inbox", body=ReplyBody, response=ReplyResult, auth="admin_jwt",
+                  params=_ID, errors=_WRITE, status=201, also=(200,))
+NOTE = Operation("POST", "/admin/api/conversations/{conversation_id}/notes",
+                 "Add a private note (is_note): agents see it, the user never does; 201, or 200 with the "
+                 "original on a resend", "inbox", body=ReplyBody, response=ReplyResult, auth="admin_jwt",
+                 params=_ID, errors=_WRITE, status=201, also=(200,))
 
 document(
     Operation("GET", "/admin/api/conversations", "The inbox: the app's conversations, most recently active first",
@@ -51,13 +60,8 @@ document(
               auth="admin_jwt", errors=(401, 403, 404, 422), params=(
                   *_ID, ("before", "query", "only messages with seq < before"),
                   ("limit", "query", "1..200, default 50"))),
-    Operation("POST", "/admin/api/conversations/{conversation_id}/messages",
-              "Reply as the signed-in agent: 201 with the message; a resend with the same client_id returns "
-              "the original with 200", "inbox", body=ReplyBody, response=ReplyResult, auth="admin_jwt",
-              params=_ID, errors=_WRITE),
-    Operation("POST", "/admin/api/conversations/{conversation_id}/notes",
-              "Add a private note (is_note): agents see it, the user never does", "inbox", body=ReplyBody,
-              response=ReplyResult, auth="admin_jwt", params=_ID, errors=_WRITE),
+    REPLY,
+    NOTE,
     Operation("POST", "/admin/api/conversations/{conversation_id}/assign",
               "Assign to a teammate of the app, or unassign with null", "inbox", body=AssignBody,
               response=Conversation, auth="admin_jwt", params=_ID, errors=_WRITE),
@@ -147,7 +151,8 @@ async def _send(request: Request, conversation_id: str, is_note: bool) -> HTTPRe
     body = decode_body(request, ReplyBody)
     message, created = await agent.reply(request.app.ctx, current_admin(request), conversation_id,
                                          client_id=body.client_id, body=body.body, is_note=is_note)
-    return json(msgspec.to_builtins(ReplyResult(message=message)), status=201 if created else 200)
+    op = NOTE if is_note else REPLY
+    return json(msgspec.to_builtins(ReplyResult(message=message)), status=op.status if created else op.also[0])
 
 
 @bp.post("/<conversation_id:str>/messages")

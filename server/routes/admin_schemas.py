@@ -8,14 +8,19 @@ import msgspec
 from msgspec import Meta
 
 from server.auth.sessions import SessionTokens
+from server.messaging.models import NO_NUL
 
-Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+# Every admin string refuses NUL (NO_NUL, or \x00 excluded from its own pattern): Postgres text
+# cannot hold it, and a refusal at the edge is a 422 naming the field instead of a 500.
+Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")]
 # Upper bound: Argon2 hashes any length, but megabyte passwords are only a way to burn CPU.
-Password = Annotated[str, Meta(min_length=8, max_length=256)]
-Name = Annotated[str, Meta(max_length=200)]
-AppName = Annotated[str, Meta(min_length=1, max_length=200)]
-OpaqueToken = Annotated[str, Meta(min_length=1, max_length=512)]
-RoleName = Annotated[str, Meta(min_length=1, max_length=50)]
+Password = Annotated[str, Meta(min_length=8, max_length=256, pattern=NO_NUL)]
+# No minimum at sign-in: a wrong password should be a 401, not a hint about password rules.
+LoginPassword = Annotated[str, Meta(max_length=256, pattern=NO_NUL)]
+Name = Annotated[str, Meta(max_length=200, pattern=NO_NUL)]
+AppName = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+OpaqueToken = Annotated[str, Meta(min_length=1, max_length=512, pattern=NO_NUL)]
+RoleName = Annotated[str, Meta(min_length=1, max_length=50, pattern=NO_NUL)]
 
 
 class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

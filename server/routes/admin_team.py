@@ -57,11 +57,12 @@ class RoleChange(Body, kw_only=True):
     role: RoleName
 
 
+INVITE = Operation("POST", "/admin/api/team/invite", "Invite a teammate (the token is shown once)", "team",
+                   body=InviteRequest, response=InviteOut, auth="admin_jwt", errors=(403, 409), status=201)
 document(
     Operation("GET", "/admin/api/team", "Team members and the roles they can hold", "team",
               response=TeamList, auth="admin_jwt", errors=(401, 403)),
-    Operation("POST", "/admin/api/team/invite", "Invite a teammate (the token is shown once)", "team",
-              body=InviteRequest, response=InviteOut, auth="admin_jwt", errors=(400, 401, 403, 409, 422)),
+    INVITE,
     Operation("PATCH", "/admin/api/team/{admin_id}", "Change a member's role", "team", body=RoleChange,
               response=MemberOut, auth="admin_jwt", params=(("admin_id", "path", "admin id"),),
               errors=(400, 401, 403, 404, 409, 422),
@@ -98,7 +99,7 @@ async def invite(request: Request) -> HTTPResponse:
                                    role=body.role, name=body.name)
     url = f"{ctx.settings.base_url.rstrip('/')}/login.html#invite={inv.token}"
     return json(msgspec.to_builtins(InviteOut(member=_member_out(inv.member), invite_token=inv.token,
-                                              invite_url=url, expires_at=inv.expires_at)), status=201)
+                                              invite_url=url, expires_at=inv.expires_at)), status=INVITE.status)
 
 
 @bp.patch("/<admin_id:uuid>")

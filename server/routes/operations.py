@@ -33,7 +33,8 @@ document(
               response=Health, errors=(503,)),
     Operation("GET", "/readyz", "Postgres and Redis answer (503 names the failing one)", "operations",
               response=Readiness, errors=(503,)),
-    Operation("GET", "/metrics", "Prometheus metrics of this replica", "operations"),
+    Operation("GET", "/metrics", "Prometheus metrics of this replica", "operations",
+              content_type=CONTENT_TYPE_LATEST.split(";")[0]),
     Operation("GET", "/openapi.json", "This document", "operations"),
 )
 

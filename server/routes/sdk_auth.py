@@ -6,10 +6,12 @@ from sanic import Request
 
 from server.messaging.identity import SdkCaller
 from server.messaging.models import EndUser
+from server.openapi import Param
 
-HEADER_PARAMS = (
-    ("X-User-Id", "header", "the app's own id of the user (or send X-Anonymous-Id)"),
-    ("X-Anonymous-Id", "header", "SDK-generated id of a visitor not yet identified"),
+_USER_ID = {"type": "string", "minLength": 1, "maxLength": 255}  # an empty or longer id is a 422
+HEADER_PARAMS: tuple[Param, ...] = (
+    ("X-User-Id", "header", "the app's own id of the user (or send X-Anonymous-Id)", _USER_ID),
+    ("X-Anonymous-Id", "header", "SDK-generated id of a visitor not yet identified", _USER_ID),
     ("X-User-Hash", "header", "HMAC-SHA256(identity_secret, user id), hex; required when the app verifies identity"),
 )
 

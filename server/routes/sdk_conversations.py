@@ -21,18 +21,24 @@ from server.pagination import Cursor
 from server.payloads import decode_body
 from server.routes.query_params import int_param, time_param
 from server.routes.sdk_auth import HEADER_PARAMS, sdk_user
-from server.routes.sdk_schemas import ConversationPage, CreatedConversation, MessagePage
+from server.routes.sdk_schemas import CreatedConversation, MessagePage, SdkConversationPage
 
 bp = Blueprint("sdk_conversations", url_prefix="/v1/conversations")
 _ID = (("conversation_id", "path", "conversation id"),)
 _WRITE_ERRORS = (400, 401, 404, 409, 413, 422, 503)
 
+CREATE = Operation("POST", "/v1/conversations", "Start a conversation, optionally with its first message (201)",
+                   "sdk", body=CreateConversationBody, response=CreatedConversation, auth="api_key",
+                   params=HEADER_PARAMS, errors=(409, 503), status=201)
+# A send answers 201 with the new message; a resend with the same client_id 200 with the original.
+SEND = Operation("POST", "/v1/conversations/{conversation_id}/messages",
+                 "Send a message: 201 with the stored message (id, seq); a resend with the same client_id "
+                 "returns the original with 200", "sdk", body=NewMessageBody, response=Message, auth="api_key",
+                 params=(*_ID, *HEADER_PARAMS), errors=_WRITE_ERRORS, status=201, also=(200,))
 document(
-    Operation("POST", "/v1/conversations", "Start a conversation, optionally with its first message (201)", "sdk",
-              body=CreateConversationBody, response=CreatedConversation, auth="api_key", params=HEADER_PARAMS,
-              errors=(400, 401, 409, 413, 422, 503)),
+    CREATE,
     Operation("GET", "/v1/conversations", "The user's conversations, newest activity first", "sdk",
-              response=ConversationPage, auth="api_key", errors=(401, 422), params=(
+              response=SdkConversationPage, auth="api_key", errors=(401, 422), params=(
                   *HEADER_PARAMS, ("before", "query", "next_cursor of the previous page"),
                   ("limit", "query", "1..100, default 20"))),
     Operation("GET", "/v1/conversations/{conversation_id}", "One of the user's conversations", "sdk",
@@ -43,10 +49,7 @@ document(
                   *_ID, *HEADER_PARAMS, ("before", "query", "only seq < before (newest of them)"),
                   ("after", "query", "only seq > after (oldest of them); default 0"),
                   ("limit", "query", "1..200, default 50"))),
-    Operation("POST", "/v1/conversations/{conversation_id}/messages",
-              "Send a message: 201 with the stored message (id, seq); a resend with the same client_id "
-              "returns the original with 200", "sdk", body=NewMessageBody, response=Message, auth="api_key",
-              params=(*_ID, *HEADER_PARAMS), errors=_WRITE_ERRORS),
+    SEND,
     Operation("POST", "/v1/conversations/{conversation_id}/delivered",
               "Raise the user's delivered high-water mark to seq", "sdk", body=ReceiptBody, response=Receipt,
               auth="api_key", params=(*_ID, *HEADER_PARAMS), errors=_WRITE_ERRORS),
@@ -67,7 +70,7 @@ async def create(request: Request) -> HTTPResponse:
     conv, message = await request.app.ctx.messaging.create_conversation(
         caller.app_id, UUID(user.id), subject=body.subject, first_message=first)
     out = CreatedConversation(conversation=conv, message=message)
-    return json(msgspec.to_builtins(out), status=201)
+    return json(msgspec.to_builtins(out), status=CREATE.status)
 
 
 @bp.get("")
@@ -76,7 +79,7 @@ async def list_mine(request: Request) -> HTTPResponse:
     limit = int_param(request, "limit", 20, lo=1, hi=100) or 20
     found, more = await conversations.list_for_user(request.app.ctx.pool, UUID(user.id), limit=limit,
                                                     before=_before(request))
-    page = ConversationPage(conversations=found, next_cursor=more.encode() if more else None)
+    page = SdkConversationPage(conversations=found, next_cursor=more.encode() if more else None)
     return json(msgspec.to_builtins(page))
 
 
@@ -123,11 +126,11 @@ async def send(request: Request, conversation_id: str) -> HTTPResponse:
     # A resend answers 200 with the original without going through the actor again.
     prior = await conversations.message_by_client_id(request.app.ctx.pool, UUID(conv.id), body.client_id)
     if prior is not None:
-        return json(msgspec.to_builtins(own_message(prior, user.id)), status=200)
+        return json(msgspec.to_builtins(own_message(prior, user.id)), status=SEND.also[0])
     message = await send_as_user(service, caller.app_id, user.id, conv.id, client_id=body.client_id,
                                  body=body.body, attachments=body.attachments,
                                  max_bytes=request.app.ctx.settings.max_message_bytes)
-    return json(msgspec.to_builtins(message), status=201)
+    return json(msgspec.to_builtins(message), status=SEND.status)
 
 
 async def _receipt(request: Request, conversation_id: str, kind: str) -> HTTPResponse:

@@ -7,7 +7,7 @@ import msgspec
 from server.messaging.models import Conversation, Message
 
 
-class ConversationPage(msgspec.Struct, kw_only=True):
+class SdkConversationPage(msgspec.Struct, kw_only=True):
     conversations: list[Conversation]
     next_cursor: str | None  # pass as ?before= for the next (older) page; null at the end
 
