@@ -21,6 +21,7 @@ from server import redis_client
 from server.admission import Admission
 from server.db.pool import create_pool
 from server.errors import install_error_handlers
+from server.events import routes as event_routes
 from server.events.counts import EventCounts
 from server.logging_setup import request_id_var
 from server.messaging.identity import SdkIdentity
@@ -95,7 +96,7 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         app.blueprint(sdk_bp)
     for admin_bp in (admin_auth.bp, admin_team.bp, admin_api_keys.bp, admin_account.bp):
         app.blueprint(admin_bp)
-    for inbox_bp in (admin_conversations.bp, admin_users.bp, admin_dashboard.bp):
+    for inbox_bp in (admin_conversations.bp, admin_users.bp, admin_dashboard.bp, event_routes.bp):
         app.blueprint(inbox_bp)
     _install_static(app)
 
@@ -142,7 +143,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         # Domain events: recorded with each change; one replica relays them to the stream, every
         # replica consumes (workers/event_*.py).
         app.ctx.event_workers = [
-            EventRelay(app.ctx.pool, app.ctx.redis, replica_id=settings.replica_id, metrics=app.ctx.metrics),
+            EventRelay(app.ctx.pool, app.ctx.redis, replica_id=settings.replica_id, metrics=app.ctx.metrics,
+                       interval_s=settings.event_relay_interval),
             ConsumerGroup(app.ctx.pool, app.ctx.redis, EventCounts(), replica_id=settings.replica_id,
                           metrics=app.ctx.metrics),
             EventRetention(app.ctx.pool, app.ctx.redis, replica_id=settings.replica_id,

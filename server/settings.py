@@ -45,6 +45,7 @@ ENV_VARS: dict[str, str] = {
     "COMMIT_WORKERS": "commit_workers",
     "CONNECT_CONCURRENCY": "connect_concurrency",
     "EVENT_RETENTION_DAYS": "event_retention_days",
+    "EVENT_RELAY_INTERVAL": "event_relay_interval",
 }
 FIELD_TO_ENV = {v: k for k, v in ENV_VARS.items()}
 
@@ -95,6 +96,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     connect_concurrency: Annotated[int, Meta(ge=1, le=100_000)] = 128
     # Days domain events are kept in Postgres (workers/event_retention.py); consumers must keep up.
     event_retention_days: Annotated[int, Meta(ge=1, le=3650)] = 30
+    # Seconds the event relay waits when it found nothing new: the floor of event latency.
+    event_relay_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.02
 
     @property
     def embedded(self) -> bool:

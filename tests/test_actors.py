@@ -17,7 +17,6 @@ from actors.host import ActorHost
 from actors.leases import PartitionCountMismatch, PartitionLeases
 from actors.partitions import partition_of
 from server.errors import ServiceUnavailable
-from server.events import DomainEventWriter
 from server.messaging.models import ReceiptCommand, SendCommand
 from server.messaging.service import MessagingService
 from server.metrics import Metrics
@@ -38,7 +37,6 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def make_host(db: asyncpg.Pool, redis: aioredis.Redis) -> AsyncIterator[Callable[..., object]]:
     hosts: list[ActorHost] = []
-    events_writers: list[DomainEventWriter] = []
     writers: list[RedisWriter] = []
 
     async def make(name: str, call_timeout: float = 10.0) -> tuple[ActorHost, MessagingService]:
@@ -46,21 +44,17 @@ async def make_host(db: asyncpg.Pool, redis: aioredis.Redis) -> AsyncIterator[Ca
         fanout = Fanout(socketio.AsyncServer(async_mode="asgi"), metrics)
         writer = RedisWriter(redis, f"{name}-writer")  # one per replica, as the app has
         writers.append(writer)
-        events = DomainEventWriter(writer)
-        events_writers.append(events)
-        host: ActorHost = ActorHost(redis, ConversationHandler(db, events, fanout, metrics), replica_id=name,
+        host: ActorHost = ActorHost(redis, ConversationHandler(db, fanout, metrics), replica_id=name,
                                     partitions=PARTITIONS, writer=writer, metrics=metrics,
                                     call_timeout=call_timeout)
         await host.start()
         hosts.append(host)
-        return host, MessagingService(db, events, host, fanout)
+        return host, MessagingService(db, host, fanout)
 
     yield make
     for h in hosts:
         await h.stop()
         await h.handler.committer.close()  # its workers hold pool connections
-    for e in events_writers:
-        await e.close()
     for w in writers:
         await w.close()
 

@@ -98,6 +98,32 @@ async def _survives(server: ServerProcess, api_key: str, db_url: str, fault, *, 
         await observer.close()
     await _assert_stored_exactly_once(db_url, conversation_id, acked)
     assert seqs == list(range(1, TOTAL + 1))
+    await assert_events_exactly_once(db_url)
+
+
+async def assert_events_exactly_once(db_url: str, timeout: float = 20) -> None:
+    """Every stored message has exactly one message.created event, and the event-counts consumer,
+    once caught up, equals a recount of the events: none missed, none applied twice."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        per_message = await conn.fetch(
+            """SELECT m.id, count(e.seq) AS n FROM messages m LEFT JOIN domain_events e
+               ON e.type = 'message.created' AND (e.data -> 'message' ->> 'id')::uuid = m.id GROUP BY m.id""")
+        assert per_message and all(r["n"] == 1 for r in per_message), [dict(r) for r in per_message if r["n"] != 1]
+        recount_sql = """SELECT app_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, type, count(*) AS n
+                          FROM domain_events GROUP BY 1, 2, 3"""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            recount = {tuple(r.values())[:3]: r["n"] for r in await conn.fetch(recount_sql)}
+            counted = {(r["app_id"], r["day"], r["type"]): r["count"]
+                       for r in await conn.fetch("SELECT app_id, day, type, count FROM event_counts")}
+            if counted == recount:
+                return
+            assert asyncio.get_running_loop().time() < deadline, {k: (counted.get(k), v) for k, v in recount.items()
+                                                                  if counted.get(k) != v}
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
 
 
 async def test_redis_restarting_mid_stream_loses_and_duplicates_nothing(start_server, workspace, db_url: str,

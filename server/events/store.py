@@ -36,20 +36,22 @@ class Position(NamedTuple):
 
 START = Position(0, 0)
 
+# `tx` comes back as text (asyncpg has no xid8 codec); ORDER BY names the table's columns, since
+# an output column of the same name would sort as text ("1001" before "991").
 _COLUMNS = """tx::text AS tx, seq, type, app_id, occurred_at, conversation_id, user_id, admin_id, version,
               data::text AS data"""
 
 _AFTER_SQL = f"""
 SELECT {_COLUMNS} FROM domain_events
 WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY tx, seq LIMIT $3
+ORDER BY domain_events.tx, domain_events.seq LIMIT $3
 """
 
 # The same window, bounded above: what a consumer lacks between its checkpoint and a stream entry.
 _BETWEEN_SQL = f"""
 SELECT {_COLUMNS} FROM domain_events
 WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND (tx, seq) < ($3::text::xid8, $4::bigint)
-ORDER BY tx, seq LIMIT $5
+ORDER BY domain_events.tx, domain_events.seq LIMIT $5
 """
 
 
@@ -84,7 +86,7 @@ async def head(conn: asyncpg.Connection | asyncpg.Pool) -> Position:
     """The newest position a reader may take now (START when there is none)."""
     row = await conn.fetchrow(
         """SELECT tx::text AS tx, seq FROM domain_events WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
-           ORDER BY tx DESC, seq DESC LIMIT 1""")
+           ORDER BY domain_events.tx DESC, domain_events.seq DESC LIMIT 1""")
     return Position(int(row["tx"]), row["seq"]) if row else START
 
 

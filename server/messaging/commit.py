@@ -142,7 +142,7 @@ ev AS (  -- message.created, in this same statement: the event commits with its 
     SELECT 'message.created', new.a, new.c, adv.user_id, jsonb_build_object('message', jsonb_build_object(
                'id', new.i, 'conversation_id', new.c, 'seq', new.s, 'client_id', new.cid, 'sender_kind', new.sk,
                'sender_id', new.sid, 'body', new.b, 'attachments', new.att::jsonb, 'is_note', new.n,
-               'created_at', to_char(new.t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))))
+               'created_at', to_char(new.t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))
     FROM new JOIN adv ON adv.id = new.c ORDER BY new.ord
     RETURNING 1
 )

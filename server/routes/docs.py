@@ -16,12 +16,23 @@ DOCS_DIR = Path(__file__).resolve().parent.parent.parent / "docs"
 document(
     Operation("GET", "/docs/socket-events", "Socket.IO events of /client (and /admin), as Markdown", "docs",
               content_type="text/markdown", errors=(404,)),
+    Operation("GET", "/docs/events", "Domain events: the envelope, every type and its data, as Markdown", "docs",
+              content_type="text/markdown", errors=(404,)),
 )
+
+
+def _page(name: str) -> HTTPResponse:
+    path = DOCS_DIR / f"{name}.md"
+    if not path.is_file():  # an install without the docs folder
+        raise NotFound(f"the docs page {name} is not installed")
+    return text(path.read_text(), content_type="text/markdown; charset=utf-8")
 
 
 @bp.get("/socket-events")
 async def socket_events(request: Request) -> HTTPResponse:
-    path = DOCS_DIR / "socket-events.md"
-    if not path.is_file():  # an install without the docs folder
-        raise NotFound("the docs page socket-events is not installed")
-    return text(path.read_text(), content_type="text/markdown; charset=utf-8")
+    return _page("socket-events")
+
+
+@bp.get("/events")
+async def events(request: Request) -> HTTPResponse:
+    return _page("events")

@@ -1,0 +1,259 @@
+"""Domain events: recorded with the change, read by a position a cursor can trust, relayed to the
+stream and applied once by consumer groups, through Redis losing its data."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from loadtests.sdk import ReplyHQClient
+from server.events.catalog import EVENT_TYPES
+from server.events.counts import EventCounts
+from server.events.store import START, Position, read_after
+from server.tenancy.workspaces import NewWorkspace
+from tests.admin_helpers import call
+from tests.inbox_helpers import identify, owner_token, reply, start_conversation, teammate
+from tests.support import ROOT, ServerProcess, http
+from workers.event_consumers import ConsumerGroup
+
+
+async def _events(db: asyncpg.Pool, app_id: Any) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT type, data, conversation_id, user_id FROM domain_events WHERE app_id = $1 "
+                          "ORDER BY seq", app_id)
+
+
+async def _wait(predicate: Callable[[], Any], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+async def _counts_match_a_recount(db: asyncpg.Pool) -> bool:
+    counted = {(r["app_id"], r["day"], r["type"]): r["count"]
+               for r in await db.fetch("SELECT app_id, day, type, count FROM event_counts")}
+    recount = {(r["app_id"], r["day"], r["type"]): r["n"] for r in await db.fetch(
+        """SELECT app_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, type, count(*) AS n
+           FROM domain_events GROUP BY 1, 2, 3""")}
+    return counted == recount and bool(recount)
+
+
+async def test_a_cursor_never_skips_an_event_that_commits_after_a_later_one(db_url: str) -> None:
+    """Transaction A starts first but commits last; B commits in between. A serial-number cursor
+    would read B and then never see A. Ours reads neither until A is done, then both, in order."""
+    a, b, reader = [await asyncpg.connect(db_url) for _ in range(3)]
+    insert = ("INSERT INTO domain_events (type, app_id, data) VALUES ($1, $2, '{}'::jsonb) "
+              "RETURNING seq")
+    app = uuid.uuid4()
+    try:
+        tx_a = a.transaction()
+        await tx_a.start()
+        await a.fetchval("SELECT pg_current_xact_id()")  # A holds the older transaction id ...
+        async with b.transaction():
+            seq_b = await b.fetchval(insert, "user.created", app)
+        seq_a = await a.fetchval(insert, "message.created", app)  # ... but the newer number
+        assert seq_a > seq_b
+        by_serial = await reader.fetch("SELECT seq FROM domain_events WHERE seq > 0 ORDER BY seq")
+        assert [r["seq"] for r in by_serial] == [seq_b]  # what a serial cursor would take, skipping A later
+        assert await read_after(reader, START, 100) == []  # ours waits for A to finish
+        await tx_a.commit()
+        events = await read_after(reader, START, 100)
+        assert [e.type for e in events] == ["message.created", "user.created"]  # A's transaction is older
+        assert await read_after(reader, Position.parse(events[-1].position), 100) == []
+    finally:
+        for conn in (a, b, reader):
+            await conn.close()
+
+
+async def test_positions_sort_as_numbers_across_a_power_of_ten(db: asyncpg.Pool) -> None:
+    """Transaction ids 99 and 100 (long finished): 99 first, as a number, not "100" < "99"."""
+    app = uuid.uuid4()
+    for tx in (100, 99, 9, 10):
+        await db.execute("INSERT INTO domain_events (tx, type, app_id, data) VALUES ($1::xid8, 'user.created', $2, "
+                         "'{}')", tx, app)
+    events = await read_after(db, START, 100)
+    assert [e.position.split(".")[0] for e in events] == ["9", "10", "99", "100"]
+    assert [e.position.split(".")[0] for e in await read_after(db, Position.parse(events[1].position), 100)] == [
+        "99", "100"]
+
+
+async def test_every_change_records_exactly_one_event(server: ServerProcess, workspace: NewWorkspace,
+                                                      db: asyncpg.Pool) -> None:
+    app = workspace.app_id
+    token = owner_token(server, workspace)
+    identify(server, workspace, "u-1", name="Ada")
+    identify(server, workspace, "u-1", name="Ada")  # nothing changed: no event
+    identify(server, workspace, "u-1", name="Ada Lovelace")
+    conv = start_conversation(server, workspace, "u-1", body="first")
+    cid = conv["id"]
+    client_id = uuid.uuid4().hex
+    for _ in range(2):  # the resend stores nothing and records nothing
+        status, _ = http("POST", f"{server.url}/v1/conversations/{cid}/messages",
+                         {"client_id": client_id, "body": "second"},
+                         headers={"X-API-Key": workspace.publishable_key, "X-User-Id": "u-1"})
+        assert status in (200, 201)
+    assert reply(server, token, cid, "an answer")[0] == 201
+    assert reply(server, token, cid, "a note", kind="notes")[0] == 201
+    agent = teammate(server, token, "agent")
+    assert call(server, "POST", f"/admin/api/conversations/{cid}/assign", token,
+                {"assignee_id": agent["admin"]["id"]})[0] == 200
+    assert call(server, "POST", f"/admin/api/conversations/{cid}/tags", token, {"add": ["vip"]})[0] == 200
+    assert call(server, "POST", f"/admin/api/conversations/{cid}/status", token, {"status": "closed"})[0] == 200
+    assert call(server, "POST", f"/admin/api/conversations/{cid}/read", token, {"seq": 4})[0] == 200
+    assert call(server, "POST", f"/admin/api/conversations/{cid}/read", token, {"seq": 4})[0] == 200  # no rise
+    status, key = call(server, "POST", "/admin/api/api-keys", token, {"kind": "secret", "name": "crm"})
+    assert status == 201
+    assert call(server, "DELETE", f"/admin/api/api-keys/{key['api_key']['id']}", token)[0] == 200
+
+    events = await _events(db, app)
+    types = [e["type"] for e in events]
+    messages = await db.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", uuid.UUID(cid))
+    assert messages == 4
+    assert types.count("message.created") == messages
+    assert [e["type"] for e in events if e["type"].startswith("user.")] == ["user.created", "user.updated"]
+    user_updated = next(e for e in events if e["type"] == "user.updated")
+    assert user_updated["data"]["changes"] == ["name"] and user_updated["data"]["user"]["name"] == "Ada Lovelace"
+    conv_types = [t for t in types if t.startswith("conversation.")]
+    assert conv_types == ["conversation.created", "conversation.assigned", "conversation.updated",
+                          "conversation.status_changed"]
+    closed = next(e for e in events if e["type"] == "conversation.status_changed")
+    assert closed["data"]["previous_status"] == "open" and closed["data"]["conversation"]["status"] == "closed"
+    assert types.count("receipt.updated") == 1
+    assert types.count("api_key.created") == 3 and types.count("api_key.revoked") == 1  # 2 at sign-up
+    assert types.count("team.member_invited") == 1 and types.count("team.member_joined") == 1
+    assert set(types) <= set(EVENT_TYPES)
+    bodies = [e["data"]["message"]["body"] for e in events if e["type"] == "message.created"]
+    assert bodies == ["first", "second", "an answer", "a note"]
+
+
+def test_the_events_page_lists_every_type() -> None:
+    page = (ROOT / "docs" / "events.md").read_text()
+    assert all(f"| `{t}` |" in page for t in EVENT_TYPES)
+
+
+async def test_the_counts_consumer_applies_each_event_once_through_redis_losing_its_data(
+        server: ServerProcess, workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str) -> None:
+    """SDK traffic while Redis is flushed twice: the relay and the running consumer group carry
+    on from Postgres, and the counts equal a recount of the events (none missed, none twice)."""
+    redis = aioredis.from_url(redis_url)
+    client = ReplyHQClient(server.url, workspace.publishable_key, user_id="flusher")
+    await client.connect()
+    try:
+        conv = (await client.create_conversation(subject="x"))["conversation"]
+        for i in range(60):
+            if i in (20, 40):
+                await redis.flushdb()
+            await client.send(conv["id"], f"m{i}", client_id=f"c{i}")
+    finally:
+        await client.close()
+    await _wait(lambda: _counts_match_a_recount(db))
+    n = await db.fetchval("SELECT count FROM event_counts WHERE app_id = $1 AND type = 'message.created'",
+                          workspace.app_id)
+    assert n == 60
+    assert await redis.xlen("events:domain") > 0  # the relay goes on appending after the flushes
+    await redis.aclose()
+
+
+async def test_a_redelivered_batch_has_no_second_effect(workspace: NewWorkspace, db: asyncpg.Pool,
+                                                        redis_url: str) -> None:
+    """Replay the same stream entries (a consumer that died before acknowledging) and entries with a
+    gap before them (the stream lost some): every event is counted exactly once."""
+    redis = aioredis.from_url(redis_url)
+    group = ConsumerGroup(db, redis, EventCounts(), replica_id="r1")
+    await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ('event-counts', '0', 0)")
+    events = await read_after(db, START, 100)
+    assert len(events) >= 3  # the workspace's own: created and two keys
+    entries = []
+    prev = START
+    for e in events:
+        entries.append((b"0-0", {b"prev": str(prev).encode(), b"e": __import__("msgspec").json.encode(e)}))
+        prev = Position.parse(e.position)
+    assert await group.handle(entries[-1:]) == len(events)  # a gap: the rest comes from Postgres
+    assert await group.handle(entries) == 0  # everything again: nothing twice
+    assert await group.catch_up() == 0
+    assert await _counts_match_a_recount(db)
+    await redis.aclose()
+
+
+async def test_the_events_route_lists_filters_pages_and_refuses_bad_input(
+        server: ServerProcess, workspace: NewWorkspace, db: asyncpg.Pool) -> None:
+    token = owner_token(server, workspace)
+    for i in range(3):
+        identify(server, workspace, f"user-{i}")
+    status, page = call(server, "GET", "/admin/api/events?type=user.created&limit=2", token)
+    assert status == 200, page
+    assert [e["type"] for e in page["events"]] == ["user.created", "user.created"]
+    assert page["events"][0]["data"]["user"]["user_id"] == "user-2"  # newest first
+    status, rest = call(server, "GET", f"/admin/api/events?type=user.created&cursor={page['next_cursor']}", token)
+    assert status == 200 and [e["data"]["user"]["user_id"] for e in rest["events"]] == ["user-0"]
+    assert rest["next_cursor"] is None
+    for bad in ("type=message.exploded", "cursor=abc", "limit=0", "type=,"):
+        status, body = call(server, "GET", f"/admin/api/events?{bad}", token)
+        assert status == 422 and body["error"]["code"] == "invalid_query", (bad, body)
+    agent = teammate(server, token, "agent")
+    status, body = call(server, "GET", "/admin/api/events", agent["access_token"])
+    assert status == 403, body
+
+
+@pytest.mark.parametrize("days_old", [40])
+async def test_retention_deletes_old_events_and_a_consumer_behind_it_says_so(
+        workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str, days_old: int,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from workers.event_retention import EventRetention
+
+    await db.execute("UPDATE domain_events SET occurred_at = now() - make_interval(days => $1)", days_old)
+    kept = await db.fetchval(
+        "INSERT INTO domain_events (type, app_id, data) VALUES ('user.created', $1, '{}') RETURNING seq",
+        workspace.app_id)
+    redis = aioredis.from_url(redis_url)
+    retention = EventRetention(db, redis, replica_id="r1", days=30, batch=2)
+    assert await retention.prune() >= 3
+    assert [r["seq"] for r in await db.fetch("SELECT seq FROM domain_events")] == [kept]
+    await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ('event-counts', '0', 0)")
+    group = ConsumerGroup(db, redis, EventCounts(), replica_id="r1")
+    with caplog.at_level("ERROR"):
+        await group.catch_up()
+    assert "FELL BEHIND RETENTION" in caplog.text
+    await redis.aclose()
+
+
+async def test_killing_the_replica_that_committed_but_has_not_relayed_loses_no_event(
+        start_server, workspace: NewWorkspace, redis_url: str, db_url: str) -> None:
+    """replica-1 holds the relay lease but relays only once a minute (the window between commit
+    and relay held open) and owns the conversation; it is SIGKILLed mid-stream. replica-2 takes
+    the relay over from Postgres: every message has its one event, and the counts equal a recount."""
+    import signal
+
+    from actors.partitions import partition_of
+    from tests.test_faults import PARTITIONS, _survives, assert_events_exactly_once
+
+    slow = start_server(EVENT_RELAY_INTERVAL="60")
+    await asyncio.sleep(1.0)  # it takes the single relay lease first
+    survivor = start_server()
+    await asyncio.sleep(1.5)  # conversation partitions settle over both
+    redis = aioredis.from_url(redis_url)
+    assert (await redis.get("actors:event-relay:lease:0")).decode() == "replica-1"
+    first = ReplyHQClient(survivor.url, workspace.publishable_key, user_id="mover")
+    await first.connect()
+    conversation_id = ""
+    for _ in range(40):  # a conversation whose actor runs on replica-1
+        conversation_id = (await first.create_conversation(subject="relay"))["conversation"]["id"]
+        owner = await redis.get(f"actors:conversation:lease:{partition_of(conversation_id, PARTITIONS)}")
+        if owner == b"replica-1":
+            break
+    await first.close()
+    await redis.aclose()
+
+    async def kill_slow_relay() -> None:
+        slow.stop(signal.SIGKILL)
+
+    await _survives(survivor, workspace.publishable_key, db_url, kill_slow_relay, user_id="mover",
+                    conversation_id=conversation_id)
+    await assert_events_exactly_once(db_url)
