@@ -234,3 +234,7 @@ def _install_static(app: Sanic) -> None:
     for folder in ("js", "css", "img"):
         if (STATIC_DIR / folder).is_dir():
             app.static(f"/{folder}", STATIC_DIR / folder, name=f"assets_{folder}")
+    # Pages link /img/icon.svg; browsers and crawlers still ask for /favicon.ico by convention.
+    icon = STATIC_DIR / "img" / "favicon.ico"
+    if icon.exists():
+        app.static("/favicon.ico", icon, name="favicon", content_type="image/x-icon")

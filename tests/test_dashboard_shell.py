@@ -70,6 +70,23 @@ def test_no_page_shows_what_it_marks_hidden(page: Page, app_server: ServerProces
         assert page.evaluate(SHOWN_THOUGH_HIDDEN) == [], name
 
 
+def test_every_page_has_an_icon_the_server_serves(page: Page, app_server: ServerProcess) -> None:
+    signup(app_server, "olive@acme.test", app_name="Acme")
+    page.goto(app_server.url + "/login.html")
+    icons = {"login.html": page.evaluate("document.querySelector('link[rel~=icon]')?.href ?? null")}
+    sign_in(page, app_server, "olive@acme.test")
+    for name in PAGES:
+        page.goto(f"{app_server.url}/{name}")
+        icons[name] = page.evaluate("document.querySelector('link[rel~=icon]')?.href ?? null")
+    assert all(icons.values()), icons
+    # /favicon.ico too: browsers and tools ask for it whatever the page says
+    for url in {*icons.values(), app_server.url + "/favicon.ico"}:
+        response = page.request.get(url)
+        assert response.status == 200, url
+        assert response.headers["content-type"].startswith("image/"), (url, response.headers["content-type"])
+        assert response.body(), url
+
+
 def test_visitors_without_a_session_are_sent_to_login_and_back(page: Page, app_server: ServerProcess) -> None:
     signup(app_server, "olive@acme.test", app_name="Acme")
     page.goto(app_server.url + "/settings.html")
