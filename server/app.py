@@ -113,7 +113,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         app.ctx.fanout = Fanout(sio, app.ctx.metrics)
         app.ctx.events = DomainEventWriter(app.ctx.redis_writer)
         handler = ConversationHandler(app.ctx.pool, app.ctx.events, app.ctx.fanout, app.ctx.metrics,
-                                      commit_workers=settings.commit_workers)
+                                      commit_workers=settings.commit_workers,
+                                      state_cache_size=settings.conversation_state_cache_size)
         app.ctx.conversation_handler = handler
         app.ctx.conversation_actors = ActorHost(app.ctx.redis, handler, replica_id=settings.replica_id,
                                                 partitions=settings.actor_partitions, writer=app.ctx.redis_writer,
