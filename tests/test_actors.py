@@ -238,7 +238,7 @@ async def test_a_conversation_whose_state_was_evicted_continues_its_seq_and_answ
     assert [m.seq for m in originals] == [1, 2, 3]
 
     async def evict() -> None:  # two other conversations push it out
-        for n in range(2):
+        for _ in range(2):
             other, other_user = await _conversation(svc, workspace, f"other-{uuid.uuid4().hex[:8]}")
             await svc.send(_send(workspace, other, other_user, "hello"))
         assert uuid.UUID(conv_id) not in host.handler.states
