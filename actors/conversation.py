@@ -16,6 +16,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from actors.state_cache import StateCache
 from server.errors import ApiError, Conflict, NotFound, ServiceUnavailable
 from server.messaging.commit import (
     ConversationState,
@@ -68,17 +69,23 @@ class Outcome(msgspec.Struct):
 
     result: Any
     new: bool  # False for a resent message: no second fan-out
+    # The conversation as the batch saw it: fan-out needs it after the cache may have evicted it.
+    state: ConversationState | None = None
 
 
 class ConversationHandler:
     kind = "conversation"
 
-    def __init__(self, pool: asyncpg.Pool, fanout: Fanout, metrics: Any, commit_workers: int = 1) -> None:
+    def __init__(self, pool: asyncpg.Pool, fanout: Fanout, metrics: Any, commit_workers: int = 1,
+                 state_cache_size: int = 50_000) -> None:
         self.pool = pool
         self.fanout = fanout
         self.metrics = metrics
         self.committer = GroupCommitter(pool, metrics, workers=commit_workers)
-        self._states: dict[UUID, ConversationState] = {}
+        # The conversations this replica served most recently; any other is read from Postgres
+        # when next touched, so memory stays flat however many conversations pass through.
+        self.states: StateCache[UUID, ConversationState] = StateCache(state_cache_size)
+        metrics.conversation_states_cached.set_function(lambda: len(self.states))
         self._pending_effects: dict[int, list[Outcome]] = {}
 
     # ---- codec ---------------------------------------------------------------------
@@ -126,7 +133,7 @@ class ConversationHandler:
     def _forget(self, commands: list[ConversationCommand]) -> None:
         for c in commands:
             try:
-                self._states.pop(UUID(c.conversation_id), None)
+                self.states.discard(UUID(c.conversation_id))
             except ValueError:
                 pass
 
@@ -137,15 +144,24 @@ class ConversationHandler:
                 ids.append(UUID(c.conversation_id))
             except ValueError:
                 ids.append(None)
-        missing = [i for i in ids if i is not None and i not in self._states]
+        # The batch works on its own copy of the states it needs: while it awaits Postgres, other
+        # partitions' batches may evict them from the cache without touching this one.
+        known: dict[UUID, ConversationState] = {}
+        missing: list[UUID] = []
+        for i in {i for i in ids if i is not None}:
+            state = self.states.get(i)
+            if state is None:
+                missing.append(i)
+            else:
+                known[i] = state
         if missing:
-            self._states.update(await load_states(self.pool, list(set(missing))))
-        sends = [c for c in commands if isinstance(c, SendCommand)]
+            known.update(await load_states(self.pool, missing))
+        sends = [(c, i) for c, i in zip(commands, ids, strict=True) if isinstance(c, SendCommand)]
         prior: dict[tuple[UUID, str], Message] = {}
         while True:
             # Optimistic: assume no client_id is a resend; the commit says if one was.
-            outcomes, states, new = self._plan(commands, ids, prior)
-            base = {i: self._states[i] for i in {m.conversation_id for m in new}}
+            outcomes, states, new = self._plan(commands, ids, known, prior)
+            base = {i: known[i] for i in {m.conversation_id for m in new}}
             try:
                 await self.committer.commit(new, base)
                 break
@@ -153,9 +169,8 @@ class ConversationHandler:
                 if prior:
                     raise
                 async with self.pool.acquire() as conn:
-                    prior = await existing_messages(conn, [(UUID(c.conversation_id), c.client_id) for c in sends
-                                                           if UUID(c.conversation_id) in self._states])
-        self._states.update(states)
+                    prior = await existing_messages(conn, [(i, c.client_id) for c, i in sends if i in known])
+        self.states.put_many(states)
         others = [n for n, o in enumerate(outcomes) if o is None]
         if others:  # receipts and conversation changes: rarer, one transaction, in order
             async with self.pool.acquire() as conn:
@@ -166,16 +181,16 @@ class ConversationHandler:
                         if isinstance(cmd, ReceiptCommand):
                             receipt = await apply_receipt(conn, state, cmd.participant_kind,
                                                           UUID(cmd.participant_id), cmd.delivered_seq, cmd.read_seq)
-                            outcomes[n] = Outcome(receipt, True)
+                            outcomes[n] = Outcome(receipt, True, state)
                         elif isinstance(cmd, UpdateCommand):
-                            outcomes[n] = Outcome(await apply_update(conn, state, cmd), True)
+                            outcomes[n] = Outcome(await apply_update(conn, state, cmd), True, state)
         return [o for o in outcomes if o is not None]
 
     def _plan(self, commands: list[ConversationCommand], ids: list[UUID | None],
-              prior: dict[tuple[UUID, str], Message]
+              known: dict[UUID, ConversationState], prior: dict[tuple[UUID, str], Message]
               ) -> tuple[list[Outcome | None], dict[UUID, ConversationState], list[NewMessage]]:
         """Number the batch's new messages from each conversation's last_seq (nothing is written)."""
-        states = {i: self._states[i] for i in ids if i is not None and i in self._states}
+        states = {i: known[i] for i in ids if i is not None and i in known}
         outcomes: list[Outcome | None] = [None] * len(commands)
         new: list[NewMessage] = []
         fresh: dict[tuple[UUID, str], Message] = {}
@@ -198,7 +213,7 @@ class ConversationHandler:
                     outcomes[n] = Outcome(Conflict("client_id is already used in this conversation",
                                                    {"path": "$.client_id"}, code="client_id_taken"), False)
                 else:
-                    outcomes[n] = Outcome(original, False)
+                    outcomes[n] = Outcome(original, False, state)
                 continue
             seq = state.last_seq + 1
             states[state.id] = ConversationState(state.id, state.app_id, state.user_id, seq)
@@ -210,7 +225,7 @@ class ConversationHandler:
                           sender_kind=cmd.sender_kind, sender_id=cmd.sender_id, body=cmd.body,
                           attachments=cmd.attachments, created_at=created_at, is_note=cmd.is_note)
             fresh[key] = msg
-            outcomes[n] = Outcome(msg, True)
+            outcomes[n] = Outcome(msg, True, state)
         return outcomes, states, new
 
     async def after_process(self, partition: int, results: list[Any]) -> asyncio.Future[None] | None:
@@ -218,8 +233,8 @@ class ConversationHandler:
         outcomes = self._pending_effects.pop(partition, [])
         for o in outcomes:
             r = o.result
+            state = o.state
             if isinstance(r, Message):
-                state = self._states.get(UUID(r.conversation_id))
                 if state is None:
                     continue
                 # A resend fans the original out again: the owner that committed it may have
@@ -229,7 +244,6 @@ class ConversationHandler:
             if not o.new or isinstance(r, ApiError):
                 continue
             if isinstance(r, Receipt):
-                state = self._states.get(UUID(r.conversation_id))
                 if state is None:
                     continue
                 await self.fanout.receipt(str(state.app_id), str(state.user_id), r)

@@ -25,6 +25,7 @@ import psutil
 
 from server.db.migrate import migrate
 from server.embedded import EmbeddedServices
+from server.settings import Settings
 from server.tenancy.workspaces import create_workspace
 from tests.support import ServerProcess
 
@@ -43,12 +44,12 @@ def _cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
-async def _workspace(db_url: str) -> str:
+async def _workspace(db_url: str) -> tuple[str, uuid.UUID]:
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
     ws = await create_workspace(pool, app_name="bench", email=f"bench-{uuid.uuid4().hex[:8]}@bench.local",
                                 password="bench-password")
     await pool.close()
-    return ws.publishable_key
+    return ws.publishable_key, ws.app_id
 
 
 async def _verify(db_url: str, conversations: list[str]) -> dict[str, int]:
@@ -96,6 +97,22 @@ def _result(driver: subprocess.Popen[bytes], timeout: float) -> dict[str, object
     if not lines:
         raise RuntimeError(f"driver failed: {err.decode()[-2000:]}")
     return json.loads(lines[-1])  # type: ignore[no-any-return]
+
+
+def _metric_total(urls: list[str], name: str) -> float | None:
+    """One unlabelled metric summed over the replicas' /metrics; None if none reports it."""
+    total: float | None = None
+    for url in urls:
+        try:
+            with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            metric, _, value = line.partition(" ")
+            if metric == name:
+                total = (total or 0.0) + float(value)
+    return total
 
 
 def _commit_stats(urls: list[str]) -> dict[str, float | None]:
@@ -160,6 +177,51 @@ def run_storm(urls: list[str], api_key: str, sockets: int, procs: list[psutil.Pr
     ]
 
 
+async def _seed_soak(db_url: str, app_id: uuid.UUID, conversations: int, per_user: int) -> list[dict[str, object]]:
+    """Users and their empty conversations, straight into Postgres: creating them is not what the
+    soak measures, and one SQL statement does 100,000 in seconds."""
+    conn = await asyncpg.connect(db_url)
+    run = uuid.uuid4().hex[:8]
+    users = await conn.fetch(
+        """INSERT INTO end_users (app_id, external_id) SELECT $1, $2 || g FROM generate_series(1, $3) g
+           RETURNING id, external_id""", app_id, f"soak-{run}-", -(-conversations // per_user))
+    external = {r["id"]: r["external_id"] for r in users}
+    found = await conn.fetch(
+        """INSERT INTO conversations (app_id, user_id)
+           SELECT $1, u FROM unnest($2::uuid[]) u CROSS JOIN generate_series(1, $3) LIMIT $4
+           RETURNING id, user_id""", app_id, list(external), per_user, conversations)
+    await conn.close()
+    plan: dict[str, list[str]] = {}
+    for r in found:
+        plan.setdefault(external[r["user_id"]], []).append(str(r["id"]))
+    return [{"user_id": user, "conversations": convs} for user, convs in plan.items()]
+
+
+def run_soak(urls: list[str], api_key: str, app_id: uuid.UUID, conversations: int, procs: list[psutil.Process],
+             db_url: str, tmp: Path) -> dict[str, object]:
+    """soak: one message to each of `conversations` conversations, each touched once; the servers'
+    RSS and the actor's cached conversation states sampled at every tenth."""
+    plan_file = tmp / "soak-plan.json"
+    plan_file.write_text(json.dumps(asyncio.run(_seed_soak(db_url, app_id, conversations, per_user=100))))
+    time.sleep(2)  # start-up work settles
+    before = _rss_mb(procs)
+    driver = _driver({"mode": "soak", "urls": urls, "apiKey": api_key, "clients": 100, "planFile": str(plan_file),
+                      "progressEvery": max(conversations // 10, 1)})
+    rss: list[float] = []
+    cached: list[float | None] = []
+    assert driver.stderr is not None
+    for line in driver.stderr:  # until the driver exits
+        if b'"phase":"progress"' in line:
+            rss.append(round(_rss_mb(procs), 1))
+            cached.append(_metric_total(urls, "replyhq_conversation_states_cached"))
+    result = _result(driver, 60)
+    time.sleep(3)  # the driver's sockets are closed: let the servers drop what they held for them
+    bound = int(os.environ.get("CONVERSATION_STATE_CACHE_SIZE") or Settings().conversation_state_cache_size)
+    return {**result, "state_cache_size": bound, "rss_before_mb": round(before, 1),
+            "rss_after_mb": round(_rss_mb(procs), 1), "rss_mb_by_tenth": rss,
+            "states_cached_by_tenth": [int(c) if c is not None else None for c in cached]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--replicas", type=int, default=int(os.environ.get("REPLICAS", "1")))
@@ -167,8 +229,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=float(os.environ.get("DURATION", "15")))
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--storm-sockets", type=int, default=int(os.environ.get("STORM_SOCKETS", "5000")))
-    parser.add_argument("--scenarios", default=os.environ.get("SCENARIOS", "messages,connect_storm,failover"),
-                        help="comma list of messages, connect_storm (also prints idle_memory), failover")
+    parser.add_argument("--soak-conversations", type=int, default=int(os.environ.get("SOAK_CONVERSATIONS", "100000")))
+    parser.add_argument("--scenarios", default=os.environ.get("SCENARIOS", "soak,messages,connect_storm,failover"),
+                        help="comma list of soak (always first, on fresh replicas), messages, connect_storm "
+                             "(also prints idle_memory), failover")
     args = parser.parse_args()
     if not shutil.which("node") or not (ROOT / "static/node_modules/socket.io-client").exists():
         sys.exit("bench needs node and `npm ci --prefix static` (make bench does both)")
@@ -182,7 +246,8 @@ def main() -> None:
     servers: list[ServerProcess] = []
     env = {"DATABASE_URL": pg, "REDIS_URL": rd, "REPLYHQ_ENV": "test", "LOG_LEVEL": "WARNING",
            "JWT_SECRET": "bench-" + "x" * 40, "DATA_DIR": str(tmp / "data"), "DB_POOL_MAX": "20",
-           **{k: os.environ[k] for k in ("COMMIT_WORKERS", "ACTOR_PARTITIONS") if k in os.environ}}
+           **{k: os.environ[k] for k in ("COMMIT_WORKERS", "ACTOR_PARTITIONS", "CONVERSATION_STATE_CACHE_SIZE")
+              if k in os.environ}}
 
     def start_replica() -> ServerProcess:
         n = len(servers) + 1
@@ -196,12 +261,15 @@ def main() -> None:
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
     try:
         asyncio.run(migrate(pg))
-        api_key = asyncio.run(_workspace(pg))
+        api_key, app_id = asyncio.run(_workspace(pg))
         for _ in range(args.replicas):
             start_replica()
         time.sleep(2.5)  # leases settle across replicas
         procs = [psutil.Process(s.proc.pid) for s in servers if s.proc]
         urls = [s.url for s in servers]
+        if "soak" in scenarios:
+            line = run_soak(urls, api_key, app_id, args.soak_conversations, procs, pg, tmp)
+            emit({"scenario": "soak", "replicas": args.replicas, **line})
         if "messages" in scenarios:
             for clients in [int(c) for c in args.clients.split(",") if c]:
                 line = run_messages(urls, api_key, clients, args.warmup, args.duration, procs, pg)

@@ -4,6 +4,10 @@
 //     Retryable errors (503, timeouts) are retried with the same client_id, like the SDKs do.
 //   mode "storm": opens `clients` sockets at once, reports how long until all connected, then holds
 //     them idle for `holdS` seconds (the runner measures server memory meanwhile).
+//   mode "soak": `clients` sockets, one user at a time each, send one message to every conversation
+//     of the plan the runner seeded (`planFile`), reporting progress every `progressEvery` on
+//     stderr (the runner samples server memory then).
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
 const { io } = require(process.env.SIO_CLIENT || "../static/node_modules/socket.io-client");
@@ -116,6 +120,32 @@ async function messages() {
     max_ack_gap_ms: +maxGap.toFixed(1), errors, retries, lost, lost_sample: lostSample, duplicated, setup_s: +setupS.toFixed(2), conversations };
 }
 
-const result = mode === "storm" ? await storm() : await messages();
+async function soak() {
+  // The plan (a file: too big for argv) lists users and their conversations, seeded by the runner.
+  const { planFile, progressEvery = 10000 } = cfg;
+  const plan = JSON.parse(readFileSync(planFile, "utf8"));
+  let nextUser = 0, finished = 0, sent = 0, errors = 0;
+  const errorSample = [];
+  async function worker(w) {
+    for (let u = nextUser++; u < plan.length; u = nextUser++) {
+      const { user_id: userId, conversations } = plan[u];
+      const sock = await connect(urls[w % urls.length], userId);
+      for (const conversationId of conversations) {
+        const res = await call(sock, "message:send", { conversation_id: conversationId, client_id: "soak", body: "hello" });
+        if (res && res.ok && res.message.seq === 1) sent++;
+        else { errors++; if (errorSample.length < 5) errorSample.push(res); }
+        if (++finished % progressEvery === 0) console.error(JSON.stringify({ phase: "progress", done: finished }));
+      }
+      sock.close();
+    }
+  }
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: clients }, (_, w) => worker(w)));
+  const elapsed = (performance.now() - t0) / 1000;
+  return { conversations: sent, errors, error_sample: errorSample, users: plan.length, soak_s: +elapsed.toFixed(1),
+    conversations_per_s: +(sent / elapsed).toFixed(1) };
+}
+
+const result = mode === "storm" ? await storm() : mode === "soak" ? await soak() : await messages();
 console.log(JSON.stringify(result));
 process.exit(0);

@@ -116,7 +116,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         sio.eio.pinger.start()
         app.ctx.fanout = Fanout(sio, app.ctx.metrics)
         handler = ConversationHandler(app.ctx.pool, app.ctx.fanout, app.ctx.metrics,
-                                      commit_workers=settings.commit_workers)
+                                      commit_workers=settings.commit_workers,
+                                      state_cache_size=settings.conversation_state_cache_size)
         app.ctx.conversation_handler = handler
         app.ctx.conversation_actors = ActorHost(app.ctx.redis, handler, replica_id=settings.replica_id,
                                                 partitions=settings.actor_partitions, writer=app.ctx.redis_writer,
@@ -248,3 +249,7 @@ def _install_static(app: Sanic) -> None:
     for folder in ("js", "css", "img"):
         if (STATIC_DIR / folder).is_dir():
             app.static(f"/{folder}", STATIC_DIR / folder, name=f"assets_{folder}")
+    # Pages link /img/icon.svg; browsers and crawlers still ask for /favicon.ico by convention.
+    icon = STATIC_DIR / "img" / "favicon.ico"
+    if icon.exists():
+        app.static("/favicon.ico", icon, name="favicon", content_type="image/x-icon")

@@ -26,6 +26,8 @@ class Metrics:
                                       ["kind", "result"], registry=r)
         self.actor_stream_lag = Gauge("replyhq_actor_stream_lag", "Commands waiting in owned partitions",
                                       ["kind"], registry=r)
+        self.conversation_states_cached = Gauge("replyhq_conversation_states_cached",
+                                                "Conversation states the actor keeps in memory", registry=r)
         self.commit_batch_size = Histogram("replyhq_commit_batch_size", "Messages per group commit",
                                            registry=r, buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500))
         self.commit_duration = Histogram("replyhq_commit_duration_seconds", "Time of one group commit in Postgres",

@@ -44,6 +44,7 @@ ENV_VARS: dict[str, str] = {
     "ADMIN_SOCKET_RECHECK_INTERVAL": "admin_socket_recheck_interval",
     "COMMIT_WORKERS": "commit_workers",
     "CONNECT_CONCURRENCY": "connect_concurrency",
+    "CONVERSATION_STATE_CACHE_SIZE": "conversation_state_cache_size",
     "EVENT_RETENTION_DAYS": "event_retention_days",
     "EVENT_RELAY_INTERVAL": "event_relay_interval",
 }
@@ -94,6 +95,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     commit_workers: Annotated[int, Meta(ge=1, le=64)] = 1
     # New connections in their handshake at once (server/admission.py); more wait, reading paused.
     connect_concurrency: Annotated[int, Meta(ge=1, le=100_000)] = 128
+    # Conversations whose state (ids, last seq) one replica keeps in memory, least recently used
+    # evicted beyond it: about 0.5 KB each. An evicted one costs one indexed read when next touched.
+    conversation_state_cache_size: Annotated[int, Meta(ge=1, le=10_000_000)] = 50_000
     # Days domain events are kept in Postgres (workers/event_retention.py); consumers must keep up.
     event_retention_days: Annotated[int, Meta(ge=1, le=3650)] = 30
     # Seconds the event relay waits when it found nothing new: the floor of event latency.

@@ -16,6 +16,7 @@ from actors.conversation import ConversationHandler
 from actors.host import ActorHost
 from actors.leases import PartitionCountMismatch, PartitionLeases
 from actors.partitions import partition_of
+from actors.state_cache import StateCache
 from server.errors import ServiceUnavailable
 from server.messaging.models import ReceiptCommand, SendCommand
 from server.messaging.service import MessagingService
@@ -39,12 +40,14 @@ async def make_host(db: asyncpg.Pool, redis: aioredis.Redis) -> AsyncIterator[Ca
     hosts: list[ActorHost] = []
     writers: list[RedisWriter] = []
 
-    async def make(name: str, call_timeout: float = 10.0) -> tuple[ActorHost, MessagingService]:
+    async def make(name: str, call_timeout: float = 10.0,
+                   state_cache_size: int = 50_000) -> tuple[ActorHost, MessagingService]:
         metrics = Metrics()
         fanout = Fanout(socketio.AsyncServer(async_mode="asgi"), metrics)
         writer = RedisWriter(redis, f"{name}-writer")  # one per replica, as the app has
         writers.append(writer)
-        host: ActorHost = ActorHost(redis, ConversationHandler(db, fanout, metrics), replica_id=name,
+        handler = ConversationHandler(db, fanout, metrics, state_cache_size=state_cache_size)
+        host: ActorHost = ActorHost(redis, handler, replica_id=name,
                                     partitions=PARTITIONS, writer=writer, metrics=metrics,
                                     call_timeout=call_timeout)
         await host.start()
@@ -203,3 +206,88 @@ async def test_a_client_id_used_by_another_sender_is_a_conflict_not_their_messag
     with pytest.raises(Conflict):
         await svc.send(SendCommand(conversation_id=conv_id, app_id=str(workspace.app_id), sender_kind="user",
                                    sender_id=user_id, client_id="shared", body="hi"))
+
+
+# ---- the conversation state cache: bounded, and what it forgets is read again correctly --------
+
+def test_the_state_cache_forgets_the_least_recently_used_beyond_its_size() -> None:
+    cache: StateCache[str, int] = StateCache(2)
+    cache.put_many({"a": 1, "b": 2})
+    assert cache.get("a") == 1  # "a" is now more recent than "b"
+    cache.put_many({"c": 3})
+    assert ("a" in cache, "b" in cache, "c" in cache) == (True, False, True)
+    assert len(cache) == 2
+
+
+def _send(ws: NewWorkspace, conv_id: str, user_id: str, client_id: str) -> SendCommand:
+    return SendCommand(conversation_id=conv_id, app_id=str(ws.app_id), sender_kind="user", sender_id=user_id,
+                       client_id=client_id, body=f"body of {client_id}")
+
+
+async def test_a_conversation_whose_state_was_evicted_continues_its_seq_and_answers_resends(
+        make_host, workspace, db) -> None:  # type: ignore[no-untyped-def]
+    host, svc = await make_host("replica-a", state_cache_size=2)
+    conv_id, user_id = await _conversation(svc, workspace, "evicted")
+    originals = [await svc.send(_send(workspace, conv_id, user_id, f"first-{i}")) for i in range(3)]
+    assert [m.seq for m in originals] == [1, 2, 3]
+
+    async def evict() -> None:  # two other conversations push it out
+        for _ in range(2):
+            other, other_user = await _conversation(svc, workspace, f"other-{uuid.uuid4().hex[:8]}")
+            await svc.send(_send(workspace, other, other_user, "hello"))
+        assert uuid.UUID(conv_id) not in host.handler.states
+
+    await evict()
+    assert (await svc.send(_send(workspace, conv_id, user_id, "after-eviction"))).seq == 4
+    await evict()
+    again = await svc.send(_send(workspace, conv_id, user_id, "first-1"))  # the SDK resends
+    assert (again.id, again.seq) == (originals[1].id, 2)
+    await evict()
+    receipt = await svc.receipt(ReceiptCommand(conversation_id=conv_id, app_id=str(workspace.app_id),
+                                               participant_kind="user", participant_id=user_id, read_seq=99))
+    assert (receipt.read_seq, receipt.delivered_seq) == (4, 4)  # clamped to the real last seq
+    await evict()
+    assert (await svc.send(_send(workspace, conv_id, user_id, "last"))).seq == 5
+    stored = await db.fetch("SELECT seq, client_id FROM messages WHERE conversation_id = $1 ORDER BY seq",
+                            uuid.UUID(conv_id))
+    assert [(r["seq"], r["client_id"]) for r in stored] == [
+        (1, "first-0"), (2, "first-1"), (3, "first-2"), (4, "after-eviction"), (5, "last")]
+
+
+async def test_a_cache_smaller_than_a_batch_still_numbers_and_fans_out_every_message(
+        make_host, workspace, db) -> None:  # type: ignore[no-untyped-def]
+    host, svc = await make_host("replica-a", state_cache_size=1)
+    fanned: list[tuple[str, int]] = []
+    real_message_new = host.handler.fanout.message_new
+
+    async def recording(app_id: str, user_id: str, message) -> None:  # type: ignore[no-untyped-def]
+        fanned.append((message.conversation_id, message.seq))
+        await real_message_new(app_id, user_id, message)
+
+    host.handler.fanout.message_new = recording
+    convs = [await _conversation(svc, workspace, f"busy-{i}") for i in range(20)]
+    # Every conversation's sends at once: batches of many conversations, each evicting the others.
+    sent = await asyncio.gather(*(svc.send(_send(workspace, c, u, f"{c}-{k}")) for k in range(5) for c, u in convs))
+    assert len(host.handler.states) == 1
+    by_conv: dict[str, list[int]] = {}
+    for m in sent:
+        by_conv.setdefault(m.conversation_id, []).append(m.seq)
+    assert {c: sorted(seqs) for c, seqs in by_conv.items()} == {c: [1, 2, 3, 4, 5] for c, _ in convs}
+    assert sorted(fanned) == sorted((m.conversation_id, m.seq) for m in sent)
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE conversation_id = ANY($1::uuid[])",
+                             [uuid.UUID(c) for c, _ in convs]) == 100
+
+
+async def test_touching_more_conversations_than_the_bound_levels_off_at_the_bound(
+        make_host, workspace) -> None:  # type: ignore[no-untyped-def]
+    host, svc = await make_host("replica-a", state_cache_size=40)
+    sizes = []
+    touched = []
+    for i in range(160):
+        conv_id, user_id = await _conversation(svc, workspace, f"many-{i}")
+        await svc.send(_send(workspace, conv_id, user_id, "one"))
+        touched.append(uuid.UUID(conv_id))
+        sizes.append(len(host.handler.states))
+    assert sizes[:40] == list(range(1, 41))  # grows while under the bound ...
+    assert set(sizes[40:]) == {40}  # ... then stays there
+    assert all(c in host.handler.states for c in touched[-40:])  # the most recently used are kept

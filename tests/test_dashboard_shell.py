@@ -31,6 +31,62 @@ def sign_in(page: Page, server: ServerProcess, email: str) -> None:
     expect(page.get_by_test_id("admin-name")).to_be_visible()
 
 
+# What a person would see of each element the page marks `hidden`: none of them may show.
+SHOWN_THOUGH_HIDDEN = """() => [...document.querySelectorAll('[hidden]')]
+    .filter((el) => el.checkVisibility()).map((el) => el.id || el.outerHTML.slice(0, 80))"""
+
+
+def test_the_login_page_shows_only_the_form_a_person_needs(page: Page, app_server: ServerProcess) -> None:
+    forms = {name: page.locator(f"#{name}-form") for name in ("login", "signup", "invite")}
+
+    def only(visible: str) -> None:
+        for name, form in forms.items():
+            if name == visible:
+                expect(form).to_be_visible()
+            else:
+                expect(form).to_be_hidden()
+
+    page.goto(app_server.url + "/login.html")
+    only("login")
+    page.click("#to-signup")
+    only("signup")
+    page.click("#to-login")
+    only("login")
+    page.goto(app_server.url + "/login.html#invite=rhq_inv_example")
+    page.reload()  # a fresh visit through the link, not only a hash change
+    only("invite")
+
+
+def test_no_page_shows_what_it_marks_hidden(page: Page, app_server: ServerProcess) -> None:
+    signup(app_server, "olive@acme.test", app_name="Acme")
+    page.goto(app_server.url + "/login.html")
+    page.wait_for_load_state("networkidle")
+    assert page.evaluate(SHOWN_THOUGH_HIDDEN) == []
+    sign_in(page, app_server, "olive@acme.test")
+    for name in PAGES:
+        page.goto(f"{app_server.url}/{name}")
+        expect(page.get_by_test_id("admin-name")).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate(SHOWN_THOUGH_HIDDEN) == [], name
+
+
+def test_every_page_has_an_icon_the_server_serves(page: Page, app_server: ServerProcess) -> None:
+    signup(app_server, "olive@acme.test", app_name="Acme")
+    page.goto(app_server.url + "/login.html")
+    icons = {"login.html": page.evaluate("document.querySelector('link[rel~=icon]')?.href ?? null")}
+    sign_in(page, app_server, "olive@acme.test")
+    for name in PAGES:
+        page.goto(f"{app_server.url}/{name}")
+        icons[name] = page.evaluate("document.querySelector('link[rel~=icon]')?.href ?? null")
+    assert all(icons.values()), icons
+    # /favicon.ico too: browsers and tools ask for it whatever the page says
+    for url in {*icons.values(), app_server.url + "/favicon.ico"}:
+        response = page.request.get(url)
+        assert response.status == 200, url
+        assert response.headers["content-type"].startswith("image/"), (url, response.headers["content-type"])
+        assert response.body(), url
+
+
 def test_visitors_without_a_session_are_sent_to_login_and_back(page: Page, app_server: ServerProcess) -> None:
     signup(app_server, "olive@acme.test", app_name="Acme")
     page.goto(app_server.url + "/settings.html")
