@@ -27,7 +27,7 @@ from tests.conftest import TEST_JWT_SECRET, run_sync
 from tests.support import ServerProcess, http
 
 # What the app serves besides the API: the dashboard's pages and assets, its vendor libraries, Socket.IO.
-NOT_API = ("/v1/socket.io", "/vendor/", "/js", "/css", "/img")
+NOT_API = ("/v1/socket.io", "/vendor/", "/js", "/css", "/img", "/favicon.ico")
 
 
 def _served_operations() -> set[tuple[str, str]]:
