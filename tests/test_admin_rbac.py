@@ -85,6 +85,9 @@ INBOX_QUERY_BAD = ("?limit=0", "?limit=101", "?limit=abc", "?status=deleted", "?
 # Ordered so that running them all as the owner succeeds (the destructive ones come last).
 ROUTES: list[Route] = [
     Route("GET", "/admin/auth/me", None),
+    # domain events
+    Route("GET", "/admin/api/events?type=conversation.created&limit=5", "events.read",
+          bad=("?type=message.exploded", "?cursor=x", "?limit=0", "?limit=201")),
     # inbox
     Route("GET", "/admin/api/conversations", "conversations.read", bad=INBOX_QUERY_BAD),
     Route("GET", "/admin/api/conversations?q={marker}&status=open&unread=true&tag={tag}", "conversations.read"),

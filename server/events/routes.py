@@ -25,7 +25,7 @@ class EventPage(msgspec.Struct, kw_only=True):
 
 LIST_EVENTS = Operation(
     "GET", "/admin/api/events", "The workspace's domain events, newest first", "events",
-    response=EventPage, auth="admin_jwt", errors=(403,),
+    response=EventPage, auth="admin_jwt", errors=(403, 422),
     params=(("type", "query", "only these types (comma-separated; see GET /docs/events)"),
             ("cursor", "query", "next_cursor of the previous page"),
             ("limit", "query", "events per page (1-200, default 50)",
