@@ -222,6 +222,110 @@ def run_soak(urls: list[str], api_key: str, app_id: uuid.UUID, conversations: in
             "states_cached_by_tenth": [int(c) if c is not None else None for c in cached]}
 
 
+def _histogram(urls: list[str], name: str, labels: str = "") -> dict[float, float]:
+    """Cumulative bucket counts (le -> count) of one histogram, summed over the replicas."""
+    buckets: dict[float, float] = {}
+    for url in urls:
+        try:
+            with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(name + "_bucket{") and labels in line:
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                bound = float("inf") if le == "+Inf" else float(le)
+                buckets[bound] = buckets.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def _quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    """The upper bound of the bucket holding quantile q of what was observed between two scrapes."""
+    deltas = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = deltas[-1][1] if deltas else 0.0
+    if total <= 0:
+        return None
+    for le, count in deltas:
+        if count >= q * total:
+            return le
+    return None
+
+
+async def _events_progress(db_url: str, app_id: uuid.UUID) -> dict[str, int]:
+    conn = await asyncpg.connect(db_url)
+    try:
+        row = await conn.fetchrow(
+            """SELECT (SELECT max(seq) FROM domain_events) AS head,
+                      (SELECT seq FROM event_relay WHERE id = 1) AS relayed,
+                      (SELECT seq FROM event_consumers WHERE name = 'event-counts') AS applied,
+                      (SELECT count(*) FROM domain_events WHERE app_id = $1) AS events,
+                      (SELECT coalesce(sum(count), 0) FROM event_counts WHERE app_id = $1) AS counted""", app_id)
+        return {k: int(v or 0) for k, v in dict(row).items()}
+    finally:
+        await conn.close()
+
+
+async def _seed_events(db_url: str, app_id: uuid.UUID, n: int) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute(
+            """INSERT INTO domain_events (type, app_id, user_id, data)
+               SELECT 'user.updated', $1, gen_random_uuid(), jsonb_build_object('user', jsonb_build_object('n', g),
+                      'changes', jsonb_build_array('attributes'))
+               FROM generate_series(1, $2) g""", app_id, n)
+    finally:
+        await conn.close()
+
+
+def run_events(urls: list[str], api_key: str, app_id: uuid.UUID, backlog: int, procs: list[psutil.Process],
+               db_url: str, warmup: float, duration: float) -> dict[str, object]:
+    """events: a backlog of `backlog` committed events (seeded by SQL, not timed) relayed to the stream
+    and applied by the event-counts group; then SDK traffic, for the commit-to-consumer delay."""
+    _wait_events(db_url, app_id, timeout=60)  # what start-up recorded is applied
+    asyncio.run(_seed_events(db_url, app_id, backlog))
+    t0 = time.monotonic()
+    relayed_at = applied_at = None
+    while applied_at is None and time.monotonic() - t0 < 600:
+        p = asyncio.run(_events_progress(db_url, app_id))
+        now = time.monotonic()
+        if relayed_at is None and p["relayed"] >= p["head"]:
+            relayed_at = now
+        if p["applied"] >= p["head"] and p["counted"] >= p["events"]:
+            applied_at = now
+        time.sleep(0.05)
+    done = asyncio.run(_events_progress(db_url, app_id))
+    before = _histogram(urls, "replyhq_event_consumer_delay_seconds", 'group="event-counts"')
+    relay_before = _histogram(urls, "replyhq_events_relay_delay_seconds")
+    traffic = run_messages(urls, api_key, 100, warmup, duration, procs, db_url)
+    _wait_events(db_url, app_id, timeout=60)
+    after = _histogram(urls, "replyhq_event_consumer_delay_seconds", 'group="event-counts"')
+    relay_after = _histogram(urls, "replyhq_events_relay_delay_seconds")
+    final = asyncio.run(_events_progress(db_url, app_id))
+    return {"backlog": backlog,
+            "relay_events_per_s": round(backlog / (relayed_at - t0)) if relayed_at else None,
+            "consume_events_per_s": round(backlog / (applied_at - t0)) if applied_at else None,
+            "lost": max(0, done["events"] - done["counted"]) + max(0, final["events"] - final["counted"]),
+            "double_effects": max(0, done["counted"] - done["events"]) + max(0, final["counted"] - final["events"]),
+            "traffic_msgs_per_s": traffic["msgs_per_s"],
+            "commit_to_stream_p99_ms_le": _ms(_quantile(relay_before, relay_after, 0.99)),
+            "commit_to_consumer_p50_ms_le": _ms(_quantile(before, after, 0.50)),
+            "commit_to_consumer_p99_ms_le": _ms(_quantile(before, after, 0.99)),
+            "server_rss_mb": traffic["server_rss_mb"]}
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def _wait_events(db_url: str, app_id: uuid.UUID, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        p = asyncio.run(_events_progress(db_url, app_id))
+        if p["applied"] >= p["head"] and p["counted"] >= p["events"]:
+            return
+        time.sleep(0.1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--replicas", type=int, default=int(os.environ.get("REPLICAS", "1")))
@@ -230,9 +334,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--storm-sockets", type=int, default=int(os.environ.get("STORM_SOCKETS", "5000")))
     parser.add_argument("--soak-conversations", type=int, default=int(os.environ.get("SOAK_CONVERSATIONS", "100000")))
+    parser.add_argument("--events-backlog", type=int, default=int(os.environ.get("EVENTS_BACKLOG", "1000000")))
     parser.add_argument("--scenarios", default=os.environ.get("SCENARIOS", "soak,messages,connect_storm,failover"),
                         help="comma list of soak (always first, on fresh replicas), messages, connect_storm "
-                             "(also prints idle_memory), failover")
+                             "(also prints idle_memory), failover, events (not in the default list: 1M events)")
     args = parser.parse_args()
     if not shutil.which("node") or not (ROOT / "static/node_modules/socket.io-client").exists():
         sys.exit("bench needs node and `npm ci --prefix static` (make bench does both)")
@@ -274,6 +379,9 @@ def main() -> None:
             for clients in [int(c) for c in args.clients.split(",") if c]:
                 line = run_messages(urls, api_key, clients, args.warmup, args.duration, procs, pg)
                 emit({"scenario": "messages", "replicas": args.replicas, "clients": clients, **line})
+        if "events" in scenarios:
+            line = run_events(urls, api_key, app_id, args.events_backlog, procs, pg, args.warmup, args.duration)
+            emit({"scenario": "events", "replicas": args.replicas, **line})
         if "connect_storm" in scenarios:
             for line in run_storm(urls, api_key, args.storm_sockets, procs):
                 emit(line)

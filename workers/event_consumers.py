@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from datetime import datetime
 from typing import Any, Protocol
 
 import asyncpg
@@ -28,6 +30,13 @@ from server.events.store import Position
 log = logging.getLogger("replyhq.workers.event_consumers")
 STREAM = "events:domain"
 _decode_event = msgspec.json.Decoder(DomainEvent).decode
+# The group's checkpoint, locked for the batch, with what retention deleted and how far the relay got.
+_CHECKPOINT_SQL = """
+SELECT c.tx::text AS tx, c.seq, r.tx::text AS kept_tx, r.seq AS kept_seq, l.seq AS relayed_seq
+FROM event_consumers c, event_retention r, event_relay l
+WHERE c.name = $1 AND r.id = 1 AND l.id = 1
+FOR UPDATE OF c
+"""
 
 
 class Consumer(Protocol):
@@ -133,13 +142,11 @@ class ConsumerGroup:
 
     async def _apply(self, events: list[tuple[Position, DomainEvent]] | None) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow("SELECT tx::text AS tx, seq FROM event_consumers WHERE name = $1 FOR UPDATE",
-                                      self.name)
+            row = await conn.fetchrow(_CHECKPOINT_SQL, self.name)  # one round trip: it is on every batch
             checkpoint = Position(int(row["tx"]), row["seq"])
-            await self._check_retention(conn, checkpoint)
+            self._check_retention(checkpoint, Position(int(row["kept_tx"]), row["kept_seq"]))
             if self.metrics is not None:  # numbers follow commit order closely: a fair estimate of the lag
-                relayed = await store.relay_checkpoint(conn)
-                self.metrics.event_consumer_lag.labels(self.name).set(max(0, relayed.n - checkpoint.n))
+                self.metrics.event_consumer_lag.labels(self.name).set(max(0, row["relayed_seq"] - checkpoint.n))
             todo: list[DomainEvent] = []
             cursor = checkpoint
             if events is None:
@@ -165,10 +172,13 @@ class ConsumerGroup:
                    updated_at = now() WHERE name = $1""", self.name, str(cursor.tx), cursor.n, len(todo))
         if self.metrics is not None:
             self.metrics.event_consumer_applied.labels(self.name).inc(len(todo))
+            now = time.time()
+            delay = self.metrics.event_consumer_delay.labels(self.name)
+            for event in todo[:: max(1, len(todo) // 20)]:  # a sample per batch is enough for the histogram
+                delay.observe(max(0.0, now - _epoch(event.occurred_at)))
         return len(todo)
 
-    async def _check_retention(self, conn: asyncpg.Connection, checkpoint: Position) -> None:
-        mark = await store.retention_mark(conn)
+    def _check_retention(self, checkpoint: Position, mark: Position) -> None:
         behind = checkpoint < mark
         if self.metrics is not None:
             self.metrics.event_consumer_behind_retention.labels(self.name).set(1 if behind else 0)
@@ -177,6 +187,10 @@ class ConsumerGroup:
                       "already deleted (up to %s); the events in between are lost to it. Raise "
                       "EVENT_RETENTION_DAYS or fix the consumer.", self.name, checkpoint, mark)
         self._warned_retention = behind
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 async def _all_between(conn: asyncpg.Connection, after: Position, before: Position) -> list[DomainEvent]:

@@ -6,8 +6,6 @@ the envelope's subject ids say whom it concerns. Served at GET /docs/events (doc
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 VERSION = 1
@@ -24,7 +22,8 @@ class DomainEvent(msgspec.Struct, kw_only=True):
     user_id: str | None = None
     admin_id: str | None = None
     version: int = VERSION
-    data: dict[str, Any] = {}
+    # The stored JSON as it is: relaying and most consumers pass it on without parsing it.
+    data: msgspec.Raw
     position: str = ""  # "<tx>.<n>"
 
 

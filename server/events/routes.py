@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 from sanic import Blueprint, Request
-from sanic.response import HTTPResponse, json
+from sanic.response import HTTPResponse, raw
 
 from server.auth.rbac import current_admin, requires
 from server.errors import ValidationFailed
@@ -16,6 +14,7 @@ from server.openapi import Operation, document
 from server.routes.query_params import int_param
 
 bp = Blueprint("admin_events", url_prefix="/admin/api/events")
+_encode = msgspec.json.Encoder().encode
 
 
 class EventPage(msgspec.Struct, kw_only=True):
@@ -65,6 +64,5 @@ async def list_events(request: Request) -> HTTPResponse:
                                       before=before, limit=limit + 1)
     more = len(events) > limit
     page = events[:limit]
-    body: dict[str, Any] = msgspec.to_builtins(
-        EventPage(events=page, next_cursor=page[-1].id if more and page else None))
-    return json(body, status=LIST_EVENTS.status)
+    body = _encode(EventPage(events=page, next_cursor=page[-1].id if more and page else None))
+    return raw(body, status=LIST_EVENTS.status, content_type="application/json")

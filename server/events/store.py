@@ -10,15 +10,13 @@ took number 5 may commit after the one that took 6 was read.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
 import msgspec
 
 from server.events.catalog import DomainEvent
-
-_decode = msgspec.json.decode
 
 
 class Position(NamedTuple):
@@ -67,7 +65,7 @@ def event_from_row(row: asyncpg.Record) -> DomainEvent:
     return DomainEvent(id=f"evt_{row['seq']}", type=row["type"], app_id=str(row["app_id"]),
                        occurred_at=_iso(row["occurred_at"]), conversation_id=_str(row["conversation_id"]),
                        user_id=_str(row["user_id"]), admin_id=_str(row["admin_id"]), version=row["version"],
-                       data=_decode(row["data"]), position=f"{row['tx']}.{row['seq']}")
+                       data=msgspec.Raw(row["data"].encode()), position=f"{row['tx']}.{row['seq']}")
 
 
 async def read_after(conn: asyncpg.Connection | asyncpg.Pool, after: Position, limit: int) -> list[DomainEvent]:
@@ -116,6 +114,3 @@ async def list_for_app(conn: asyncpg.Connection | asyncpg.Pool, app_id: UUID, *,
     return [event_from_row(r) for r in rows]
 
 
-def as_dict(event: DomainEvent) -> dict[str, Any]:
-    out: dict[str, Any] = msgspec.to_builtins(event)
-    return out
