@@ -257,3 +257,37 @@ async def test_killing_the_replica_that_committed_but_has_not_relayed_loses_no_e
     await _survives(survivor, workspace.publishable_key, db_url, kill_slow_relay, user_id="mover",
                     conversation_id=conversation_id)
     await assert_events_exactly_once(db_url)
+
+
+async def test_a_consumer_dying_mid_batch_leaves_no_half_effect(workspace: NewWorkspace, db: asyncpg.Pool,
+                                                                 redis_url: str) -> None:
+    """A group's effect and its checkpoint commit together: a consumer stopped after writing its
+    effect but before the commit leaves nothing, and the next one applies the batch exactly once."""
+    import msgspec
+
+    class DiesMidBatch(EventCounts):
+        def __init__(self) -> None:
+            self.wrote = asyncio.Event()
+
+        async def apply(self, conn: asyncpg.Connection, events: list[Any]) -> None:
+            await super().apply(conn, events)  # the effect is written ...
+            self.wrote.set()
+            await asyncio.Event().wait()  # ... and the process dies before the commit
+
+    redis = aioredis.from_url(redis_url)
+    await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ('event-counts', '0', 0)")
+    events = await read_after(db, START, 100)
+    entries, prev = [], START
+    for e in events:
+        entries.append((b"0-0", {b"prev": str(prev).encode(), b"e": msgspec.json.encode(e)}))
+        prev = Position.parse(e.position)
+    dying = DiesMidBatch()
+    first = ConsumerGroup(db, redis, dying, replica_id="r1")
+    task = asyncio.create_task(first.handle(entries))
+    await asyncio.wait_for(dying.wrote.wait(), 5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert await db.fetchval("SELECT count(*) FROM event_counts") == 0  # no half effect
+    assert await ConsumerGroup(db, redis, EventCounts(), replica_id="r2").handle(entries) == len(events)
+    assert await _counts_match_a_recount(db)
+    await redis.aclose()
