@@ -99,15 +99,22 @@ def _result(driver: subprocess.Popen[bytes], timeout: float) -> dict[str, object
     return json.loads(lines[-1])  # type: ignore[no-any-return]
 
 
-def _metric_total(urls: list[str], name: str) -> float | None:
-    """One unlabelled metric summed over the replicas' /metrics; None if none reports it."""
-    total: float | None = None
+def _scrape(urls: list[str]) -> list[str]:
+    """The /metrics text of each replica that answers (a killed one does not)."""
+    texts = []
     for url in urls:
         try:
             with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
-                text = resp.read().decode()
+                texts.append(resp.read().decode())
         except OSError:
             continue
+    return texts
+
+
+def _metric_total(urls: list[str], name: str) -> float | None:
+    """One unlabelled metric summed over the replicas' /metrics; None if none reports it."""
+    total: float | None = None
+    for text in _scrape(urls):
         for line in text.splitlines():
             metric, _, value = line.partition(" ")
             if metric == name:
@@ -119,12 +126,7 @@ def _commit_stats(urls: list[str]) -> dict[str, float | None]:
     """Average group-commit size and time across the replicas, from their /metrics."""
     totals = {"replyhq_commit_batch_size_sum": 0.0, "replyhq_commit_batch_size_count": 0.0,
               "replyhq_commit_duration_seconds_sum": 0.0, "replyhq_commit_duration_seconds_count": 0.0}
-    for url in urls:
-        try:
-            with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
-                text = resp.read().decode()
-        except OSError:
-            continue  # a killed replica
+    for text in _scrape(urls):
         for line in text.splitlines():
             name, _, value = line.partition(" ")
             if name in totals:
@@ -225,12 +227,7 @@ def run_soak(urls: list[str], api_key: str, app_id: uuid.UUID, conversations: in
 def _histogram(urls: list[str], name: str, labels: str = "") -> dict[float, float]:
     """Cumulative bucket counts (le -> count) of one histogram, summed over the replicas."""
     buckets: dict[float, float] = {}
-    for url in urls:
-        try:
-            with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
-                text = resp.read().decode()
-        except OSError:
-            continue
+    for text in _scrape(urls):
         for line in text.splitlines():
             if line.startswith(name + "_bucket{") and labels in line:
                 le = line.split('le="', 1)[1].split('"', 1)[0]

@@ -10,7 +10,6 @@ consumers' checkpoints make the repeat a no-op.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import datetime
@@ -20,9 +19,9 @@ import asyncpg
 import msgspec
 import redis.asyncio as aioredis
 
-from actors.leases import PartitionLeases
 from server.events import store
 from server.events.store import Position
+from workers.leased_worker import LeasedWorker
 
 log = logging.getLogger("replyhq.workers.event_relay")
 STREAM = "events:domain"
@@ -39,49 +38,28 @@ return (#ARGV - 1) / 3
 """
 
 
-class EventRelay:
+class EventRelay(LeasedWorker):
+    kind = LEASE_KIND
+    log = log
+
     def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, *, replica_id: str, metrics: Any = None,
                  interval_s: float = 0.02, batch: int = 5000, maxlen: int = 1_000_000) -> None:
+        super().__init__(redis, replica_id=replica_id, interval_s=interval_s)
         self.pool = pool
         self.redis = redis
         self.metrics = metrics
-        self.interval_s = interval_s
         self.batch = batch
         self.maxlen = maxlen
-        self.lease = PartitionLeases(redis, kind=LEASE_KIND, partitions=1, replica_id=replica_id)
         self._pos: Position | None = None  # where this relay has got to while it holds the lease
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await self.lease.start()
-        self._task = asyncio.create_task(self._run(), name="event-relay")
+    async def tick(self) -> bool:
+        return await self.relay_once() == self.batch
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.lease.stop()
+    def on_inactive(self) -> None:
+        self._pos = None  # another replica relays: resume from the checkpoint if ours again
 
-    @property
-    def active(self) -> bool:
-        return self.lease.owns(0)
-
-    async def _run(self) -> None:
-        while True:
-            moved = 0
-            try:
-                if self.active:
-                    moved = await self.relay_once()
-                else:
-                    self._pos = None  # another replica relays: resume from the checkpoint if ours again
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Postgres or Redis away: the checkpoint keeps our place
-                log.warning("event relay: %r; retrying", exc)
-                self._pos = None
-                await asyncio.sleep(0.5)
-            if moved < self.batch:
-                await asyncio.sleep(self.interval_s)
+    def on_error(self) -> None:
+        self._pos = None  # the checkpoint in Postgres keeps our place
 
     async def relay_once(self) -> int:
         """Append the next batch of committed events; returns how many."""

@@ -14,7 +14,7 @@ import logging
 import asyncpg
 import redis.asyncio as aioredis
 
-from actors.leases import PartitionLeases
+from workers.leased_worker import LeasedWorker
 
 log = logging.getLogger("replyhq.workers.event_retention")
 LEASE_KIND = "event-retention"
@@ -33,36 +33,20 @@ SELECT (SELECT count(*) FROM gone) + 0 * (SELECT count(*) FROM mark) AS deleted
 """
 
 
-class EventRetention:
+class EventRetention(LeasedWorker):
+    kind = LEASE_KIND
+    log = log
+
     def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, *, replica_id: str, days: int,
                  interval_s: float = 60.0, batch: int = 5000) -> None:
+        super().__init__(redis, replica_id=replica_id, interval_s=interval_s)
         self.pool = pool
         self.days = days
-        self.interval_s = interval_s
         self.batch = batch
-        self.lease = PartitionLeases(redis, kind=LEASE_KIND, partitions=1, replica_id=replica_id)
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await self.lease.start()
-        self._task = asyncio.create_task(self._run(), name="event-retention")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.lease.stop()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                if self.lease.owns(0):
-                    await self.prune()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("event retention: %r; retrying next time", exc)
-            await asyncio.sleep(self.interval_s)
+    async def tick(self) -> bool:
+        await self.prune()
+        return False
 
     async def prune(self) -> int:
         """Delete every expired event, a batch per transaction; returns how many."""

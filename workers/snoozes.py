@@ -8,57 +8,35 @@ actor like an agent's status change, so `conversation:updated` reaches agents an
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 
-from actors.leases import PartitionLeases
 from server.errors import ApiError
 from server.inbox import snoozes
 from server.messaging.models import UpdateCommand
+from workers.leased_worker import LeasedWorker
 
 log = logging.getLogger("replyhq.workers.snoozes")
 LEASE_KIND = "snooze-worker"
 BATCH = 200
 
 
-class SnoozeWorker:
+class SnoozeWorker(LeasedWorker):
+    kind = LEASE_KIND
+    log = log
+
     def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, messaging: Any, *, replica_id: str,
                  interval_s: float) -> None:
+        super().__init__(redis, replica_id=replica_id, interval_s=interval_s, error_delay_s=0)
         self.pool = pool
         self.messaging = messaging
-        self.interval_s = interval_s
-        self.lease = PartitionLeases(redis, kind=LEASE_KIND, partitions=1, replica_id=replica_id)
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await self.lease.start()
-        self._task = asyncio.create_task(self._run(), name="snooze-worker")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.lease.stop()
-
-    @property
-    def active(self) -> bool:
-        """This replica holds the lease: it is the one reopening snoozes."""
-        return self.lease.owns(0)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                if self.active:
-                    await self.reopen_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # storage hiccup: try again next tick
-                log.exception("snooze tick failed")
-            await asyncio.sleep(self.interval_s)
+    async def tick(self) -> bool:
+        await self.reopen_due()
+        return False
 
     async def reopen_due(self) -> int:
         """Reopen every due snooze (in batches); returns how many were reopened."""
