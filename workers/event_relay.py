@@ -43,7 +43,7 @@ class EventRelay(LeasedWorker):
     log = log
 
     def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, *, replica_id: str, metrics: Any = None,
-                 interval_s: float = 0.02, batch: int = 5000, maxlen: int = 1_000_000) -> None:
+                 interval_s: float = 0.02, batch: int = 5000, maxlen: int = 100_000) -> None:
         super().__init__(redis, replica_id=replica_id, interval_s=interval_s)
         self.pool = pool
         self.redis = redis
