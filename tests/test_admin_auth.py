@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
+import jwt
+import pytest
+import socketio
+
 from server.auth.login_limits import LoginLimits
 from tests.admin_helpers import PASSWORD, bearer, call, login, signup
+from tests.conftest import TEST_JWT_SECRET
 from tests.support import ServerProcess, http
 
 
@@ -134,3 +143,29 @@ def test_bearer_header_must_be_well_formed(server: ServerProcess) -> None:
         status, body = http("GET", server.url + "/admin/auth/me", headers=headers)
         assert status == 401 and body["error"]["code"] == "missing_token", headers
     assert http("GET", server.url + "/admin/auth/me", headers=bearer(session["access_token"]))[0] == 200
+
+
+def _token_without_session(admin: dict[str, Any]) -> str:
+    """Signed with the server's key and otherwise valid, but naming no sign-in (no `sess` claim)."""
+    now = int(time.time())
+    return jwt.encode({"sub": admin["admin"]["id"], "app": admin["app"]["id"], "role": "owner", "iat": now,
+                       "exp": now + 600, "aud": "replyhq-admin", "jti": "x", "typ": "access"},
+                      TEST_JWT_SECRET, algorithm="HS256")
+
+
+async def test_an_access_token_without_a_session_is_refused_on_rest_and_socket(server: ServerProcess) -> None:
+    owner = signup(server, "olive@acme.test")
+    token = _token_without_session(owner)
+    status, body = call(server, "GET", "/admin/auth/me", token)
+    assert status == 401 and body["error"]["code"] == "invalid_token"
+    errors: list[Any] = []
+    sio = socketio.AsyncClient(reconnection=False)
+    sio.on("connect_error", lambda data: errors.append(data), namespace="/admin")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await sio.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/admin"],
+                          transports=["websocket"], auth={"admin_token": token}, wait_timeout=5)
+    await asyncio.sleep(0.05)
+    await sio.disconnect()
+    assert errors and errors[0]["data"]["error"]["code"] == "invalid_token", errors
+    # the tokens the server issues (each naming its sign-in) work on both
+    assert call(server, "GET", "/admin/auth/me", owner["access_token"])[0] == 200
