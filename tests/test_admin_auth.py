@@ -98,7 +98,7 @@ def test_repeated_failed_logins_are_throttled_per_account_with_retry_after(serve
     import urllib.request
 
     signup(server, "olive@acme.test")
-    limit = LoginLimits().per_account
+    limit = LoginLimits().per_account_address
     for _ in range(limit):
         assert login(server, "olive@acme.test", "wrong password")[0] == 401
     # now even the right password is refused until the window passes
@@ -120,18 +120,62 @@ def test_repeated_failed_logins_are_throttled_per_account_with_retry_after(serve
 
 def test_failed_logins_from_one_address_are_throttled_across_accounts(server: ServerProcess) -> None:
     limits = LoginLimits()
-    for i in range(limits.per_ip):
+    for i in range(limits.per_address):
         assert login(server, f"spray{i}@acme.test", "guess")[0] == 401
     status, body = login(server, "someone-else@acme.test", "guess")
     assert status == 429 and body["error"]["code"] == "too_many_attempts"
 
 
+def _login_from(server: ServerProcess, address: str, email: str, password: str = PASSWORD) -> tuple[int, Any]:
+    """A login through a proxy that names the client in X-Forwarded-For."""
+    return http("POST", server.url + "/admin/auth/login", {"email": email, "password": password},
+                headers={"x-forwarded-for": address})
+
+
+def test_an_attacker_failing_from_one_address_does_not_lock_the_owner_out(start_server) -> None:
+    server = start_server(SANIC_PROXIES_COUNT="1")  # behind one proxy: the client is its X-Forwarded-For
+    signup(server, "olive@acme.test")
+    attacker, owner = "203.0.113.7", "198.51.100.20"
+    for _ in range(LoginLimits().per_account_address * 3):
+        assert _login_from(server, attacker, "olive@acme.test", "guess")[0] in (401, 429)
+    status, body = _login_from(server, attacker, "olive@acme.test")  # even the right password
+    assert status == 429 and body["error"]["code"] == "too_many_attempts"
+    status, body = _login_from(server, owner, "olive@acme.test")
+    assert status == 200, body
+    # the owner signing in elsewhere does not lift the attacker's throttle
+    assert _login_from(server, attacker, "olive@acme.test", "guess")[0] == 429
+    # an IPv6 attacker gains nothing by moving inside its /64
+    for host in range(1, LoginLimits().per_account_address + 1):
+        assert _login_from(server, f"2001:db8:1:2::{host}", "olive@acme.test", "guess")[0] == 401
+    assert _login_from(server, "2001:db8:1:2::99", "olive@acme.test")[0] == 429
+
+
+def test_guesses_spread_over_many_addresses_are_throttled_per_account(start_server) -> None:
+    server = start_server(SANIC_PROXIES_COUNT="1")
+    signup(server, "olive@acme.test")
+    limits = LoginLimits()
+    for n in range(limits.per_account):
+        address = f"10.0.{n // limits.per_account_address}.1"  # each address stays under its own limits
+        assert _login_from(server, address, "olive@acme.test", "guess")[0] == 401, n
+    status, body = _login_from(server, "10.9.9.9", "olive@acme.test", "guess")
+    assert status == 429 and body["error"]["code"] == "too_many_attempts"
+    assert 0 < body["error"]["details"]["retry_after"] <= limits.account_window
+    assert _login_from(server, "10.9.9.9", "gus@globex.test", "guess")[0] == 401  # other accounts are not
+
+
+def test_forwarded_headers_are_ignored_unless_a_proxy_is_configured(server: ServerProcess) -> None:
+    signup(server, "olive@acme.test")
+    for n in range(LoginLimits().per_account_address):  # a client rotating a header it made up
+        assert _login_from(server, f"192.0.2.{n}", "olive@acme.test", "guess")[0] == 401
+    assert _login_from(server, "192.0.2.200", "olive@acme.test")[0] == 429
+
+
 def test_a_successful_login_resets_the_account_counter(server: ServerProcess) -> None:
     signup(server, "olive@acme.test")
-    for _ in range(LoginLimits().per_account - 1):
+    for _ in range(LoginLimits().per_account_address - 1):
         login(server, "olive@acme.test", "wrong password")
     assert login(server, "olive@acme.test")[0] == 200
-    for _ in range(LoginLimits().per_account - 1):
+    for _ in range(LoginLimits().per_account_address - 1):
         assert login(server, "olive@acme.test", "wrong password")[0] == 401
     assert login(server, "olive@acme.test")[0] == 200
 
