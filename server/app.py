@@ -49,6 +49,7 @@ from server.routes import (
     sdk_users,
 )
 from server.settings import Settings
+from server.tenancy.key_usage import KeyUsage
 from workers.snoozes import SnoozeWorker
 
 log = logging.getLogger("replyhq.app")
@@ -132,7 +133,9 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         app.ctx.tasks.add(asyncio.create_task(app.ctx.presence.run_reaper(), name="presence-reaper"))
         app.ctx.tasks.add(asyncio.create_task(admin_ns.run_rechecks(settings.admin_socket_recheck_interval),
                                               name="admin-socket-rechecks"))
-        app.ctx.sdk_identity = SdkIdentity(app.ctx.pool)
+        app.ctx.key_usage = KeyUsage(app.ctx.pool)
+        app.ctx.tasks.add(asyncio.create_task(app.ctx.key_usage.run(), name="key-usage"))
+        app.ctx.sdk_identity = SdkIdentity(app.ctx.pool, app.ctx.key_usage)
         app.ctx.messaging = MessagingService(app.ctx.pool, app.ctx.events, app.ctx.conversation_actors,
                                              app.ctx.fanout)
         app.ctx.snoozes = SnoozeWorker(app.ctx.pool, app.ctx.redis, app.ctx.messaging,
@@ -178,6 +181,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if getattr(app.ctx, "key_usage", None) is not None:
+            await app.ctx.key_usage.flush()  # the uses seen since the last flush
         if getattr(app.ctx, "redis", None) is not None:
             await app.ctx.redis.aclose()
         if getattr(app.ctx, "pool", None) is not None:

@@ -53,6 +53,7 @@ class AdminNamespace(EventNamespace):
             key = await api_keys.verify(self.ctx.pool, token)
             if key is None or key.kind != "secret":
                 raise Unauthorized("invalid admin_token", code="invalid_token")
+            self.ctx.key_usage.seen(key.id)
             return {"app_id": str(key.app_id), "admin_id": None, "role": LEGACY_KEY_ROLE, "legacy": True,
                     "key_id": str(key.id)}
         claims = decode_access_token(self.ctx.settings.jwt_secret, token)

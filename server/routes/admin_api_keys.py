@@ -45,7 +45,10 @@ class CreatedKey(msgspec.Struct, kw_only=True):
 
 document(
     Operation("GET", "/admin/api/api-keys", "The app's API keys (prefix only, never the key)", "api keys",
-              response=ApiKeyList, auth="admin_jwt", errors=(401, 403)),
+              response=ApiKeyList, auth="admin_jwt", errors=(401, 403),
+              extra={"description": "last_used_at is the last REST request, socket handshake or socket "
+                                    "event with the key, to the minute (recorded in the background within "
+                                    "seconds)."}),
     Operation("POST", "/admin/api/api-keys", "Create a key; the response is the only time it is shown",
               "api keys", body=CreateKey, response=CreatedKey, auth="admin_jwt", errors=(400, 401, 403, 422)),
     Operation("DELETE", "/admin/api/api-keys/{key_id}", "Revoke a key: SDKs and servers using it are refused",
