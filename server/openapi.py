@@ -29,6 +29,29 @@ def document(*ops: Operation) -> None:
     REGISTRY.extend(ops)
 
 
+_RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": {"description": 'The limits this request counts against (draft-ietf-httpapi-ratelimit-'
+                                        'headers), e.g. "sdk-key";q=200000;w=10, "sdk-user";q=2000;w=10',
+                         "schema": {"type": "string"}},
+    "RateLimit": {"description": 'What is left of each in the current window and the seconds until it ends, '
+                                 'e.g. "sdk-key";r=199990;t=7, "sdk-user";r=1990;t=7',
+                  "schema": {"type": "string"}},
+}
+
+
+def _rate_limited(responses: dict[str, Any]) -> None:
+    """/v1 operations count against the SDK rate limits (server/sdk_limits.py)."""
+    for status, response in responses.items():
+        if status.startswith("2"):
+            response["headers"] = _RATE_LIMIT_HEADERS
+    responses["429"] = {
+        "description": "rate_limited: the API key or the user is over its limit; details name the policy "
+                       "and retry_after",
+        "headers": {**_RATE_LIMIT_HEADERS, "Retry-After": {
+            "description": "seconds until the window ends", "schema": {"type": "integer"}}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+
+
 def build_document(version: str = "0.1.0") -> dict[str, Any]:
     types = {t for op in REGISTRY for t in (op.body, op.response) if t is not None}
     _, components = msgspec.json.schema_components(sorted(types, key=lambda t: t.__name__),
@@ -53,6 +76,7 @@ def build_document(version: str = "0.1.0") -> dict[str, Any]:
             entry["parameters"] = params
         if op.auth == "api_key":
             entry["security"] = [{"apiKey": []}]
+            _rate_limited(entry["responses"])
         elif op.auth == "admin_jwt":
             entry["security"] = [{"adminBearer": []}]
         entry.update(op.extra)
