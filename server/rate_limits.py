@@ -2,15 +2,18 @@
 
 Each replica counts hits in memory and, every `sync_interval`, adds what it counted to one Redis
 counter per (policy, subject, window) in a single pipeline (`INCRBY` + `EXPIRE`); the reply is the
-count of all replicas together, which the next hits build on. So a hit is a dict lookup, and Redis
-sees one round trip per interval per replica, however busy the edge. On one replica the limits are
-exact; across replicas a burst can overshoot by what the other replicas admit within one interval.
+count of all replicas together, which the next hits build on. A subject first counted in a window
+triggers a sync at once (within MIN_SYNC_GAP_S), so a replica learns what the others counted of it
+before admitting more than a Redis round trip's worth. So a hit is a dict lookup, and Redis sees a
+few pipelines a second per replica, however busy the edge. On one replica the limits are exact;
+across replicas a burst can pass a limit by what the other replicas admit before their next sync.
 When Redis is away the local counts still limit, and they are added once it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -21,6 +24,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 log = logging.getLogger("replyhq.rate_limits")
+MIN_SYNC_GAP_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -39,12 +43,19 @@ class Verdict:
 
 
 class _Count:
-    __slots__ = ("known", "local", "window_id")
+    """One subject's hits in one window of one policy."""
 
-    def __init__(self, window_id: int) -> None:
+    __slots__ = ("dirty", "ends_at", "known", "limit", "local", "redis_key", "ttl", "window_id")
+
+    def __init__(self, redis_key: str, window_id: int, policy: Policy) -> None:
+        self.redis_key = redis_key
         self.window_id = window_id
+        self.ends_at = (window_id + 1) * policy.window
+        self.ttl = policy.window * 2
+        self.limit = policy.limit
         self.known = 0  # every replica's hits, as of the last sync
         self.local = 0  # this replica's hits since then
+        self.dirty = False  # has hits Redis has not been told of
 
 
 class WindowCounters:
@@ -54,66 +65,84 @@ class WindowCounters:
         self.sync_interval = sync_interval
         self.prefix = prefix
         self.clock = clock
-        self._counts: dict[tuple[str, str], _Count] = {}
-        self._dirty: set[tuple[str, str]] = set()
-        self._windows: dict[str, int] = {}  # policy name -> window length, for syncing
+        self._counts: dict[str, dict[str, _Count]] = {}  # policy name -> subject -> count
+        self._dirty: list[_Count] = []
+        self._wake = asyncio.Event()
+
+    def take(self, policy: Policy, subject: str, now: float) -> int:
+        """Count one hit for `subject`: the hits left in the window after it, or -1 when it is over
+        `policy`'s limit (then it is not counted: a client hammering a closed window does not keep
+        it closed). The hot path: two dict lookups and an addition."""
+        if policy.limit <= 0:
+            return policy.limit
+        window_id = int(now // policy.window)
+        counts = self._counts.get(policy.name)
+        if counts is None:
+            counts = self._counts[policy.name] = {}
+        count = counts.get(subject)
+        if count is None or count.window_id != window_id:
+            count = counts[subject] = _Count(f"{self.prefix}:{policy.name}:{subject}:{window_id}", window_id,
+                                             policy)
+            self._wake.set()  # a subject new here: learn what the other replicas counted, soon
+        used = count.known + count.local
+        if used >= count.limit:
+            return -1
+        count.local += 1
+        if not count.dirty:
+            count.dirty = True
+            self._dirty.append(count)
+        return count.limit - used - 1
+
+    @staticmethod
+    def reset_in(policy: Policy, now: float) -> int:
+        """Whole seconds until `policy`'s current window ends (at least 1)."""
+        return max(1, math.ceil((int(now // policy.window) + 1) * policy.window - now))
 
     def hit(self, policy: Policy, subject: str) -> Verdict:
-        """Count one hit for `subject` unless it is over `policy`'s limit (refused hits are not
-        counted: a client hammering a closed window does not keep it closed)."""
+        """`take`, with what the RateLimit headers say about it."""
         now = self.clock()
-        window_id = int(now // policy.window)
-        reset = max(1, math.ceil((window_id + 1) * policy.window - now))
-        if policy.limit <= 0:
-            return Verdict(policy, True, 0, reset)
-        key = (policy.name, subject)
-        count = self._counts.get(key)
-        if count is None or count.window_id != window_id:
-            count = self._counts[key] = _Count(window_id)
-        used = count.known + count.local
-        if used >= policy.limit:
-            return Verdict(policy, False, 0, reset)
-        count.local += 1
-        self._dirty.add(key)
-        self._windows[policy.name] = policy.window
-        return Verdict(policy, True, policy.limit - used - 1, reset)
+        left = self.take(policy, subject, now)
+        return Verdict(policy, left >= 0, max(left, 0), self.reset_in(policy, now))
 
     async def sync(self) -> None:
         """Add this replica's new hits to the shared counters and learn everyone's totals."""
         now = self.clock()
-        self._forget_ended(now)
-        if not self._dirty:
+        batch, self._dirty = self._dirty, []
+        for count in batch:
+            count.dirty = False
+        seen = {id(c) for c in batch}
+        for counts in self._counts.values():
+            for subject in [s for s, c in counts.items() if c.ends_at <= now and not c.local]:
+                del counts[subject]  # windows that ended, with nothing left to tell Redis
+            # Subjects past half their limit are re-read even without new hits here, so a replica
+            # they have gone quiet on learns that the others used the rest.
+            batch.extend(c for c in counts.values() if (c.known + c.local) * 2 >= c.limit and id(c) not in seen)
+        if not batch:
             return
-        batch = [(key, self._counts[key]) for key in self._dirty if key in self._counts]
-        self._dirty = set()
-        sent = [(key, count, count.local) for key, count in batch if count.local]
-        if not sent:
-            return
+        sent = [(count, count.local) for count in batch]
         pipe = self.redis.pipeline(transaction=False)
-        for (name, subject), count, delta in sent:
-            redis_key = f"{self.prefix}:{name}:{subject}:{count.window_id}"
-            pipe.incrby(redis_key, delta)
-            pipe.expire(redis_key, self._windows[name] * 2)
+        for count, delta in sent:
+            pipe.incrby(count.redis_key, delta)
+            pipe.expire(count.redis_key, count.ttl)
         try:
             replies = await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("rate-limit counters not synced: %s", exc)
-            self._dirty.update(key for key, _, _ in sent)  # their local hits are added next time
+            for count, delta in sent:
+                if delta and not count.dirty:  # their hits are added next time
+                    count.dirty = True
+                    self._dirty.append(count)
             return
-        for (key, count, delta), total in zip(sent, replies[::2], strict=True):
-            count.local -= delta  # hits counted meanwhile stay local until the next sync
+        for (count, delta), total in zip(sent, replies[::2], strict=True):
+            count.local -= delta  # hits counted meanwhile stay local (and dirty) until the next sync
             count.known = int(total)
-            if count.local:
-                self._dirty.add(key)
-
-    def _forget_ended(self, now: float) -> None:
-        ended = [key for key, count in self._counts.items()
-                 if (count.window_id + 1) * self._windows.get(key[0], 1) <= now and key not in self._dirty]
-        for key in ended:
-            del self._counts[key]
 
     async def run(self) -> None:
-        """Sync every `sync_interval` until cancelled."""
+        """Sync every `sync_interval`, and soon after a subject is first counted in a window (until
+        then this replica knows only its own hits of it), until cancelled."""
         while True:
-            await asyncio.sleep(self.sync_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.sync_interval)
+            self._wake.clear()
             await self.sync()
+            await asyncio.sleep(MIN_SYNC_GAP_S)  # new subjects arriving together share a sync

@@ -47,8 +47,16 @@ class SdkLimits:
         self._check((self.address, address))
 
     def use(self, key_id: Any, user: str) -> list[Verdict]:
-        """A request, handshake or event by `user` with the key `key_id`."""
+        """A /v1 request by `user` with the key `key_id`: what it counted against, for the headers."""
         return self._check((self.key, str(key_id)), (self.user, user))
+
+    def admit(self, key_id: str, user: str) -> None:
+        """A /client handshake or event: `use` without the headers (this runs per message)."""
+        counters = self.counters
+        now = counters.clock()
+        for policy, subject in ((self.key, key_id), (self.user, user)):
+            if counters.take(policy, subject, now) < 0:
+                raise SdkRateLimited(Verdict(policy, False, 0, counters.reset_in(policy, now)), [])
 
 
 class SdkRateLimited(RateLimited):

@@ -125,3 +125,24 @@ async def test_handshake_floods_from_one_address_get_connect_error(start_server,
     await asyncio.sleep(data["error"]["details"]["retry_after"])
     async with client_socket(server, key, "visitor-later", flood) as sio:
         assert sio.connected
+
+
+def test_a_keys_limit_holds_across_replicas(start_server, workspace) -> None:
+    env = {"SDK_KEY_RATE_LIMIT": "20", "SDK_RATE_WINDOW": "60"}
+    first, second = start_server(**env), start_server(**env)
+    if time.time() % 60 > 45:  # start in a fresh window, so none ends mid-test
+        time.sleep(60 - time.time() % 60 + 0.1)
+    key = workspace.publishable_key
+    for n in range(10):
+        assert get(first, "/v1/users/me", {"x-api-key": key, "x-user-id": f"a-{n}"})[0] == 200
+    time.sleep(1.5)  # the replicas share their counts twice a second
+    admitted = 0
+    for n in range(30):
+        status, _, _ = get(second, "/v1/users/me", {"x-api-key": key, "x-user-id": f"b-{n}"})
+        if status == 429:
+            break
+        admitted += 1
+    # The other replica's 10 count too (give or take the hit that made this one sync).
+    assert 10 <= admitted <= 11, admitted
+    time.sleep(1.5)
+    assert get(first, "/v1/users/me", {"x-api-key": key, "x-user-id": "a-late"})[0] == 429

@@ -46,7 +46,8 @@ class ClientSocket:
     user_id: str  # end_users.id
     key_kind: str
     key_id: UUID
-    limit_subject: str  # the user as the SDK rate limits count it (server/sdk_limits.py)
+    key_subject: str  # the key and the user as the SDK rate limits count them (server/sdk_limits.py)
+    user_subject: str
     # A conversation's owner never changes, so a checked id stays checked for the socket's life.
     own_conversations: set[str] = field(default_factory=set)
 
@@ -69,7 +70,7 @@ class ClientNamespace(EventNamespace):
                 hello.api_key, external_id=hello.user_id, anonymous_id=hello.anonymous_id,
                 presented_hash=hello.user_hash)
             subject = user_subject(caller.app_id, caller.external_id, caller.anonymous_id)
-            limits.use(caller.key_id, subject)
+            limits.admit(str(caller.key_id), subject)
             device = _to_builtins(hello.device) if hello.device else None
             user = await self.ctx.messaging.identify(caller.app_id, external_id=caller.external_id,
                                                      anonymous_id=caller.anonymous_id, device=device)
@@ -84,7 +85,8 @@ class ClientNamespace(EventNamespace):
             log.warning("client connect failed: %s", exc)
             metrics.socket_connects.labels("/client", "refused").inc()
             raise refuse(ServiceUnavailable("could not connect; retry", code="unavailable")) from None
-        self._sockets[sid] = ClientSocket(caller.app_id, user.id, caller.key_kind, caller.key_id, subject)
+        self._sockets[sid] = ClientSocket(caller.app_id, user.id, caller.key_kind, caller.key_id,
+                                     str(caller.key_id), subject)
         await self.enter_room(sid, user_room(user.id))
         await self.ctx.presence.connected(str(caller.app_id), user.id, sid)
         metrics.socket_connects.labels("/client", "ok").inc()
@@ -105,7 +107,7 @@ class ClientNamespace(EventNamespace):
         if client is None:
             raise Unauthorized("socket is not authenticated", code="not_connected")
         # Every event handler starts here: each event counts against its key and user.
-        self.ctx.sdk_limits.use(client.key_id, client.limit_subject)
+        self.ctx.sdk_limits.admit(client.key_subject, client.user_subject)
         self.ctx.key_usage.seen(client.key_id)
         return client
 
