@@ -348,7 +348,11 @@ def main() -> None:
     servers: list[ServerProcess] = []
     env = {"DATABASE_URL": pg, "REDIS_URL": rd, "REPLYHQ_ENV": "test", "LOG_LEVEL": "WARNING",
            "JWT_SECRET": "bench-" + "x" * 40, "DATA_DIR": str(tmp / "data"), "DB_POOL_MAX": "20",
-           **{k: os.environ[k] for k in ("COMMIT_WORKERS", "ACTOR_PARTITIONS", "CONVERSATION_STATE_CACHE_SIZE")
+           # A closed loop of 10 clients sends ~450 messages a second per user, far past any person
+           # and the per-user default (200/s); the limiter still counts every event.
+           "SDK_USER_RATE_LIMIT": "1000000",
+           **{k: os.environ[k] for k in ("COMMIT_WORKERS", "ACTOR_PARTITIONS", "CONVERSATION_STATE_CACHE_SIZE",
+                                         "SDK_USER_RATE_LIMIT", "SDK_KEY_RATE_LIMIT", "SDK_HANDSHAKE_RATE_LIMIT")
               if k in os.environ}}
 
     def start_replica() -> ServerProcess:

@@ -17,7 +17,7 @@ from sanic.response import HTTPResponse, file
 
 from actors.conversation import ConversationHandler
 from actors.host import ActorHost
-from server import redis_client
+from server import redis_client, sdk_limits
 from server.admission import Admission
 from server.db.pool import create_pool
 from server.errors import install_error_handlers
@@ -28,6 +28,7 @@ from server.messaging.identity import SdkIdentity
 from server.messaging.service import MessagingService
 from server.metrics import Metrics
 from server.payloads import dumps
+from server.rate_limits import WindowCounters
 from server.realtime.admin_ns import AdminNamespace
 from server.realtime.client_ns import ClientNamespace
 from server.realtime.fanout import Fanout
@@ -49,7 +50,9 @@ from server.routes import (
     sdk_sync,
     sdk_users,
 )
+from server.sdk_limits import SdkLimits
 from server.settings import Settings
+from server.tenancy.key_usage import KeyUsage
 from workers.event_consumers import ConsumerGroup
 from workers.event_relay import EventRelay
 from workers.event_retention import EventRetention
@@ -136,7 +139,12 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         app.ctx.tasks.add(asyncio.create_task(app.ctx.presence.run_reaper(), name="presence-reaper"))
         app.ctx.tasks.add(asyncio.create_task(admin_ns.run_rechecks(settings.admin_socket_recheck_interval),
                                               name="admin-socket-rechecks"))
-        app.ctx.sdk_identity = SdkIdentity(app.ctx.pool)
+        counters = WindowCounters(app.ctx.redis)
+        app.ctx.tasks.add(asyncio.create_task(counters.run(), name="rate-limit-sync"))
+        app.ctx.sdk_limits = SdkLimits(settings, counters)
+        app.ctx.key_usage = KeyUsage(app.ctx.pool)
+        app.ctx.tasks.add(asyncio.create_task(app.ctx.key_usage.run(), name="key-usage"))
+        app.ctx.sdk_identity = SdkIdentity(app.ctx.pool, app.ctx.key_usage)
         app.ctx.messaging = MessagingService(app.ctx.pool, app.ctx.conversation_actors, app.ctx.fanout)
         app.ctx.snoozes = SnoozeWorker(app.ctx.pool, app.ctx.redis, app.ctx.messaging,
                                        replica_id=settings.replica_id, interval_s=settings.snooze_check_interval)
@@ -193,6 +201,8 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if getattr(app.ctx, "key_usage", None) is not None:
+            await app.ctx.key_usage.flush()  # the uses seen since the last flush
         if getattr(app.ctx, "redis", None) is not None:
             await app.ctx.redis.aclose()
         if getattr(app.ctx, "pool", None) is not None:
@@ -217,6 +227,7 @@ def _install_middleware(app: Sanic) -> None:
         rid = getattr(request.ctx, "request_id", None)
         if rid:
             response.headers["x-request-id"] = rid
+        sdk_limits.add_headers(request, response)  # what a /v1 request counted against
         started = getattr(request.ctx, "started", None)
         if started is None or request.path.startswith(SOCKETIO_PATH):
             return

@@ -59,6 +59,29 @@ def document(*ops: Operation) -> None:
     REGISTRY.extend(ops)
 
 
+_RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": {"description": 'The limits this request counts against (draft-ietf-httpapi-ratelimit-'
+                                        'headers), e.g. "sdk-key";q=200000;w=10, "sdk-user";q=2000;w=10',
+                         "schema": {"type": "string"}},
+    "RateLimit": {"description": 'What is left of each in the current window and the seconds until it ends, '
+                                 'e.g. "sdk-key";r=199990;t=7, "sdk-user";r=1990;t=7',
+                  "schema": {"type": "string"}},
+}
+
+
+def _rate_limited(responses: dict[str, Any]) -> None:
+    """/v1 operations count against the SDK rate limits (server/sdk_limits.py)."""
+    for status, response in responses.items():
+        if status.startswith("2"):
+            response["headers"] = _RATE_LIMIT_HEADERS
+    responses["429"] = {
+        "description": "rate_limited: the API key or the user is over its limit; details name the policy "
+                       "and retry_after",
+        "headers": {**_RATE_LIMIT_HEADERS, "Retry-After": {
+            "description": "seconds until the window ends", "schema": {"type": "integer"}}},
+        "content": {JSON: {"schema": {"$ref": ERROR_REF}}}}
+
+
 def _parameter(param: Param) -> dict[str, Any]:
     name, where, description, *schema = param
     return {"name": name, "in": where, "description": description, "required": where == "path",
@@ -83,6 +106,8 @@ def _operation(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         entry["parameters"] = [_parameter(p) for p in op.params]
     if op.auth is not None:
         entry["security"] = _SECURITY[op.auth]
+    if op.auth == "api_key":
+        _rate_limited(entry["responses"])
     entry.update(op.extra)
     return entry
 

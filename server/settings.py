@@ -47,6 +47,10 @@ ENV_VARS: dict[str, str] = {
     "CONVERSATION_STATE_CACHE_SIZE": "conversation_state_cache_size",
     "EVENT_RETENTION_DAYS": "event_retention_days",
     "EVENT_RELAY_INTERVAL": "event_relay_interval",
+    "SDK_KEY_RATE_LIMIT": "sdk_key_rate_limit",
+    "SDK_USER_RATE_LIMIT": "sdk_user_rate_limit",
+    "SDK_HANDSHAKE_RATE_LIMIT": "sdk_handshake_rate_limit",
+    "SDK_RATE_WINDOW": "sdk_rate_window",
 }
 FIELD_TO_ENV = {v: k for k, v in ENV_VARS.items()}
 
@@ -102,6 +106,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     event_retention_days: Annotated[int, Meta(ge=1, le=3650)] = 30
     # Seconds the event relay waits when it found nothing new: the floor of event latency.
     event_relay_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.02
+    # SDK edge rate limits per SDK_RATE_WINDOW seconds (server/sdk_limits.py; 0 turns one off).
+    # Per API key: /v1 requests + /client handshakes and events of all the key's users together.
+    sdk_key_rate_limit: Annotated[int, Meta(ge=0)] = 200_000
+    # Per end user (all their devices): a person sends a few events a second at most.
+    sdk_user_rate_limit: Annotated[int, Meta(ge=0)] = 2_000
+    # /client handshakes per source address: high, as whole offices and mobile carriers share one.
+    sdk_handshake_rate_limit: Annotated[int, Meta(ge=0)] = 6_000
+    sdk_rate_window: Annotated[int, Meta(ge=1, le=3600)] = 10
 
     @property
     def embedded(self) -> bool:

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
+import jwt
+import pytest
+import socketio
+
 from server.auth.login_limits import LoginLimits
 from tests.admin_helpers import PASSWORD, bearer, call, login, signup
+from tests.conftest import TEST_JWT_SECRET
 from tests.support import ServerProcess, http
 
 
@@ -89,7 +98,7 @@ def test_repeated_failed_logins_are_throttled_per_account_with_retry_after(serve
     import urllib.request
 
     signup(server, "olive@acme.test")
-    limit = LoginLimits().per_account
+    limit = LoginLimits().per_account_address
     for _ in range(limit):
         assert login(server, "olive@acme.test", "wrong password")[0] == 401
     # now even the right password is refused until the window passes
@@ -111,18 +120,62 @@ def test_repeated_failed_logins_are_throttled_per_account_with_retry_after(serve
 
 def test_failed_logins_from_one_address_are_throttled_across_accounts(server: ServerProcess) -> None:
     limits = LoginLimits()
-    for i in range(limits.per_ip):
+    for i in range(limits.per_address):
         assert login(server, f"spray{i}@acme.test", "guess")[0] == 401
     status, body = login(server, "someone-else@acme.test", "guess")
     assert status == 429 and body["error"]["code"] == "too_many_attempts"
 
 
+def _login_from(server: ServerProcess, address: str, email: str, password: str = PASSWORD) -> tuple[int, Any]:
+    """A login through a proxy that names the client in X-Forwarded-For."""
+    return http("POST", server.url + "/admin/auth/login", {"email": email, "password": password},
+                headers={"x-forwarded-for": address})
+
+
+def test_an_attacker_failing_from_one_address_does_not_lock_the_owner_out(start_server) -> None:
+    server = start_server(SANIC_PROXIES_COUNT="1")  # behind one proxy: the client is its X-Forwarded-For
+    signup(server, "olive@acme.test")
+    attacker, owner = "203.0.113.7", "198.51.100.20"
+    for _ in range(LoginLimits().per_account_address * 3):
+        assert _login_from(server, attacker, "olive@acme.test", "guess")[0] in (401, 429)
+    status, body = _login_from(server, attacker, "olive@acme.test")  # even the right password
+    assert status == 429 and body["error"]["code"] == "too_many_attempts"
+    status, body = _login_from(server, owner, "olive@acme.test")
+    assert status == 200, body
+    # the owner signing in elsewhere does not lift the attacker's throttle
+    assert _login_from(server, attacker, "olive@acme.test", "guess")[0] == 429
+    # an IPv6 attacker gains nothing by moving inside its /64
+    for host in range(1, LoginLimits().per_account_address + 1):
+        assert _login_from(server, f"2001:db8:1:2::{host}", "olive@acme.test", "guess")[0] == 401
+    assert _login_from(server, "2001:db8:1:2::99", "olive@acme.test")[0] == 429
+
+
+def test_guesses_spread_over_many_addresses_are_throttled_per_account(start_server) -> None:
+    server = start_server(SANIC_PROXIES_COUNT="1")
+    signup(server, "olive@acme.test")
+    limits = LoginLimits()
+    for n in range(limits.per_account):
+        address = f"10.0.{n // limits.per_account_address}.1"  # each address stays under its own limits
+        assert _login_from(server, address, "olive@acme.test", "guess")[0] == 401, n
+    status, body = _login_from(server, "10.9.9.9", "olive@acme.test", "guess")
+    assert status == 429 and body["error"]["code"] == "too_many_attempts"
+    assert 0 < body["error"]["details"]["retry_after"] <= limits.account_window
+    assert _login_from(server, "10.9.9.9", "gus@globex.test", "guess")[0] == 401  # other accounts are not
+
+
+def test_forwarded_headers_are_ignored_unless_a_proxy_is_configured(server: ServerProcess) -> None:
+    signup(server, "olive@acme.test")
+    for n in range(LoginLimits().per_account_address):  # a client rotating a header it made up
+        assert _login_from(server, f"192.0.2.{n}", "olive@acme.test", "guess")[0] == 401
+    assert _login_from(server, "192.0.2.200", "olive@acme.test")[0] == 429
+
+
 def test_a_successful_login_resets_the_account_counter(server: ServerProcess) -> None:
     signup(server, "olive@acme.test")
-    for _ in range(LoginLimits().per_account - 1):
+    for _ in range(LoginLimits().per_account_address - 1):
         login(server, "olive@acme.test", "wrong password")
     assert login(server, "olive@acme.test")[0] == 200
-    for _ in range(LoginLimits().per_account - 1):
+    for _ in range(LoginLimits().per_account_address - 1):
         assert login(server, "olive@acme.test", "wrong password")[0] == 401
     assert login(server, "olive@acme.test")[0] == 200
 
@@ -134,3 +187,29 @@ def test_bearer_header_must_be_well_formed(server: ServerProcess) -> None:
         status, body = http("GET", server.url + "/admin/auth/me", headers=headers)
         assert status == 401 and body["error"]["code"] == "missing_token", headers
     assert http("GET", server.url + "/admin/auth/me", headers=bearer(session["access_token"]))[0] == 200
+
+
+def _token_without_session(admin: dict[str, Any]) -> str:
+    """Signed with the server's key and otherwise valid, but naming no sign-in (no `sess` claim)."""
+    now = int(time.time())
+    return jwt.encode({"sub": admin["admin"]["id"], "app": admin["app"]["id"], "role": "owner", "iat": now,
+                       "exp": now + 600, "aud": "replyhq-admin", "jti": "x", "typ": "access"},
+                      TEST_JWT_SECRET, algorithm="HS256")
+
+
+async def test_an_access_token_without_a_session_is_refused_on_rest_and_socket(server: ServerProcess) -> None:
+    owner = signup(server, "olive@acme.test")
+    token = _token_without_session(owner)
+    status, body = call(server, "GET", "/admin/auth/me", token)
+    assert status == 401 and body["error"]["code"] == "invalid_token"
+    errors: list[Any] = []
+    sio = socketio.AsyncClient(reconnection=False)
+    sio.on("connect_error", lambda data: errors.append(data), namespace="/admin")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await sio.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/admin"],
+                          transports=["websocket"], auth={"admin_token": token}, wait_timeout=5)
+    await asyncio.sleep(0.05)
+    await sio.disconnect()
+    assert errors and errors[0]["data"]["error"]["code"] == "invalid_token", errors
+    # the tokens the server issues (each naming its sign-in) work on both
+    assert call(server, "GET", "/admin/auth/me", owner["access_token"])[0] == 200

@@ -222,13 +222,15 @@ async def test_requests_without_a_valid_token_are_401_and_change_nothing(server:
                                                                         db: asyncpg.Pool, redis_url: str) -> None:
     owner = acme["owner"]
     admin_id, app_id = uuid.UUID(owner["admin"]["id"]), uuid.UUID(owner["app"]["id"])
-    expired, _ = issue_access_token(TEST_JWT_SECRET, admin_id=admin_id, app_id=app_id, role="owner", ttl=-10)
+    expired, _ = issue_access_token(TEST_JWT_SECRET, admin_id=admin_id, app_id=app_id, role="owner", ttl=-10,
+                                    session_id=uuid.uuid4())
     forged, _ = issue_access_token("another-secret-" + "y" * 40, admin_id=admin_id, app_id=app_id, role="owner",
-                                   ttl=600)
-    ghost, _ = issue_access_token(TEST_JWT_SECRET, admin_id=uuid.uuid4(), app_id=app_id, role="owner", ttl=600)
+                                   ttl=600, session_id=uuid.uuid4())
+    ghost, _ = issue_access_token(TEST_JWT_SECRET, admin_id=uuid.uuid4(), app_id=app_id, role="owner", ttl=600,
+                                  session_id=uuid.uuid4())
     # a real admin's id claimed for another app: the app must match the admin row
     wrong_app, _ = issue_access_token(TEST_JWT_SECRET, admin_id=admin_id, app_id=uuid.uuid4(), role="owner",
-                                      ttl=600)
+                                      ttl=600, session_id=uuid.uuid4())
     # a signed-in teammate who signed out: the access token ends with the session
     signed_out = invite_and_join(server, owner["access_token"], "admin")
     assert http("POST", server.url + "/admin/auth/logout", {"refresh_token": signed_out["refresh_token"]})[0] == 200

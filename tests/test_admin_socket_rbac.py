@@ -124,12 +124,14 @@ def test_the_matrix_lists_every_admin_event_with_its_permission() -> None:
 async def test_handshakes_without_a_valid_admin_token_are_refused_with_an_error_body(
         server: ServerProcess, acme, db: asyncpg.Pool, redis_url: str) -> None:
     ws = acme["ws"]
-    expired, _ = issue_access_token(TEST_JWT_SECRET, admin_id=ws.admin_id, app_id=ws.app_id, role="owner", ttl=-10)
+    expired, _ = issue_access_token(TEST_JWT_SECRET, admin_id=ws.admin_id, app_id=ws.app_id, role="owner", ttl=-10,
+                                    session_id=uuid.uuid4())
     forged, _ = issue_access_token("another-secret-" + "y" * 40, admin_id=ws.admin_id, app_id=ws.app_id,
-                                   role="owner", ttl=600)
-    ghost, _ = issue_access_token(TEST_JWT_SECRET, admin_id=uuid.uuid4(), app_id=ws.app_id, role="owner", ttl=600)
+                                   role="owner", ttl=600, session_id=uuid.uuid4())
+    ghost, _ = issue_access_token(TEST_JWT_SECRET, admin_id=uuid.uuid4(), app_id=ws.app_id, role="owner", ttl=600,
+                                  session_id=uuid.uuid4())
     wrong_app, _ = issue_access_token(TEST_JWT_SECRET, admin_id=ws.admin_id, app_id=uuid.uuid4(), role="owner",
-                                      ttl=600)
+                                      ttl=600, session_id=uuid.uuid4())
     gone = teammate(server, acme["owner"], "agent")
     assert call(server, "DELETE", f"/admin/api/team/{gone['admin']['id']}", acme["owner"])[0] == 200
     signed_out = teammate(server, acme["owner"], "admin")

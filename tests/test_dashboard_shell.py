@@ -162,7 +162,8 @@ def test_signup_in_the_browser_creates_a_workspace(page: Page, app_server: Serve
 def test_an_expired_access_token_is_refreshed_silently(page: Page, app_server: ServerProcess) -> None:
     owner = signup(app_server, "olive@acme.test", app_name="Acme")
     expired, _ = issue_access_token(TEST_JWT_SECRET, admin_id=uuid.UUID(owner["admin"]["id"]),
-                                    app_id=uuid.UUID(owner["app"]["id"]), role="owner", ttl=-10)
+                                    app_id=uuid.UUID(owner["app"]["id"]), role="owner", ttl=-10,
+                                    session_id=uuid.uuid4())
     assert call(app_server, "GET", "/admin/auth/me", expired)[1]["error"]["code"] == "token_expired"
     page.goto(app_server.url + "/login.html")
     session = {"access_token": expired, "refresh_token": owner["refresh_token"], "admin": owner["admin"],

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -200,8 +201,10 @@ async def test_socketio_clients_connect_to_both_namespaces(server: ServerProcess
     assert client.connected and "/client" in client.namespaces
     await client.disconnect()
 
-    token, _ = issue_access_token(TEST_JWT_SECRET, admin_id=workspace.admin_id, app_id=workspace.app_id,
-                                  role="owner", ttl=60)
+    status, signed_in = http("POST", server.url + "/admin/auth/login",
+                             {"email": workspace.email, "password": "correct horse battery"})
+    assert status == 200, signed_in
+    token = signed_in["access_token"]
     admin = socketio.AsyncClient()
     await admin.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/admin"],
                         transports=["polling"], auth={"admin_token": token})
@@ -223,7 +226,7 @@ async def test_socketio_refuses_bad_credentials_with_an_error_body(server: Serve
         assert errors and errors[0]["data"]["error"]["code"] == code, (namespace, errors)
         await client.disconnect()
     expired, _ = issue_access_token(TEST_JWT_SECRET, admin_id=workspace.admin_id, app_id=workspace.app_id,
-                                    role="owner", ttl=-10)
+                                    role="owner", ttl=-10, session_id=uuid.uuid4())
     errors = []
     client = socketio.AsyncClient(reconnection=False)
     client.on("connect_error", lambda data: errors.append(data), namespace="/admin")

@@ -51,9 +51,9 @@ def principal_for(row: admins.AdminRow, role: Role) -> AdminPrincipal:
                           row.app_name)
 
 
-async def live_admin(ctx: Any, admin_id: UUID, app_id: UUID, session_id: UUID | None) -> admins.AdminRow:
-    """The admin row behind a token or socket, if the admin is still enabled in that app and (for a
-    token naming its sign-in) that session was not signed out; one query either way."""
+async def live_admin(ctx: Any, admin_id: UUID, app_id: UUID, session_id: UUID) -> admins.AdminRow:
+    """The admin row behind a token or socket, if the admin is still enabled in that app and the
+    sign-in the token names was not signed out; one query."""
     row = await admins.active_by_id(ctx.pool, admin_id, app_id, session_id)
     if row is None:
         raise Unauthorized("this admin account no longer exists or is disabled", code="admin_disabled")

@@ -43,15 +43,15 @@ async def start_session(ctx: Any, row: AdminRow, rotated: RefreshGrant | None = 
     return SessionTokens(access, refresh_token, settings.access_token_ttl, principal_for(row, role))
 
 
-async def login(ctx: Any, email: str, password: str, ip: str) -> SessionTokens:
-    await login_limits.check(ctx.redis, LIMITS, email, ip)
+async def login(ctx: Any, email: str, password: str, address: str) -> SessionTokens:
+    await login_limits.check(ctx.redis, LIMITS, email, address)
     row = await admins.active_by_email(ctx.pool, email)
     # verify_password does the same Argon2 work for unknown emails: no account enumeration by timing.
     ok = await asyncio.to_thread(verify_password, row.password_hash if row else None, password)
     if not ok or row is None:
-        await login_limits.record_failure(ctx.redis, LIMITS, email, ip)
+        await login_limits.record_failure(ctx.redis, LIMITS, email, address)
         raise Unauthorized("wrong email or password", code="invalid_credentials")
-    await login_limits.record_success(ctx.redis, email, ip)
+    await login_limits.record_success(ctx.redis, email, address)
     await admins.record_login(ctx.pool, row.id)
     return await start_session(ctx, row)
 

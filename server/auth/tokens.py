@@ -22,19 +22,17 @@ class AdminClaims:
     role: str
     token_id: str
     expires_at: int
-    session_id: UUID | None = None  # the refresh-token family (sign-in) the token was issued for
+    session_id: UUID  # the refresh-token family (sign-in) the token was issued for
 
 
 def issue_access_token(secret: str, *, admin_id: UUID, app_id: UUID, role: str, ttl: int,
-                       session_id: UUID | None = None) -> tuple[str, int]:
+                       session_id: UUID) -> tuple[str, int]:
     """`session_id` (claim `sess`) ties the token to a sign-in: once that session is signed out (or its
     refresh token is replayed), the access token stops working too, before it expires."""
     now = int(time.time())
     exp = now + ttl
     claims = {"sub": str(admin_id), "app": str(app_id), "role": role, "iat": now, "exp": exp,
-              "aud": _AUDIENCE, "jti": uuid.uuid4().hex, "typ": "access"}
-    if session_id is not None:
-        claims["sess"] = str(session_id)
+              "aud": _AUDIENCE, "jti": uuid.uuid4().hex, "typ": "access", "sess": str(session_id)}
     token = jwt.encode(claims, secret, algorithm=_ALG)
     return token, exp
 
@@ -49,10 +47,11 @@ def decode_access_token(secret: str, token: str) -> AdminClaims:
         raise Unauthorized("invalid access token", code="invalid_token") from None
     if claims.get("typ") != "access":
         raise Unauthorized("not an access token", code="invalid_token")
+    if "sess" not in claims:
+        # Every token the server issues names its sign-in; one without could never be signed out.
+        raise Unauthorized("access token names no session; sign in again", code="invalid_token")
     try:
-        session = claims.get("sess")
         return AdminClaims(UUID(claims["sub"]), UUID(claims["app"]), str(claims["role"]),
-                           str(claims.get("jti", "")), int(claims["exp"]),
-                           UUID(session) if session is not None else None)
+                           str(claims.get("jti", "")), int(claims["exp"]), UUID(claims["sess"]))
     except (ValueError, TypeError, AttributeError):
         raise Unauthorized("invalid access token", code="invalid_token") from None

@@ -21,6 +21,7 @@ from server.errors import Unauthorized, ValidationFailed
 from server.messaging import users
 from server.messaging.models import EndUser
 from server.tenancy import api_keys
+from server.tenancy.key_usage import KeyUsage
 
 APP_CACHE_TTL = 2.0  # seconds: a settings change (verification on/off, new secret) applies this fast
 
@@ -47,8 +48,9 @@ def user_hash(identity_secret: str, external_id: str) -> str:
 class SdkIdentity:
     """Resolves (key, user id, hash) to an SdkCaller; app identity settings cached briefly."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, usage: KeyUsage | None = None) -> None:
         self.pool = pool
+        self.usage = usage
         self._apps: dict[UUID, tuple[float, AppIdentity]] = {}
 
     async def _app(self, app_id: UUID) -> AppIdentity:
@@ -72,6 +74,8 @@ class SdkIdentity:
         key = await api_keys.verify(self.pool, api_key)
         if key is None:
             raise Unauthorized("unknown or revoked API key", code="invalid_api_key")
+        if self.usage is not None:
+            self.usage.seen(key.id)
         for name, value in (("user_id", external_id), ("anonymous_id", anonymous_id)):
             if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= 255):
                 raise ValidationFailed(f"{name} must be a string of 1 to 255 characters",

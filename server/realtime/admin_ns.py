@@ -53,13 +53,14 @@ class AdminNamespace(EventNamespace):
             key = await api_keys.verify(self.ctx.pool, token)
             if key is None or key.kind != "secret":
                 raise Unauthorized("invalid admin_token", code="invalid_token")
+            self.ctx.key_usage.seen(key.id)
             return {"app_id": str(key.app_id), "admin_id": None, "role": LEGACY_KEY_ROLE, "legacy": True,
                     "key_id": str(key.id)}
         claims = decode_access_token(self.ctx.settings.jwt_secret, token)
         # refuses removed/disabled admins and signed-out sessions
         row = await live_admin(self.ctx, claims.admin_id, claims.app_id, claims.session_id)
         return {"app_id": str(row.app_id), "admin_id": str(row.id), "role": row.role, "legacy": False,
-                "session_id": str(claims.session_id) if claims.session_id else None}
+                "session_id": str(claims.session_id)}
 
     async def current_admin(self, sid: str) -> AdminPrincipal:
         """The socket's principal as the database sees it now (used by @requires on events)."""
@@ -72,8 +73,7 @@ class AdminNamespace(EventNamespace):
                 raise Unauthorized("the API key of this session was revoked", code="invalid_token")
             role = roles[LEGACY_KEY_ROLE]
             return AdminPrincipal(None, app_id, role.name, role.rank, role.permissions)
-        signed_in = session.get("session_id")
-        row = await live_admin(self.ctx, UUID(session["admin_id"]), app_id, UUID(signed_in) if signed_in else None)
+        row = await live_admin(self.ctx, UUID(session["admin_id"]), app_id, UUID(session["session_id"]))
         return principal_for(row, roles[row.role])
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:

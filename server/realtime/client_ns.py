@@ -34,6 +34,7 @@ from server.realtime import sessions
 from server.realtime.errors import refuse
 from server.realtime.fanout import user_room
 from server.realtime.namespace import EventNamespace
+from server.sdk_limits import user_subject
 
 log = logging.getLogger("replyhq.realtime.client")
 _to_builtins = msgspec.to_builtins
@@ -44,6 +45,9 @@ class ClientSocket:
     app_id: UUID
     user_id: str  # end_users.id
     key_kind: str
+    key_id: UUID
+    key_subject: str  # the key and the user as the SDK rate limits count them (server/sdk_limits.py)
+    user_subject: str
     # A conversation's owner never changes, so a checked id stays checked for the socket's life.
     own_conversations: set[str] = field(default_factory=set)
 
@@ -56,13 +60,17 @@ class ClientNamespace(EventNamespace):
     # ---- connection ----------------------------------------------------------------------
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         metrics = self.ctx.metrics
+        limits = self.ctx.sdk_limits
         try:
+            limits.handshake_address(environ.get("REMOTE_ADDR", "unknown"))  # before any lookup
             if not isinstance(auth, dict) or not auth.get("api_key"):
                 raise Unauthorized("handshake auth must include api_key", code="missing_api_key")
             hello = convert(auth, ClientAuth)
             caller = await self.ctx.sdk_identity.authenticate(
                 hello.api_key, external_id=hello.user_id, anonymous_id=hello.anonymous_id,
                 presented_hash=hello.user_hash)
+            subject = user_subject(caller.app_id, caller.external_id, caller.anonymous_id)
+            limits.admit(str(caller.key_id), subject)
             device = _to_builtins(hello.device) if hello.device else None
             user = await self.ctx.messaging.identify(caller.app_id, external_id=caller.external_id,
                                                      anonymous_id=caller.anonymous_id, device=device)
@@ -77,7 +85,8 @@ class ClientNamespace(EventNamespace):
             log.warning("client connect failed: %s", exc)
             metrics.socket_connects.labels("/client", "refused").inc()
             raise refuse(ServiceUnavailable("could not connect; retry", code="unavailable")) from None
-        self._sockets[sid] = ClientSocket(caller.app_id, user.id, caller.key_kind)
+        self._sockets[sid] = ClientSocket(caller.app_id, user.id, caller.key_kind, caller.key_id,
+                                     str(caller.key_id), subject)
         await self.enter_room(sid, user_room(user.id))
         await self.ctx.presence.connected(str(caller.app_id), user.id, sid)
         metrics.socket_connects.labels("/client", "ok").inc()
@@ -97,6 +106,9 @@ class ClientNamespace(EventNamespace):
         client = self._sockets.get(sid)
         if client is None:
             raise Unauthorized("socket is not authenticated", code="not_connected")
+        # Every event handler starts here: each event counts against its key and user.
+        self.ctx.sdk_limits.admit(client.key_subject, client.user_subject)
+        self.ctx.key_usage.seen(client.key_id)
         return client
 
     async def _own(self, client: ClientSocket, conversation_id: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import engineio
@@ -18,6 +19,7 @@ from server.realtime.eio_websocket import (
     settle_handlers,
 )
 from server.replica_sids import ReplicaEngineIOServer, ReplicaSidServer
+from server.source_address import source_address
 
 
 def _create_route(app: Any, server: engineio.AsyncServer, endpoint: str) -> None:
@@ -33,6 +35,17 @@ def _create_route(app: Any, server: engineio.AsyncServer, endpoint: str) -> None
     app.enable_websocket()
 
 
+def _translate_request(translate: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """python-engineio's Sanic environ says REMOTE_ADDR 127.0.0.1 for everyone: name the client."""
+
+    def translate_request(request: Any) -> dict[str, Any]:
+        environ = translate(request)
+        environ["REMOTE_ADDR"] = source_address(request)
+        return environ
+
+    return translate_request
+
+
 class EngineServer(ReplicaEngineIOServer):
     """Engine.IO with sockets that write straight onto their websocket and one shared pinger."""
 
@@ -40,7 +53,8 @@ class EngineServer(ReplicaEngineIOServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._async = {**self._async, "websocket": SanicWebSocketDriver, "create_route": _create_route}
+        self._async = {**self._async, "websocket": SanicWebSocketDriver, "create_route": _create_route,
+                       "translate_request": _translate_request(self._async["translate_request"])}
         self.pinger = Pinger(self.ping_interval)
         self.open_websockets: set[WebSocketConnection] = set()
 

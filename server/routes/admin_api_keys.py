@@ -47,7 +47,10 @@ CREATE = Operation("POST", "/admin/api/api-keys", "Create a key; the response is
                    "api keys", body=CreateKey, response=CreatedKey, auth="admin_jwt", errors=(403,), status=201)
 document(
     Operation("GET", "/admin/api/api-keys", "The app's API keys (prefix only, never the key)", "api keys",
-              response=ApiKeyList, auth="admin_jwt", errors=(401, 403)),
+              response=ApiKeyList, auth="admin_jwt", errors=(401, 403),
+              extra={"description": "last_used_at is the last REST request, socket handshake or socket "
+                                    "event with the key, to the minute (recorded in the background within "
+                                    "seconds)."}),
     CREATE,
     Operation("DELETE", "/admin/api/api-keys/{key_id}", "Revoke a key: SDKs and servers using it are refused",
               "api keys", response=ApiKeyOut, auth="admin_jwt", params=(("key_id", "path", "API key id"),),

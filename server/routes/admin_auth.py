@@ -24,6 +24,7 @@ from server.routes.admin_schemas import (
     Password,
     session_body,
 )
+from server.source_address import source_address
 from server.tenancy.workspaces import create_workspace
 
 bp = Blueprint("admin_auth", url_prefix="/admin/auth")
@@ -66,8 +67,9 @@ document(
     SIGNUP,
     Operation("POST", "/admin/auth/login", "Sign in with email and password", "admin auth",
               body=Login, response=AuthSession, errors=(400, 401, 422, 429),
-              extra={"description": "Repeated failures are throttled per account and per IP: 429 with "
-                                    "Retry-After."}),
+              extra={"description": "Repeated failures are throttled per account and source address, "
+                                    "per address, and per account across addresses (see README): 429 "
+                                    "too_many_attempts with Retry-After."}),
     Operation("POST", "/admin/auth/refresh", "Rotate a refresh token into a new token pair", "admin auth",
               body=RefreshRequest, response=AuthSession, errors=(400, 401, 422),
               extra={"description": "Each refresh token works once. Presenting one that was already "
@@ -81,11 +83,6 @@ document(
     Operation("POST", "/admin/auth/accept-invite", "Accept a team invitation: set a password, signed in",
               "admin auth", body=AcceptInvite, response=AuthSession, errors=(400, 401, 422)),
 )
-
-
-def client_ip(request: Request) -> str:
-    # remote_addr honours the configured proxy headers; ip is the socket peer.
-    return request.remote_addr or request.ip or "unknown"
 
 
 @bp.post("/signup")
@@ -103,7 +100,7 @@ async def signup(request: Request) -> HTTPResponse:
 @bp.post("/login")
 async def login(request: Request) -> HTTPResponse:
     body = decode_body(request, Login)
-    tokens = await sessions.login(request.app.ctx, body.email, body.password, client_ip(request))
+    tokens = await sessions.login(request.app.ctx, body.email, body.password, source_address(request))
     return json(msgspec.to_builtins(session_body(tokens)))
 
 

@@ -1,4 +1,5 @@
-"""The /v1 request's caller: API key + user id headers -> (SdkCaller, EndUser)."""
+"""The /v1 request's caller: API key + user id headers -> (SdkCaller, EndUser), counted against the
+SDK rate limits."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from sanic import Request
 from server.messaging.identity import SdkCaller
 from server.messaging.models import EndUser
 from server.openapi import Param
+from server.sdk_limits import SdkRateLimited, note_verdicts, user_subject
 
 _USER_ID = {"type": "string", "minLength": 1, "maxLength": 255}  # an empty or longer id is a 422
 HEADER_PARAMS: tuple[Param, ...] = (
@@ -20,11 +22,19 @@ async def sdk_caller(request: Request, *, external_id: str | None = None,
                      anonymous_id: str | None = None) -> SdkCaller:
     """Authenticate the key and user named by headers (or, for identify, by the body)."""
     h = request.headers
-    return await request.app.ctx.sdk_identity.authenticate(  # type: ignore[no-any-return]
+    caller: SdkCaller = await request.app.ctx.sdk_identity.authenticate(
         h.get("x-api-key"),
         external_id=external_id if external_id is not None else h.get("x-user-id"),
         anonymous_id=anonymous_id if anonymous_id is not None else h.get("x-anonymous-id"),
         presented_hash=h.get("x-user-hash"))
+    try:
+        verdicts = request.app.ctx.sdk_limits.use(
+            caller.key_id, user_subject(caller.app_id, caller.external_id, caller.anonymous_id))
+    except SdkRateLimited as exc:
+        note_verdicts(request, exc.verdicts)
+        raise
+    note_verdicts(request, verdicts)
+    return caller
 
 
 async def sdk_user(request: Request) -> tuple[SdkCaller, EndUser]:

@@ -78,12 +78,14 @@ async def verify(conn: asyncpg.Connection | asyncpg.Pool, presented: str) -> Api
     return None
 
 
-async def touch(conn: asyncpg.Connection | asyncpg.Pool, key_id: UUID) -> None:
-    # Coarse: at most one write a minute per key so a busy SDK key doesn't hammer the row.
+async def touch(conn: asyncpg.Connection | asyncpg.Pool, key_ids: list[UUID]) -> None:
+    """Record that these keys were used now (server/tenancy/key_usage.py batches the calls)."""
+    # Coarse: at most one write a minute per key, whichever replica saw it.
     await conn.execute(
         """UPDATE api_keys SET last_used_at = now()
-           WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')""",
-        key_id)
+           WHERE id = ANY($1::uuid[])
+             AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')""",
+        key_ids)
 
 
 async def list_for_app(conn: asyncpg.Connection | asyncpg.Pool, app_id: UUID) -> list[ApiKey]:

@@ -1,0 +1,148 @@
+"""Rate limits at the SDK edge: per API key (REST), per end user (socket events), per source address
+(handshakes). Over a limit: 429 rate_limited with Retry-After and the IETF RateLimit headers, an
+error ack, or a connect_error; once the window has passed, traffic flows again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import socketio
+
+from tests.support import ServerProcess
+
+WINDOW = 4  # seconds: short windows keep the tests short
+
+
+def get(server: ServerProcess, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+    """(status, lower-cased headers, JSON body) of a GET."""
+    req = urllib.request.Request(server.url + path, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            status, hdrs, body = resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as err:
+        status, hdrs, body = err.code, err.headers, err.read()
+    return status, {k.lower(): v for k, v in hdrs.items()}, json.loads(body)
+
+
+@asynccontextmanager
+async def client_socket(server: ServerProcess, key: str, user_id: str,
+                        headers: dict[str, str] | None = None) -> AsyncIterator[socketio.AsyncClient]:
+    sio = socketio.AsyncClient(reconnection=False)
+    await sio.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"], transports=["websocket"],
+                      auth={"api_key": key, "user_id": user_id}, headers=headers or {}, wait_timeout=5)
+    try:
+        yield sio
+    finally:
+        await sio.disconnect()
+
+
+async def refused(server: ServerProcess, key: str, user_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    """The connect_error body of a refused /client handshake."""
+    errors: list[Any] = []
+    sio = socketio.AsyncClient(reconnection=False)
+    sio.on("connect_error", lambda data: errors.append(data), namespace="/client")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await sio.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"],
+                          transports=["websocket"], auth={"api_key": key, "user_id": user_id}, headers=headers,
+                          wait_timeout=5)
+    await asyncio.sleep(0.05)
+    await sio.disconnect()
+    assert errors, "no connect_error"
+    return errors[0]["data"]  # type: ignore[no-any-return]
+
+
+def test_a_key_flooding_rest_gets_429_with_retry_after_and_ratelimit_headers(start_server, workspace,
+                                                                          other_workspace) -> None:
+    server = start_server(SDK_KEY_RATE_LIMIT="20", SDK_RATE_WINDOW=str(WINDOW))
+    key = workspace.publishable_key
+    status, headers, _ = get(server, "/v1/users/me", {"x-api-key": key, "x-user-id": "u-0"})
+    assert status == 200
+    assert f'"sdk-key";q=20;w={WINDOW}' in headers["ratelimit-policy"]
+    assert '"sdk-key";r=' in headers["ratelimit"]
+    # Many users of the one key: it is the key's limit that closes, whoever asks.
+    for n in range(1, 60):
+        status, headers, body = get(server, "/v1/users/me", {"x-api-key": key, "x-user-id": f"u-{n}"})
+        if status == 429:
+            break
+        assert status == 200, body
+    assert status == 429, "the key was never limited"
+    assert body["error"]["code"] == "rate_limited" and body["error"]["details"]["policy"] == "sdk-key"
+    retry_after = int(headers["retry-after"])
+    assert 1 <= retry_after <= WINDOW
+    assert f'"sdk-key";q=20;w={WINDOW}' in headers["ratelimit-policy"]
+    assert f'"sdk-key";r=0;t={retry_after}' in headers["ratelimit"]
+    # another app's key is not limited by this one
+    assert get(server, "/v1/users/me", {"x-api-key": other_workspace.publishable_key, "x-user-id": "u-1"})[0] == 200
+    time.sleep(retry_after)  # the window has passed
+    status, headers, _ = get(server, "/v1/users/me", {"x-api-key": key, "x-user-id": "u-again"})
+    assert status == 200
+
+
+async def test_a_flooding_socket_gets_rate_limited_acks_and_other_users_are_not_affected(start_server,
+                                                                                       workspace) -> None:
+    server = start_server(SDK_USER_RATE_LIMIT="10", SDK_RATE_WINDOW=str(WINDOW))
+    key = workspace.publishable_key
+    async with client_socket(server, key, "flooder") as flooder, client_socket(server, key, "neighbour") as other:
+        acks = [await flooder.call("sync", {}, namespace="/client", timeout=5) for _ in range(25)]
+        refused_acks = [a for a in acks if not a["ok"]]
+        assert refused_acks, "the user was never limited"
+        first = refused_acks[0]
+        assert first["status"] == 429 and first["error"]["code"] == "rate_limited"
+        assert first["error"]["details"]["policy"] == "sdk-user"
+        assert 1 <= first["error"]["details"]["retry_after"] <= WINDOW
+        assert flooder.connected  # an error ack, not a disconnect
+        # another user of the same app and key is not held back by the flooder's limit
+        assert (await other.call("sync", {}, namespace="/client", timeout=5))["ok"] is True
+        await asyncio.sleep(first["error"]["details"]["retry_after"])
+        assert (await flooder.call("sync", {}, namespace="/client", timeout=5))["ok"] is True
+
+
+async def test_handshake_floods_from_one_address_get_connect_error(start_server, workspace) -> None:
+    server = start_server(SDK_HANDSHAKE_RATE_LIMIT="5", SDK_RATE_WINDOW=str(WINDOW), SANIC_PROXIES_COUNT="1")
+    key = workspace.publishable_key
+    flood, elsewhere = {"x-forwarded-for": "203.0.113.9"}, {"x-forwarded-for": "198.51.100.4"}
+    data: dict[str, Any] | None = None
+    for n in range(15):
+        try:
+            async with client_socket(server, key, f"visitor-{n}", flood):
+                pass
+        except socketio.exceptions.ConnectionError:
+            data = await refused(server, key, f"visitor-{n}", flood)
+            break
+    assert data is not None, "the address was never limited"
+    assert data["error"]["code"] == "rate_limited" and data["error"]["details"]["policy"] == "sdk-address"
+    # a client at another address connects meanwhile
+    async with client_socket(server, key, "someone", elsewhere) as sio:
+        assert sio.connected
+    await asyncio.sleep(data["error"]["details"]["retry_after"])
+    async with client_socket(server, key, "visitor-later", flood) as sio:
+        assert sio.connected
+
+
+def test_a_keys_limit_holds_across_replicas(start_server, workspace) -> None:
+    env = {"SDK_KEY_RATE_LIMIT": "20", "SDK_RATE_WINDOW": "60"}
+    first, second = start_server(**env), start_server(**env)
+    if time.time() % 60 > 45:  # start in a fresh window, so none ends mid-test
+        time.sleep(60 - time.time() % 60 + 0.1)
+    key = workspace.publishable_key
+    for n in range(10):
+        assert get(first, "/v1/users/me", {"x-api-key": key, "x-user-id": f"a-{n}"})[0] == 200
+    time.sleep(1.5)  # the replicas share their counts twice a second
+    admitted = 0
+    for n in range(30):
+        status, _, _ = get(second, "/v1/users/me", {"x-api-key": key, "x-user-id": f"b-{n}"})
+        if status == 429:
+            break
+        admitted += 1
+    # The other replica's 10 count too (give or take the hit that made this one sync).
+    assert 10 <= admitted <= 11, admitted
+    time.sleep(1.5)
+    assert get(first, "/v1/users/me", {"x-api-key": key, "x-user-id": "a-late"})[0] == 429
