@@ -282,12 +282,12 @@ def run_events(urls: list[str], api_key: str, app_id: uuid.UUID, backlog: int, p
     asyncio.run(_seed_events(db_url, app_id, backlog))
     t0 = time.monotonic()
     relayed_at = applied_at = None
-    while applied_at is None and time.monotonic() - t0 < 600:
+    while (applied_at is None or relayed_at is None) and time.monotonic() - t0 < 600:
         p = asyncio.run(_events_progress(db_url, app_id))
         now = time.monotonic()
         if relayed_at is None and p["relayed"] >= p["head"]:
             relayed_at = now
-        if p["applied"] >= p["head"] and p["counted"] >= p["events"]:
+        if applied_at is None and p["applied"] >= p["head"] and p["counted"] >= p["events"]:
             applied_at = now
         time.sleep(0.05)
     done = asyncio.run(_events_progress(db_url, app_id))

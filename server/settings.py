@@ -105,7 +105,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Days domain events are kept in Postgres (workers/event_retention.py); consumers must keep up.
     event_retention_days: Annotated[int, Meta(ge=1, le=3650)] = 30
     # Seconds the event relay waits when it found nothing new: the floor of event latency.
-    event_relay_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.02
+    event_relay_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.01
     # SDK edge rate limits per SDK_RATE_WINDOW seconds (server/sdk_limits.py; 0 turns one off).
     # Per API key: /v1 requests + /client handshakes and events of all the key's users together.
     sdk_key_rate_limit: Annotated[int, Meta(ge=0)] = 200_000

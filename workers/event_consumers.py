@@ -30,9 +30,12 @@ from server.events.store import Position
 log = logging.getLogger("replyhq.workers.event_consumers")
 STREAM = "events:domain"
 _decode_event = msgspec.json.Decoder(DomainEvent).decode
-# The group's checkpoint, locked for the batch, with what retention deleted and how far the relay got.
+# The group's checkpoint, locked for the batch, with what retention deleted and how far the relay
+# got. The effect and the checkpoint commit together, so a commit lost in a Postgres crash loses
+# both and those events are applied again, once: the transaction need not wait for the WAL flush.
 _CHECKPOINT_SQL = """
-SELECT c.tx::text AS tx, c.seq, r.tx::text AS kept_tx, r.seq AS kept_seq, l.seq AS relayed_seq
+SELECT c.tx::text AS tx, c.seq, r.tx::text AS kept_tx, r.seq AS kept_seq, l.seq AS relayed_seq,
+       set_config('synchronous_commit', 'off', true) AS async_commit
 FROM event_consumers c, event_retention r, event_relay l
 WHERE c.name = $1 AND r.id = 1 AND l.id = 1
 FOR UPDATE OF c

@@ -9,7 +9,6 @@ took number 5 may commit after the one that took 6 was read.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
 
@@ -36,8 +35,13 @@ START = Position(0, 0)
 
 # `tx` comes back as text (asyncpg has no xid8 codec); ORDER BY names the table's columns, since
 # an output column of the same name would sort as text ("1001" before "991").
-_COLUMNS = """tx::text AS tx, seq, type, app_id, occurred_at, conversation_id, user_id, admin_id, version,
-              data::text AS data"""
+# Postgres builds the envelope (server/events/catalog.py DomainEvent) as JSON text: the relay
+# passes it on as it is, and a consumer decodes it in one call.
+_COLUMNS = """tx::text AS tx, seq, json_build_object(
+    'id', 'evt_' || seq, 'type', type, 'app_id', app_id,
+    'occurred_at', to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    'conversation_id', conversation_id, 'user_id', user_id, 'admin_id', admin_id, 'version', version,
+    'data', data, 'position', tx::text || '.' || seq)::text AS envelope"""
 
 _AFTER_SQL = f"""
 SELECT {_COLUMNS} FROM domain_events
@@ -53,25 +57,25 @@ ORDER BY domain_events.tx, domain_events.seq LIMIT $5
 """
 
 
-def _iso(ts: datetime) -> str:
-    return ts.isoformat().replace("+00:00", "Z")
-
-
-def _str(value: UUID | None) -> str | None:
-    return None if value is None else str(value)
+_decode_event = msgspec.json.Decoder(DomainEvent).decode
+decode_event = _decode_event
 
 
 def event_from_row(row: asyncpg.Record) -> DomainEvent:
-    return DomainEvent(id=f"evt_{row['seq']}", type=row["type"], app_id=str(row["app_id"]),
-                       occurred_at=_iso(row["occurred_at"]), conversation_id=_str(row["conversation_id"]),
-                       user_id=_str(row["user_id"]), admin_id=_str(row["admin_id"]), version=row["version"],
-                       data=msgspec.Raw(row["data"].encode()), position=f"{row['tx']}.{row['seq']}")
+    return _decode_event(row["envelope"])
 
 
 async def read_after(conn: asyncpg.Connection | asyncpg.Pool, after: Position, limit: int) -> list[DomainEvent]:
     """Committed events after `after`, in position order, that no later commit can precede."""
     rows = await conn.fetch(_AFTER_SQL, str(after.tx), after.n, limit)
     return [event_from_row(r) for r in rows]
+
+
+async def read_envelopes_after(conn: asyncpg.Connection | asyncpg.Pool, after: Position,
+                               limit: int) -> list[tuple[Position, str]]:
+    """read_after for the relay: each event's position and its envelope, as JSON text."""
+    rows = await conn.fetch(_AFTER_SQL, str(after.tx), after.n, limit)
+    return [(Position(int(r["tx"]), r["seq"]), r["envelope"]) for r in rows]
 
 
 async def read_between(conn: asyncpg.Connection | asyncpg.Pool, after: Position, before: Position,
@@ -95,7 +99,10 @@ async def relay_checkpoint(conn: asyncpg.Connection | asyncpg.Pool) -> Position:
 
 async def save_relay_checkpoint(conn: asyncpg.Connection | asyncpg.Pool, pos: Position) -> None:
     # Never backwards: a relay that lost its lease mid-batch must not undo its successor's progress.
-    await conn.execute("""UPDATE event_relay SET tx = $1::text::xid8, seq = $2
+    # Not waiting for the WAL flush: a checkpoint lost in a crash only makes the relay append some
+    # events again, which the consumers' checkpoints skip.
+    await conn.execute("""WITH off AS (SELECT set_config('synchronous_commit', 'off', true))
+                          UPDATE event_relay SET tx = $1::text::xid8, seq = $2 FROM off
                           WHERE id = 1 AND (tx, seq) < ($1::text::xid8, $2)""", str(pos.tx), pos.n)
 
 
