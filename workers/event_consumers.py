@@ -66,6 +66,7 @@ class ConsumerGroup:
         self.idle_catch_up_s = idle_catch_up_s
         self._task: asyncio.Task[None] | None = None
         self._warned_retention = False
+        self._next_claim = 0.0  # loop time of the next look for entries a dead replica left
 
     async def start(self) -> None:
         await self.pool.execute(
@@ -115,11 +116,16 @@ class ConsumerGroup:
                 await asyncio.sleep(0.5)
 
     async def _read(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        # Entries another replica took and never acknowledged (it died) come first.
-        claimed: Any = await self.redis.xautoclaim(STREAM, self.name, self.replica_id, self.claim_idle_ms,
-                                              start_id="0-0", count=self.batch)
-        if claimed and claimed[1]:
-            return [e for e in claimed[1] if e[1]]
+        # Entries another replica took and never acknowledged (it died): looked for now and then,
+        # not on every read (they can be claimed only claim_idle_ms after they were taken anyway).
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_claim:
+            self._next_claim = now + self.claim_idle_ms / 4000
+            claimed: Any = await self.redis.xautoclaim(STREAM, self.name, self.replica_id, self.claim_idle_ms,
+                                                       start_id="0-0", count=self.batch)
+            if claimed and claimed[1]:
+                self._next_claim = now  # there may be more
+                return [e for e in claimed[1] if e[1]]
         found: Any = await self.redis.xreadgroup(self.name, self.replica_id, {STREAM: ">"}, count=self.batch,
                                                  block=self.block_ms)
         return list(found[0][1]) if found else []  # RESP2: [[stream, [(id, fields), ...]]]
