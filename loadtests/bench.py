@@ -293,7 +293,8 @@ def run_events(urls: list[str], api_key: str, app_id: uuid.UUID, backlog: int, p
     done = asyncio.run(_events_progress(db_url, app_id))
     before = _histogram(urls, "replyhq_event_consumer_delay_seconds", 'group="event-counts"')
     relay_before = _histogram(urls, "replyhq_events_relay_delay_seconds")
-    traffic = run_messages(urls, api_key, 100, warmup, duration, procs, db_url)
+    traffic = run_messages(urls, api_key, int(os.environ.get("EVENTS_CLIENTS", "100")), warmup, duration, procs,
+                           db_url)
     _wait_events(db_url, app_id, timeout=60)
     after = _histogram(urls, "replyhq_event_consumer_delay_seconds", 'group="event-counts"')
     relay_after = _histogram(urls, "replyhq_events_relay_delay_seconds")
@@ -303,7 +304,9 @@ def run_events(urls: list[str], api_key: str, app_id: uuid.UUID, backlog: int, p
             "consume_events_per_s": round(backlog / (applied_at - t0)) if applied_at else None,
             "lost": max(0, done["events"] - done["counted"]) + max(0, final["events"] - final["counted"]),
             "double_effects": max(0, done["counted"] - done["events"]) + max(0, final["counted"] - final["events"]),
+            "traffic_clients": int(os.environ.get("EVENTS_CLIENTS", "100")),
             "traffic_msgs_per_s": traffic["msgs_per_s"],
+            "commit_to_stream_p50_ms_le": _ms(_quantile(relay_before, relay_after, 0.50)),
             "commit_to_stream_p99_ms_le": _ms(_quantile(relay_before, relay_after, 0.99)),
             "commit_to_consumer_p50_ms_le": _ms(_quantile(before, after, 0.50)),
             "commit_to_consumer_p99_ms_le": _ms(_quantile(before, after, 0.99)),

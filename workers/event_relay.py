@@ -26,6 +26,7 @@ from workers.leased_worker import LeasedWorker
 log = logging.getLogger("replyhq.workers.event_relay")
 STREAM = "events:domain"
 LEASE_KIND = "event-relay"
+CHECKPOINT_EVERY_S = 0.1
 _CHUNK = 1000  # entries per script call: Redis runs one call without interleaving other clients
 _encode = msgspec.json.Encoder().encode
 
@@ -51,15 +52,17 @@ class EventRelay(LeasedWorker):
         self.batch = batch
         self.maxlen = maxlen
         self._pos: Position | None = None  # where this relay has got to while it holds the lease
+        self._saved_at = 0.0  # monotonic time of the last checkpoint saved
+        self._unsaved = False  # _pos is ahead of the saved checkpoint
 
     async def tick(self) -> bool:
         return await self.relay_once() == self.batch
 
     def on_inactive(self) -> None:
-        self._pos = None  # another replica relays: resume from the checkpoint if ours again
+        self._pos, self._unsaved = None, False  # another replica relays: resume from the checkpoint
 
     def on_error(self) -> None:
-        self._pos = None  # the checkpoint in Postgres keeps our place
+        self._pos, self._unsaved = None, False  # the checkpoint in Postgres keeps our place
 
     async def relay_once(self) -> int:
         """Append the next batch of committed events; returns how many."""
@@ -67,6 +70,9 @@ class EventRelay(LeasedWorker):
             self._pos = await store.relay_checkpoint(self.pool)
         events = await store.read_envelopes_after(self.pool, self._pos, self.batch)
         if not events:
+            if self._unsaved:  # caught up: keep the checkpoint exact while idle
+                await store.save_relay_checkpoint(self.pool, self._pos)
+                self._unsaved = False
             return 0
         prev = self._pos
         for start in range(0, len(events), _CHUNK):
@@ -75,8 +81,14 @@ class EventRelay(LeasedWorker):
                 args += (str(position), str(prev), envelope)
                 prev = position
             await self.redis.eval(_APPEND_LUA, 1, STREAM, *args)  # type: ignore[misc]
-        await store.save_relay_checkpoint(self.pool, prev)
         self._pos = prev
+        self._unsaved = True
+        now = time.monotonic()
+        if now - self._saved_at >= CHECKPOINT_EVERY_S:
+            # Not after every batch: a checkpoint a moment old only makes a successor append a few
+            # events again, which the consumers' checkpoints skip.
+            await store.save_relay_checkpoint(self.pool, prev)
+            self._saved_at, self._unsaved = now, False
         if self.metrics is not None:
             self.metrics.events_relayed.inc(len(events))
             # The oldest event's wait, the longest in the batch (a sample per batch is enough).
