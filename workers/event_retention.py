@@ -1,6 +1,6 @@
 """Event retention: deletes domain events older than EVENT_RETENTION_DAYS, in small batches.
 
-One replica at a time (the "event-retention" lease). Batches are small and keyed by time, so a
+One replica at a time (the "event-retention" lease). Batches are small, taken in position order, so a
 prune never holds locks the commit path waits on (commits only insert). The newest position
 deleted is kept in event_retention: a consumer whose checkpoint is older has missed events and
 says so loudly (workers/event_consumers.py).
@@ -21,8 +21,11 @@ LEASE_KIND = "event-retention"
 
 _PRUNE_SQL = """
 WITH gone AS (
+    -- The oldest positions (the primary key's order), of those the expired ones: positions follow
+    -- time closely, so a batch with anything young in it is the last one needed.
     DELETE FROM domain_events WHERE (tx, seq) IN (
-        SELECT tx, seq FROM domain_events WHERE occurred_at < now() - make_interval(days => $1) LIMIT $2)
+        SELECT tx, seq FROM domain_events ORDER BY tx, seq LIMIT $2)
+      AND occurred_at < now() - make_interval(days => $1)
     RETURNING tx, seq
 ), top AS (SELECT tx, seq FROM gone ORDER BY tx DESC, seq DESC LIMIT 1
 ), mark AS (
