@@ -14,16 +14,15 @@ from typing import Any
 
 import asyncpg
 import pytest
-import socketio
 
 from server.auth.tokens import issue_access_token
 from server.realtime.admin_ns import AdminNamespace
-from tests.admin_helpers import call
+from tests.admin_helpers import call, refused_admin_handshake
 from tests.conftest import TEST_JWT_SECRET
 from tests.inbox_helpers import owner_token, start_conversation, teammate
 from tests.refusal_helpers import add_restricted_roles, diff, stored_state
 from tests.support import ServerProcess, http
-from tests.test_admin_inbox_socket import PATH, admin_socket, emit, sdk_socket
+from tests.test_admin_inbox_socket import admin_socket, emit, sdk_socket
 
 CONV = "{conversation_id}"
 # event -> (permission, a valid payload); every event handler of AdminNamespace is listed here.
@@ -74,23 +73,6 @@ def _is_error_ack(ack: Any, status: int | None = None) -> bool:
     return (isinstance(ack, dict) and set(ack) == {"ok", "status", "error"} and ack["ok"] is False
             and (ack["status"] == status if status else 400 <= ack["status"] < 500)
             and isinstance(ack["error"]["code"], str) and isinstance(ack["error"]["message"], str))
-
-
-async def _refused_handshake(server: ServerProcess, auth: Any) -> dict[str, Any]:
-    """The connect_error data of a refused /admin handshake."""
-    errors: list[Any] = []
-    sio = socketio.AsyncClient(reconnection=False)
-    sio.on("connect_error", lambda data: errors.append(data), namespace="/admin")
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        await sio.connect(server.url, socketio_path=PATH, namespaces=["/admin"], transports=["websocket"],
-                          auth=auth, wait_timeout=5)
-    for _ in range(50):
-        if errors:
-            break
-        await asyncio.sleep(0.02)
-    await sio.disconnect()
-    assert errors, ("no connect_error", auth)
-    return errors[0]  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -153,7 +135,7 @@ async def test_handshakes_without_a_valid_admin_token_are_refused_with_an_error_
              ({"admin_token": "rhq_sk_" + "x" * 40}, "invalid_token")]
     before = await stored_state(db, redis_url)
     for auth, code in cases:
-        error = await _refused_handshake(server, auth)
+        error = await refused_admin_handshake(server, auth)
         assert error["data"]["error"]["code"] == code, (auth, error)
         assert set(error["data"]) == {"error"} and error["data"]["error"]["message"] == error["message"]
     assert diff(before, await stored_state(db, redis_url)) == {}
