@@ -15,6 +15,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from server.auth.roles import ALL_PERMISSIONS
+from server.events.catalog import STREAM as EVENT_STREAM
 
 
 async def add_restricted_roles(db: asyncpg.Pool) -> None:
@@ -30,7 +31,7 @@ async def add_restricted_roles(db: asyncpg.Pool) -> None:
 # Moved by background workers from what earlier calls recorded (domain_events, which is compared,
 # is their source): a refused call cannot change them except through domain_events.
 _DERIVED_TABLES = ("schema_migrations", "event_relay", "event_consumers", "event_counts", "event_retention")
-_DERIVED_STREAMS = ("events:domain",)
+_DERIVED_STREAMS = (EVENT_STREAM,)
 
 
 async def table_rows(db: asyncpg.Pool) -> dict[str, list[str]]:

@@ -15,21 +15,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime
 from typing import Any, Protocol
 
 import asyncpg
-import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from server.events import store
-from server.events.catalog import DomainEvent
+from server.events.catalog import STREAM, DomainEvent
 from server.events.store import Position
 
 log = logging.getLogger("replyhq.workers.event_consumers")
-STREAM = "events:domain"
-_decode_event = msgspec.json.Decoder(DomainEvent).decode
 # The group's checkpoint, locked for the batch, with what retention deleted and how far the relay
 # got. The effect and the checkpoint commit together, so a commit lost in a Postgres crash loses
 # both and those events are applied again, once: the transaction need not wait for the WAL flush.
@@ -134,7 +130,7 @@ class ConsumerGroup:
         """Apply a batch of stream entries once; returns how many events were applied."""
         events = []
         for _, fields in entries:
-            event = _decode_event(fields[b"e"])
+            event = store.decode_event(fields[b"e"])
             events.append((Position.parse(fields[b"prev"]), event))
         applied = await self._apply(events)
         await self.redis.xack(STREAM, self.name, *[entry_id for entry_id, _ in entries])
@@ -184,7 +180,7 @@ class ConsumerGroup:
             now = time.time()
             delay = self.metrics.event_consumer_delay.labels(self.name)
             for event in todo[:: max(1, len(todo) // 20)]:  # a sample per batch is enough for the histogram
-                delay.observe(max(0.0, now - _epoch(event.occurred_at)))
+                delay.observe(event.age_s(now))
         return len(todo)
 
     def _check_retention(self, checkpoint: Position, mark: Position) -> None:
@@ -196,10 +192,6 @@ class ConsumerGroup:
                       "already deleted (up to %s); the events in between are lost to it. Raise "
                       "EVENT_RETENTION_DAYS or fix the consumer.", self.name, checkpoint, mark)
         self._warned_retention = behind
-
-
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 async def _all_between(conn: asyncpg.Connection, after: Position, before: Position) -> list[DomainEvent]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -20,11 +19,11 @@ import msgspec
 import redis.asyncio as aioredis
 
 from server.events import store
+from server.events.catalog import STREAM
 from server.events.store import Position
 from workers.leased_worker import LeasedWorker
 
 log = logging.getLogger("replyhq.workers.event_relay")
-STREAM = "events:domain"
 LEASE_KIND = "event-relay"
 CHECKPOINT_EVERY_S = 0.1
 _CHUNK = 1000  # entries per script call: Redis runs one call without interleaving other clients
@@ -93,9 +92,6 @@ class EventRelay(LeasedWorker):
             self.metrics.events_relayed.inc(len(events))
             # The oldest event's wait, the longest in the batch (a sample per batch is enough).
             oldest = store.decode_event(events[0][1])
-            self.metrics.events_relay_delay.observe(max(0.0, time.time() - _epoch(oldest.occurred_at)))
+            self.metrics.events_relay_delay.observe(oldest.age_s(time.time()))
         return len(events)
 
-
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

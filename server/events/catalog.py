@@ -6,9 +6,12 @@ the envelope's subject ids say whom it concerns. Served at GET /docs/events (doc
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import msgspec
 
 VERSION = 1
+STREAM = "events:domain"  # the Redis Stream the relay appends to and consumer groups read
 
 
 class DomainEvent(msgspec.Struct, kw_only=True):
@@ -25,6 +28,10 @@ class DomainEvent(msgspec.Struct, kw_only=True):
     # The stored JSON as it is: relaying and most consumers pass it on without parsing it.
     data: msgspec.Raw
     position: str = ""  # "<tx>.<n>"
+
+    def age_s(self, now: float) -> float:
+        """Seconds from the event's transaction to `now` (a Unix time)."""
+        return max(0.0, now - datetime.fromisoformat(self.occurred_at.replace("Z", "+00:00")).timestamp())
 
 
 # type -> (when it happens, the keys of `data`)

@@ -57,12 +57,11 @@ ORDER BY domain_events.tx, domain_events.seq LIMIT $5
 """
 
 
-_decode_event = msgspec.json.Decoder(DomainEvent).decode
-decode_event = _decode_event
+decode_event = msgspec.json.Decoder(DomainEvent).decode
 
 
 def event_from_row(row: asyncpg.Record) -> DomainEvent:
-    return _decode_event(row["envelope"])
+    return decode_event(row["envelope"])
 
 
 async def read_after(conn: asyncpg.Connection | asyncpg.Pool, after: Position, limit: int) -> list[DomainEvent]:
@@ -84,14 +83,6 @@ async def read_between(conn: asyncpg.Connection | asyncpg.Pool, after: Position,
     return [event_from_row(r) for r in rows]
 
 
-async def head(conn: asyncpg.Connection | asyncpg.Pool) -> Position:
-    """The newest position a reader may take now (START when there is none)."""
-    row = await conn.fetchrow(
-        """SELECT tx::text AS tx, seq FROM domain_events WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
-           ORDER BY domain_events.tx DESC, domain_events.seq DESC LIMIT 1""")
-    return Position(int(row["tx"]), row["seq"]) if row else START
-
-
 async def relay_checkpoint(conn: asyncpg.Connection | asyncpg.Pool) -> Position:
     row = await conn.fetchrow("SELECT tx::text AS tx, seq FROM event_relay WHERE id = 1")
     return Position(int(row["tx"]), row["seq"]) if row else START
@@ -104,11 +95,6 @@ async def save_relay_checkpoint(conn: asyncpg.Connection | asyncpg.Pool, pos: Po
     await conn.execute("""WITH off AS (SELECT set_config('synchronous_commit', 'off', true))
                           UPDATE event_relay SET tx = $1::text::xid8, seq = $2 FROM off
                           WHERE id = 1 AND (tx, seq) < ($1::text::xid8, $2)""", str(pos.tx), pos.n)
-
-
-async def retention_mark(conn: asyncpg.Connection | asyncpg.Pool) -> Position:
-    row = await conn.fetchrow("SELECT tx::text AS tx, seq FROM event_retention WHERE id = 1")
-    return Position(int(row["tx"]), row["seq"]) if row else START
 
 
 async def list_for_app(conn: asyncpg.Connection | asyncpg.Pool, app_id: UUID, *, types: list[str] | None,
