@@ -166,7 +166,12 @@ def test_embedded_default_serves_bootstraps_a_login_and_ctrl_c_leaves_no_process
         while b"Server key:" not in out and time.monotonic() < deadline:
             assert proc.stdout is not None
             out += proc.stdout.readline()
-        srv.wait_healthy()
+        try:
+            srv.wait_healthy()
+        except RuntimeError as exc:  # its output went to the pipe, not a log file: show it
+            assert proc.stdout is not None
+            rest = proc.stdout.read() if proc.poll() is not None else b""
+            raise RuntimeError(f"{exc}\n{(out + rest).decode(errors='replace')[-5000:]}") from None
         text = out.decode()
         login = re.search(r"Login:\s+(\S+)", text)
         password = re.search(r"Password:\s+(\S+)", text)
