@@ -56,7 +56,7 @@ fuzz: $(STAMP)
 	MAX_EXAMPLES=$(MAX_EXAMPLES) SEED=$(SEED) $(if $(TARGET),REPLYHQ_FUZZ_URL=$(TARGET)) $(PY) -m tests.fuzz $(ARGS)
 
 clean:
-	@# A root checkout in a 0700 folder keeps its embedded Postgres cluster under /var/lib/replyhq (server/embedded_paths.py).
+	@# A root checkout in a 0700 folder keeps its embedded Postgres cluster under /var/lib/replyhq (server/dev/embedded_paths.py).
 	@loc=$$(cat .data/embedded/postgres/LOCATION 2>/dev/null); case "$$loc" in /var/lib/replyhq/data-*) rm -rf "$$loc";; esac
 	rm -rf $(VENV) .data out static/node_modules
 

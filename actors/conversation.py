@@ -16,9 +16,8 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from actors.state_cache import StateCache
-from server.errors import ApiError, Conflict, NotFound, ServiceUnavailable
-from server.messaging.commit import (
+from actors.runtime.state_cache import StateCache
+from server.conversations.commit import (
     ConversationState,
     DuplicateClientIds,
     NewMessage,
@@ -28,8 +27,8 @@ from server.messaging.commit import (
     existing_messages,
     load_states,
 )
-from server.messaging.group_commit import GroupCommitter
-from server.messaging.models import (
+from server.conversations.group_commit import GroupCommitter
+from server.conversations.models import (
     Conversation,
     ConversationCommand,
     Message,
@@ -38,6 +37,7 @@ from server.messaging.models import (
     SendCommand,
     UpdateCommand,
 )
+from server.errors import ApiError, Conflict, NotFound, ServiceUnavailable
 from server.realtime.fanout import Fanout
 
 log = logging.getLogger("replyhq.actors.conversation")

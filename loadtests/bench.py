@@ -23,8 +23,8 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from server.db.migrate import migrate
-from server.embedded import EmbeddedServices
+from server.dev.embedded import EmbeddedServices
+from server.platform.db.migrate import migrate
 from server.settings import Settings
 from server.tenancy.workspaces import create_workspace
 from tests.support import ServerProcess

@@ -39,7 +39,7 @@ import requests
 from locust import HttpUser, between, events, task
 from locust.runners import WorkerRunner
 
-from loadtests.sdk_sync import SyncSocket
+from loadtests.sdk_client import SyncSocket
 
 log = logging.getLogger("replyhq.locust")
 T = TypeVar("T")

@@ -16,46 +16,43 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse, file
 
 from actors.conversation import ConversationHandler
-from actors.host import ActorHost
-from server import redis_client, sdk_limits
-from server.admission import Admission
-from server.db.pool import create_pool
+from actors.runtime.host import ActorHost
+from server.analytics import routes as admin_dashboard
+from server.auth import routes as admin_auth
+from server.auth import team_routes as admin_team
+from server.conversations import admin_routes as admin_conversations
+from server.conversations import sdk_routes as sdk_conversations
+from server.conversations import sync_routes as sdk_sync
+from server.conversations.service import MessagingService
 from server.errors import install_error_handlers
 from server.events import routes as event_routes
 from server.events.counts import EventCounts
-from server.logging_setup import request_id_var
-from server.messaging.identity import SdkIdentity
-from server.messaging.service import MessagingService
-from server.metrics import Metrics
-from server.payloads import dumps
-from server.rate_limits import WindowCounters
+from server.http import docs, operations, sdk_limits
+from server.http.payloads import dumps
+from server.http.sdk_limits import SdkLimits
+from server.platform.db.pool import create_pool
+from server.platform.logging_setup import request_id_var
+from server.platform.metrics import Metrics
+from server.platform.rate_limits import WindowCounters
+from server.platform.redis import client as redis_client
+from server.platform.redis.writer import RedisWriter
 from server.realtime.admin_ns import AdminNamespace
 from server.realtime.client_ns import ClientNamespace
 from server.realtime.fanout import Fanout
 from server.realtime.manager import JsonPacket, ReplicaFanoutManager
 from server.realtime.presence import Presence
-from server.realtime.socket_server import SocketServer
-from server.redis_writer import RedisWriter
-from server.routes import (
-    admin_account,
-    admin_api_keys,
-    admin_auth,
-    admin_conversations,
-    admin_dashboard,
-    admin_team,
-    admin_users,
-    docs,
-    operations,
-    sdk_conversations,
-    sdk_sync,
-    sdk_users,
-)
-from server.sdk_limits import SdkLimits
+from server.realtime.transport.admission import Admission
+from server.realtime.transport.socket_server import SocketServer
 from server.settings import Settings
+from server.tenancy import account_routes as admin_account
+from server.tenancy import api_key_routes as admin_api_keys
 from server.tenancy.key_usage import KeyUsage
-from workers.event_consumers import ConsumerGroup
+from server.users import admin_routes as admin_users
+from server.users import sdk_routes as sdk_users
+from server.users.identity import SdkIdentity
 from workers.event_relay import EventRelay
 from workers.event_retention import EventRetention
+from workers.runtime.consumer_groups import ConsumerGroup
 from workers.snoozes import SnoozeWorker
 
 log = logging.getLogger("replyhq.app")

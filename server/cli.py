@@ -36,7 +36,7 @@ def _with_embedded(settings: Settings):  # type: ignore[no-untyped-def]
     """Start what is missing; returns (settings with URLs, services or None)."""
     if not settings.embedded:
         return settings, None
-    from server.embedded import EmbeddedError, EmbeddedServices
+    from server.dev.embedded import EmbeddedError, EmbeddedServices
 
     services = EmbeddedServices(Path(settings.data_dir).resolve() / "embedded")
     try:
@@ -80,10 +80,10 @@ async def _bootstrap_demo(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from server.admission import AdmittedProtocol
     from server.app import create_app
-    from server.db.migrate import migrate
-    from server.logging_setup import configure_logging
+    from server.platform.db.migrate import migrate
+    from server.platform.logging_setup import configure_logging
+    from server.realtime.transport.admission import AdmittedProtocol
 
     settings = _settings()
     if args.port is not None:
@@ -106,9 +106,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_cluster(args: argparse.Namespace) -> None:
-    from server.cluster import Cluster, ClusterError
-    from server.db.migrate import migrate
-    from server.logging_setup import configure_logging
+    from server.dev.cluster import Cluster, ClusterError
+    from server.platform.db.migrate import migrate
+    from server.platform.logging_setup import configure_logging
 
     settings = _settings()
     if args.port is not None:
@@ -134,8 +134,8 @@ def cmd_cluster(args: argparse.Namespace) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
-    from server.db.migrate import migrate
-    from server.logging_setup import configure_logging
+    from server.platform.db.migrate import migrate
+    from server.platform.logging_setup import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_level, settings.replica_id)
@@ -151,8 +151,8 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 def cmd_create_workspace(args: argparse.Namespace) -> None:
     import asyncpg
 
-    from server.db.migrate import migrate
     from server.errors import ApiError
+    from server.platform.db.migrate import migrate
     from server.tenancy.workspaces import create_workspace
 
     settings = _settings()

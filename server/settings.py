@@ -97,7 +97,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # cores: what arrives during a commit joins the next, so batches grow with load (measured in
     # docs/benchmarks.md); more overlap commits when fsync latency, not CPU, is the limit.
     commit_workers: Annotated[int, Meta(ge=1, le=64)] = 1
-    # New connections in their handshake at once (server/admission.py); more wait, reading paused.
+    # New connections in their handshake at once (server/realtime/transport/admission.py); more wait, reading paused.
     connect_concurrency: Annotated[int, Meta(ge=1, le=100_000)] = 128
     # Conversations whose state (ids, last seq) one replica keeps in memory, least recently used
     # evicted beyond it: about 0.5 KB each. An evicted one costs one indexed read when next touched.
@@ -106,7 +106,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     event_retention_days: Annotated[int, Meta(ge=1, le=3650)] = 30
     # Seconds the event relay waits when it found nothing new: the floor of event latency.
     event_relay_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.01
-    # SDK edge rate limits per SDK_RATE_WINDOW seconds (server/sdk_limits.py; 0 turns one off).
+    # SDK edge rate limits per SDK_RATE_WINDOW seconds (server/http/sdk_limits.py; 0 turns one off).
     # Per API key: /v1 requests + /client handshakes and events of all the key's users together.
     sdk_key_rate_limit: Annotated[int, Meta(ge=0)] = 200_000
     # Per end user (all their devices): a person sends a few events a second at most.

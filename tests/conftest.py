@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from server.db.migrate import migrate
-from server.db.pool import init_connection
-from server.embedded import EmbeddedServices
+from server.dev.embedded import EmbeddedServices
+from server.platform.db.migrate import migrate
+from server.platform.db.pool import init_connection
 from server.tenancy.workspaces import NewWorkspace, create_workspace
 from tests.support import ServerProcess
 

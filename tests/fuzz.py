@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from server.embedded import EmbeddedServices
+from server.dev.embedded import EmbeddedServices
 from tests.api_contract import CHECKS, provision, settings, to_toml
 from tests.support import ServerProcess
 

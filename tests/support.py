@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.embedded import free_port
+from server.dev.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,16 +13,16 @@ import redis.asyncio as aioredis
 import socketio
 
 from actors.conversation import ConversationHandler
-from actors.host import ActorHost
-from actors.leases import PartitionCountMismatch, PartitionLeases
-from actors.partitions import partition_of
-from actors.state_cache import StateCache
+from actors.runtime.host import ActorHost
+from actors.runtime.leases import PartitionCountMismatch, PartitionLeases
+from actors.runtime.partitions import partition_of
+from actors.runtime.state_cache import StateCache
+from server.conversations.models import ReceiptCommand, SendCommand
+from server.conversations.service import MessagingService
 from server.errors import ServiceUnavailable
-from server.messaging.models import ReceiptCommand, SendCommand
-from server.messaging.service import MessagingService
-from server.metrics import Metrics
+from server.platform.metrics import Metrics
+from server.platform.redis.writer import RedisWriter
 from server.realtime.fanout import Fanout
-from server.redis_writer import RedisWriter
 from server.tenancy.workspaces import NewWorkspace
 
 PARTITIONS = 8

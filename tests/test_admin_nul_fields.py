@@ -16,7 +16,7 @@ import asyncpg
 import msgspec.inspect as mi
 
 import server.app  # noqa: F401  (registers every route's operations)
-from server.openapi import REGISTRY
+from server.http.openapi import REGISTRY
 from server.tenancy.workspaces import NewWorkspace
 from tests.admin_helpers import PASSWORD, bearer, call
 from tests.inbox_helpers import owner_token, start_conversation, teammate

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadtests.sdk import ReplyHQClient
-from server.admission import Admission
+from loadtests.sdk_client import ReplyHQClient
+from server.realtime.transport.admission import Admission
 from tests.metrics_helpers import metric
 from tests.support import ServerProcess
 

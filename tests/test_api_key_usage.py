@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from loadtests.sdk import ReplyHQClient
+from loadtests.sdk_client import ReplyHQClient
 from server.tenancy.key_usage import FLUSH_INTERVAL_S
 from tests.admin_helpers import PASSWORD, call
 from tests.support import ServerProcess, http

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from loadtests.sdk import ReplyHQClient, ReplyHQError
+from loadtests.sdk_client import ReplyHQClient, ReplyHQError
 from tests.support import ServerProcess, http
 
 SCRIPT_URLS = ["javascript:alert(1)", "JavaScript:alert(document.cookie)", " javascript:alert(1)",

@@ -19,9 +19,9 @@ import psutil
 import pytest
 import redis.asyncio as aioredis
 
-from loadtests.sdk import ReplyHQClient
-from server.embedded import free_port
-from server.replica_sids import sid_prefix_of
+from loadtests.sdk_client import ReplyHQClient
+from server.dev.embedded import free_port
+from server.realtime.transport.replica_sids import sid_prefix_of
 from server.settings import Settings
 from tests.inbox_helpers import owner_token
 from tests.metrics_helpers import eventually, fanout_listeners, partitions_owned

@@ -11,7 +11,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from server.messaging.commit import ConversationState, NewMessage, StaleSeq, insert_messages
+from server.conversations.commit import ConversationState, NewMessage, StaleSeq, insert_messages
 from server.tenancy.workspaces import NewWorkspace
 
 

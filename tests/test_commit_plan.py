@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from server.messaging.commit import _COMMIT_SQL
+from server.conversations.commit import _COMMIT_SQL
 
 
 async def generic_plan(conn: asyncpg.Connection, sql: str) -> str:

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from loadtests.sdk import ReplyHQClient
+from loadtests.sdk_client import ReplyHQClient
 from server.events.catalog import EVENT_TYPES
 from server.events.counts import EventCounts
 from server.events.store import START, Position, read_after
@@ -21,7 +21,7 @@ from server.tenancy.workspaces import NewWorkspace
 from tests.admin_helpers import call
 from tests.inbox_helpers import identify, owner_token, reply, start_conversation, teammate
 from tests.support import ROOT, ServerProcess, http
-from workers.event_consumers import ConsumerGroup
+from workers.runtime.consumer_groups import ConsumerGroup
 
 
 async def _events(db: asyncpg.Pool, app_id: Any) -> list[asyncpg.Record]:
@@ -231,7 +231,7 @@ async def test_killing_the_replica_that_committed_but_has_not_relayed_loses_no_e
     the relay over from Postgres: every message has its one event, and the counts equal a recount."""
     import signal
 
-    from actors.partitions import partition_of
+    from actors.runtime.partitions import partition_of
     from tests.test_faults import PARTITIONS, _survives, assert_events_exactly_once
 
     slow = start_server(EVENT_RELAY_INTERVAL="60")

@@ -21,9 +21,9 @@ import psutil
 import pytest
 import socketio
 
-from loadtests.sdk import ReplyHQClient
-from server.embedded import free_port
-from server.embedded_paths import LOCATION_FILE
+from loadtests.sdk_client import ReplyHQClient
+from server.dev.embedded import free_port
+from server.dev.embedded_paths import LOCATION_FILE
 from tests.support import ROOT, ServerProcess, http
 
 COPY_IGNORE = shutil.ignore_patterns(".venv", ".data", "out", "node_modules", ".git", "__pycache__", "*.egg-info",
@@ -123,7 +123,7 @@ def private_folder(tmp_path: Path) -> Iterator[Path]:
     folder.mkdir(mode=0o700)
     folder.chmod(0o700)
     yield folder
-    for pointer in tmp_path.rglob(LOCATION_FILE):  # clusters placed outside (server/embedded_paths.py)
+    for pointer in tmp_path.rglob(LOCATION_FILE):  # clusters placed outside (server/dev/embedded_paths.py)
         shutil.rmtree(pointer.read_text().strip(), ignore_errors=True)
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as aioredis
 
-from actors.partitions import partition_of
-from loadtests.sdk import ReplyHQClient
-from server.db.migrate import migrate
-from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from actors.runtime.partitions import partition_of
+from loadtests.sdk_client import ReplyHQClient
+from server.dev.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.platform.db.migrate import migrate
 from server.settings import Settings
 from server.tenancy.workspaces import create_workspace
 from tests.support import ServerProcess

@@ -17,11 +17,11 @@ import psutil
 import pytest
 import socketio
 
+from server.auth.passwords import verify_password
 from server.auth.tokens import issue_access_token
-from server.db.migrate import discover, migrate
-from server.embedded import EmbeddedRedis
+from server.dev.embedded import EmbeddedRedis
+from server.platform.db.migrate import discover, migrate
 from server.settings import SettingsError, load_settings
-from server.tenancy.passwords import verify_password
 from tests.conftest import TEST_JWT_SECRET
 from tests.support import ROOT, ServerProcess, http
 
@@ -152,7 +152,7 @@ def test_development_jwt_secret_is_generated_once_and_kept(tmp_path: Path) -> No
 
 def test_embedded_default_serves_bootstraps_a_login_and_ctrl_c_leaves_no_process(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "JWT_SECRET")}
-    from server.embedded import free_port
+    from server.dev.embedded import free_port
 
     port = free_port()
     env.update({"DATA_DIR": str(tmp_path / "data"), "PORT": str(port)})

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socketio
 
-from loadtests.sdk import ReplyHQClient
+from loadtests.sdk_client import ReplyHQClient
 from server.settings import Settings
 from tests.inbox_helpers import owner_token
 from tests.metrics_helpers import eventually, metric, partitions_owned, sample, scrape

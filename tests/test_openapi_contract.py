@@ -20,7 +20,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS as CHECK_REGISTRY
 from schemathesis.config import SchemathesisConfig
 
-from server.embedded import EmbeddedServices
+from server.dev.embedded import EmbeddedServices
 from tests.api_contract import CHECKS, Credentials, provision
 from tests.api_contract import settings as contract_settings
 from tests.conftest import TEST_JWT_SECRET, run_sync
@@ -48,7 +48,7 @@ def _served_operations() -> set[tuple[str, str]]:
 
 
 def test_every_route_is_documented_and_every_documented_operation_is_served() -> None:
-    from server.openapi import build_document
+    from server.http.openapi import build_document
 
     served = _served_operations()
     doc = build_document()
@@ -70,7 +70,7 @@ def _refs(node: Any) -> Iterator[str]:
 
 
 def test_every_schema_reference_resolves() -> None:
-    from server.openapi import build_document
+    from server.http.openapi import build_document
 
     doc = build_document()
     refs = set(_refs(doc))

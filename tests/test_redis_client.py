@@ -6,7 +6,7 @@ import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from server.redis_client import connect
+from server.platform.redis.client import connect
 
 COMMANDS = [("SET", "k", "é", "PX", 2000),
             ("XADD", "s", "MAXLEN", "~", 200000, "*", "c", b"\x00\xff", "r", "replica-1"),

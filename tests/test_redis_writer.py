@@ -9,7 +9,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from server.redis_writer import RedisWriter
+from server.platform.redis.writer import RedisWriter
 
 
 class _ListSink:

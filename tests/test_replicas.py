@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from loadtests.sdk import ReplyHQClient
+from loadtests.sdk_client import ReplyHQClient
 
 
 async def test_a_users_two_devices_on_different_replicas_see_every_message_in_seq_order(

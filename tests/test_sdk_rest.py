@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from server.messaging.identity import user_hash
+from server.users.identity import user_hash
 from tests.support import ServerProcess, http
 
 

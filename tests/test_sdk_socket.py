@@ -15,9 +15,9 @@ import pytest
 import redis.asyncio as aioredis
 import socketio
 
-from loadtests.sdk import ReplyHQClient, ReplyHQError
-from server.messaging.identity import user_hash
+from loadtests.sdk_client import ReplyHQClient, ReplyHQError
 from server.realtime import sessions
+from server.users.identity import user_hash
 from tests.support import ROOT, ServerProcess, http
 
 DEVICE = {"platform": "android", "model": "Pixel 8", "os_version": "14", "app_version": "2.0.0",

@@ -17,7 +17,7 @@ import socketio
 from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
-from loadtests.sdk import ReplyHQClient
+from loadtests.sdk_client import ReplyHQClient
 from tests.support import ServerProcess
 
 BODY = "x" * 15_000  # just under MAX_MESSAGE_BYTES: about 15 KB per message:new

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from server.events import store
 from server.events.catalog import STREAM
 from server.events.store import Position
-from workers.leased_worker import LeasedWorker
+from workers.runtime.leased_worker import LeasedWorker
 
 log = logging.getLogger("replyhq.workers.event_relay")
 LEASE_KIND = "event-relay"

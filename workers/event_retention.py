@@ -3,7 +3,7 @@
 One replica at a time (the "event-retention" lease). Batches are small, taken in position order, so a
 prune never holds locks the commit path waits on (commits only insert). The newest position
 deleted is kept in event_retention: a consumer whose checkpoint is older has missed events and
-says so loudly (workers/event_consumers.py).
+says so loudly (workers/runtime/consumer_groups.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import asyncpg
 import redis.asyncio as aioredis
 
-from workers.leased_worker import LeasedWorker
+from workers.runtime.leased_worker import LeasedWorker
 
 log = logging.getLogger("replyhq.workers.event_retention")
 LEASE_KIND = "event-retention"

@@ -14,10 +14,10 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from server.conversations import snoozes
+from server.conversations.models import UpdateCommand
 from server.errors import ApiError
-from server.inbox import snoozes
-from server.messaging.models import UpdateCommand
-from workers.leased_worker import LeasedWorker
+from workers.runtime.leased_worker import LeasedWorker
 
 log = logging.getLogger("replyhq.workers.snoozes")
 LEASE_KIND = "snooze-worker"

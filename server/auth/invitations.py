@@ -12,12 +12,12 @@ import asyncpg
 
 from server.auth import admins
 from server.auth.admins import AdminRow
+from server.auth.passwords import hash_password
 from server.auth.rbac import AdminPrincipal
 from server.auth.roles import Role
 from server.auth.team import Member, check_grantable, list_members
 from server.errors import Conflict, Unauthorized
 from server.events.record import record
-from server.tenancy.passwords import hash_password
 
 INVITE_TTL = 7 * 24 * 3600
 _PREFIX = "rhq_inv_"

@@ -9,12 +9,12 @@ from typing import Any
 
 from server.auth import admins, login_limits, refresh_tokens
 from server.auth.admins import AdminRow
+from server.auth.passwords import verify_password
 from server.auth.rbac import AdminPrincipal, principal_for
 from server.auth.refresh_tokens import RefreshGrant
 from server.auth.roles import roles_of
 from server.auth.tokens import issue_access_token
 from server.errors import Unauthorized
-from server.tenancy.passwords import verify_password
 
 LIMITS = login_limits.LoginLimits()
 

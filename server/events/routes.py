@@ -10,8 +10,8 @@ from server.auth.rbac import current_admin, requires
 from server.errors import ValidationFailed
 from server.events import store
 from server.events.catalog import EVENT_TYPES, DomainEvent
-from server.openapi import Operation, document
-from server.routes.query_params import int_param
+from server.http.openapi import Operation, document
+from server.http.query_params import int_param
 
 bp = Blueprint("admin_events", url_prefix="/admin/api/events")
 _encode = msgspec.json.Encoder().encode

@@ -23,10 +23,11 @@ import msgspec
 from server.auth.rbac import AdminPrincipal, live_admin, principal_for, requires
 from server.auth.roles import roles_of
 from server.auth.tokens import decode_access_token
+from server.conversations import agent
+from server.conversations.admin_schemas import ConversationRef, NoPayload, SocketRead, SocketSend
 from server.errors import ApiError, Unauthorized, ValidationFailed
-from server.inbox import agent, online
-from server.inbox.schemas import ConversationRef, NoPayload, SocketRead, SocketSend
-from server.payloads import convert
+from server.http.payloads import convert
+from server.realtime import online
 from server.realtime.errors import ack_error, refuse
 from server.realtime.namespace import EventNamespace
 from server.tenancy import api_keys

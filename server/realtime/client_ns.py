@@ -17,9 +17,8 @@ from uuid import UUID
 
 import msgspec
 
-from server.errors import ApiError, ServiceUnavailable, Unauthorized
-from server.messaging.models import ReceiptCommand
-from server.messaging.requests import (
+from server.conversations.models import ReceiptCommand
+from server.conversations.requests import (
     ClientAuth,
     CreateConversationBody,
     ReceiptPayload,
@@ -28,13 +27,14 @@ from server.messaging.requests import (
     TypingPayload,
     check_body_size,
 )
-from server.messaging.sdk_messages import send_as_user
-from server.payloads import convert
+from server.conversations.sdk_messages import send_as_user
+from server.errors import ApiError, ServiceUnavailable, Unauthorized
+from server.http.payloads import convert
+from server.http.sdk_limits import user_subject
 from server.realtime import sessions
 from server.realtime.errors import refuse
 from server.realtime.fanout import user_room
 from server.realtime.namespace import EventNamespace
-from server.sdk_limits import user_subject
 
 log = logging.getLogger("replyhq.realtime.client")
 _to_builtins = msgspec.to_builtins
@@ -46,7 +46,7 @@ class ClientSocket:
     user_id: str  # end_users.id
     key_kind: str
     key_id: UUID
-    key_subject: str  # the key and the user as the SDK rate limits count them (server/sdk_limits.py)
+    key_subject: str  # the key and the user as the SDK rate limits count them (server/http/sdk_limits.py)
     user_subject: str
     # A conversation's owner never changes, so a checked id stays checked for the socket's life.
     own_conversations: set[str] = field(default_factory=set)

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from server.messaging.models import Conversation, Message, Receipt
+from server.conversations.models import Conversation, Message, Receipt
 
 CLIENT = "/client"
 ADMIN = "/admin"

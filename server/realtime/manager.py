@@ -14,9 +14,9 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from server.errors import ValidationFailed
+from server.platform.redis.pubsub import subscriber
+from server.platform.redis.writer import RedisWriter
 from server.realtime.errors import UnknownEvent, UnreadablePacket
-from server.redis_pubsub import subscriber
-from server.redis_writer import RedisWriter
 
 log = logging.getLogger("replyhq.fanout")
 PEER_GRACE_S = 5.0  # keep publishing this long after the last sight of another replica

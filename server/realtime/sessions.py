@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-REPLICAS_KEY = "actors:conversation:replicas"  # actors/leases.py: member -> last heartbeat (ms)
-REPLICA_TTL_MS = 4000  # twice the lease TTL: what actors/leases.py itself treats as alive
+REPLICAS_KEY = "actors:conversation:replicas"  # actors/runtime/leases.py: member -> last heartbeat (ms)
+REPLICA_TTL_MS = 4000  # twice the lease TTL: what actors/runtime/leases.py itself treats as alive
 
 
 class SdkSession(msgspec.Struct, kw_only=True):

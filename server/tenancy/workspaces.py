@@ -8,10 +8,10 @@ from uuid import UUID
 
 import asyncpg
 
+from server.auth.passwords import hash_password
 from server.errors import Conflict
 from server.events.record import record
 from server.tenancy import api_keys
-from server.tenancy.passwords import hash_password
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,0 @@
-"""Postgres access: the pool, migrations, and the SQL of tables the platform core owns."""

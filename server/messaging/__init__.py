@@ -1,1 +1,0 @@
-"""SDK messaging domain: end users, conversations, messages, receipts, sync."""

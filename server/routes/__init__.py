@@ -1,1 +1,0 @@
-"""HTTP blueprints, one per domain."""

@@ -1,0 +1,42 @@
+"""The /v1 request's caller: API key + user id headers -> (SdkCaller, EndUser), counted against the
+SDK rate limits."""
+
+from __future__ import annotations
+
+from sanic import Request
+
+from server.conversations.models import EndUser
+from server.http.openapi import Param
+from server.http.sdk_limits import SdkRateLimited, note_verdicts, user_subject
+from server.users.identity import SdkCaller
+
+_USER_ID = {"type": "string", "minLength": 1, "maxLength": 255}  # an empty or longer id is a 422
+HEADER_PARAMS: tuple[Param, ...] = (
+    ("X-User-Id", "header", "the app's own id of the user (or send X-Anonymous-Id)", _USER_ID),
+    ("X-Anonymous-Id", "header", "SDK-generated id of a visitor not yet identified", _USER_ID),
+    ("X-User-Hash", "header", "HMAC-SHA256(identity_secret, user id), hex; required when the app verifies identity"),
+)
+
+
+async def sdk_caller(request: Request, *, external_id: str | None = None,
+                     anonymous_id: str | None = None) -> SdkCaller:
+    """Authenticate the key and user named by headers (or, for identify, by the body)."""
+    h = request.headers
+    caller: SdkCaller = await request.app.ctx.sdk_identity.authenticate(
+        h.get("x-api-key"),
+        external_id=external_id if external_id is not None else h.get("x-user-id"),
+        anonymous_id=anonymous_id if anonymous_id is not None else h.get("x-anonymous-id"),
+        presented_hash=h.get("x-user-hash"))
+    try:
+        verdicts = request.app.ctx.sdk_limits.use(
+            caller.key_id, user_subject(caller.app_id, caller.external_id, caller.anonymous_id))
+    except SdkRateLimited as exc:
+        note_verdicts(request, exc.verdicts)
+        raise
+    note_verdicts(request, verdicts)
+    return caller
+
+
+async def sdk_user(request: Request) -> tuple[SdkCaller, EndUser]:
+    caller = await sdk_caller(request)
+    return caller, await request.app.ctx.sdk_identity.user(caller)
