@@ -123,6 +123,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
 
+    @property
+    def signing_key(self) -> str:
+        """The HS256 key of admin tokens (the CLI fills `jwt_secret` in before the app is built)."""
+        if not self.jwt_secret:
+            raise ValueError("JWT_SECRET is not set")
+        return self.jwt_secret
+
 
 def _field_from_error(err: msgspec.ValidationError) -> str | None:
     text = str(err)

@@ -8,6 +8,7 @@ from sanic.response import HTTPResponse, json
 
 from server.analytics import stats
 from server.auth.rbac import current_admin, requires
+from server.context import context_of
 from server.conversations.admin_schemas import DashboardStats
 from server.http.openapi import Operation, document
 from server.realtime import online
@@ -25,7 +26,7 @@ document(
 @requires("analytics.read")
 async def dashboard_stats(request: Request) -> HTTPResponse:
     me = current_admin(request)
-    ctx = request.app.ctx
+    ctx = context_of(request)
     async with ctx.pool.acquire() as conn:
         open_count, unassigned = await stats.counts(conn, me.app_id)
         out = DashboardStats(

@@ -18,6 +18,7 @@ from sanic import Request
 from server.auth import admins
 from server.auth.roles import Permission, Role, roles_of
 from server.auth.tokens import decode_access_token
+from server.context import AppContext, context_of
 from server.errors import Forbidden, Unauthorized
 
 R = TypeVar("R")
@@ -51,7 +52,7 @@ def principal_for(row: admins.AdminRow, role: Role) -> AdminPrincipal:
                           row.app_name)
 
 
-async def live_admin(ctx: Any, admin_id: UUID, app_id: UUID, session_id: UUID) -> admins.AdminRow:
+async def live_admin(ctx: AppContext, admin_id: UUID, app_id: UUID, session_id: UUID) -> admins.AdminRow:
     """The admin row behind a token or socket, if the admin is still enabled in that app and the
     sign-in the token names was not signed out; one query."""
     row = await admins.active_by_id(ctx.pool, admin_id, app_id, session_id)
@@ -62,10 +63,10 @@ async def live_admin(ctx: Any, admin_id: UUID, app_id: UUID, session_id: UUID) -
     return row
 
 
-async def authenticate_token(ctx: Any, token: str) -> AdminPrincipal:
+async def authenticate_token(ctx: AppContext, token: str) -> AdminPrincipal:
     """A valid access JWT whose admin still exists, is enabled and belongs to the token's app, and whose
     session is still signed in."""
-    claims = decode_access_token(ctx.settings.jwt_secret, token)
+    claims = decode_access_token(ctx.settings.signing_key, token)
     row = await live_admin(ctx, claims.admin_id, claims.app_id, claims.session_id)
     roles = await roles_of(ctx)
     return principal_for(row, roles[row.role])
@@ -76,7 +77,7 @@ async def authenticate_request(request: Request) -> AdminPrincipal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send the access token as 'Authorization: Bearer <token>'", code="missing_token")
-    return await authenticate_token(request.app.ctx, token.strip())
+    return await authenticate_token(context_of(request), token.strip())
 
 
 class SocketPrincipals(Protocol):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import asyncpg
+
+from server.context import AppContext
 
 # Every permission a route or socket event may require. A typo in @requires(...) is a mypy error;
 # tests check this list equals the union of the roles table's permissions.
@@ -32,7 +34,7 @@ async def load_roles(conn: asyncpg.Pool | asyncpg.Connection) -> dict[str, Role]
     return {r["name"]: Role(r["name"], r["rank"], frozenset(r["permissions"])) for r in rows}
 
 
-async def roles_of(ctx: Any) -> dict[str, Role]:
+async def roles_of(ctx: AppContext) -> dict[str, Role]:
     """The roles, cached on the app context: they only change with a migration (and a restart)."""
     cached: dict[str, Role] | None = getattr(ctx, "roles", None)
     if cached is None:

@@ -22,6 +22,7 @@ from server.auth.schemas import (
     Password,
     session_body,
 )
+from server.context import context_of
 from server.http.openapi import Operation, document
 from server.http.payloads import decode_body
 from server.http.source_address import source_address
@@ -88,7 +89,7 @@ document(
 @bp.post("/signup")
 async def signup(request: Request) -> HTTPResponse:
     body = decode_body(request, Signup)
-    ctx = request.app.ctx
+    ctx = context_of(request)
     ws = await create_workspace(ctx.pool, app_name=body.app_name, email=body.email, password=body.password,
                                 owner_name=body.name)
     row = await admins.active_by_id(ctx.pool, ws.admin_id, ws.app_id)
@@ -100,21 +101,21 @@ async def signup(request: Request) -> HTTPResponse:
 @bp.post("/login")
 async def login(request: Request) -> HTTPResponse:
     body = decode_body(request, Login)
-    tokens = await sessions.login(request.app.ctx, body.email, body.password, source_address(request))
+    tokens = await sessions.login(context_of(request), body.email, body.password, source_address(request))
     return json(msgspec.to_builtins(session_body(tokens)))
 
 
 @bp.post("/refresh")
 async def refresh(request: Request) -> HTTPResponse:
     body = decode_body(request, RefreshRequest)
-    return json(msgspec.to_builtins(session_body(await sessions.refresh(request.app.ctx, body.refresh_token))))
+    return json(msgspec.to_builtins(session_body(await sessions.refresh(context_of(request), body.refresh_token))))
 
 
 @bp.post("/logout")
 async def logout(request: Request) -> HTTPResponse:
     body = decode_body(request, RefreshRequest)
     # Same answer for unknown tokens: logout is idempotent and reveals nothing.
-    await refresh_tokens.revoke_family_of(request.app.ctx.pool, body.refresh_token)
+    await refresh_tokens.revoke_family_of(context_of(request).pool, body.refresh_token)
     return json(msgspec.to_builtins(Ok()))
 
 
@@ -131,6 +132,6 @@ async def me(request: Request) -> HTTPResponse:
 @bp.post("/accept-invite")
 async def accept_invite(request: Request) -> HTTPResponse:
     body = decode_body(request, AcceptInvite)
-    ctx = request.app.ctx
+    ctx = context_of(request)
     row = await invitations.accept(ctx.pool, body.token, body.password, body.name)
     return json(msgspec.to_builtins(session_body(await sessions.start_session(ctx, row))))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from server.auth import admins, login_limits, refresh_tokens
 from server.auth.admins import AdminRow
@@ -14,6 +13,7 @@ from server.auth.rbac import AdminPrincipal, principal_for
 from server.auth.refresh_tokens import RefreshGrant
 from server.auth.roles import roles_of
 from server.auth.tokens import issue_access_token
+from server.context import AppContext
 from server.errors import Unauthorized
 
 LIMITS = login_limits.LoginLimits()
@@ -27,7 +27,7 @@ class SessionTokens:
     principal: AdminPrincipal
 
 
-async def start_session(ctx: Any, row: AdminRow, rotated: RefreshGrant | None = None) -> SessionTokens:
+async def start_session(ctx: AppContext, row: AdminRow, rotated: RefreshGrant | None = None) -> SessionTokens:
     """Tokens for `row`: a new refresh family (session) unless a `rotated` refresh grant is passed in.
     The access token names the session, so signing out ends it too."""
     settings = ctx.settings
@@ -38,12 +38,12 @@ async def start_session(ctx: Any, row: AdminRow, rotated: RefreshGrant | None = 
                                                       family)
     else:
         family, refresh_token = rotated.family_id, rotated.token
-    access, _ = issue_access_token(settings.jwt_secret, admin_id=row.id, app_id=row.app_id, role=row.role,
+    access, _ = issue_access_token(settings.signing_key, admin_id=row.id, app_id=row.app_id, role=row.role,
                                    ttl=settings.access_token_ttl, session_id=family)
     return SessionTokens(access, refresh_token, settings.access_token_ttl, principal_for(row, role))
 
 
-async def login(ctx: Any, email: str, password: str, address: str) -> SessionTokens:
+async def login(ctx: AppContext, email: str, password: str, address: str) -> SessionTokens:
     await login_limits.check(ctx.redis, LIMITS, email, address)
     row = await admins.active_by_email(ctx.pool, email)
     # verify_password does the same Argon2 work for unknown emails: no account enumeration by timing.
@@ -56,7 +56,7 @@ async def login(ctx: Any, email: str, password: str, address: str) -> SessionTok
     return await start_session(ctx, row)
 
 
-async def refresh(ctx: Any, presented: str) -> SessionTokens:
+async def refresh(ctx: AppContext, presented: str) -> SessionTokens:
     grant = await refresh_tokens.rotate(ctx.pool, presented, ctx.settings.refresh_token_ttl)
     row = await admins.active_by_id(ctx.pool, grant.admin_id, grant.app_id)
     if row is None:

@@ -13,6 +13,7 @@ from server.auth import invitations, team
 from server.auth.rbac import current_admin, requires
 from server.auth.roles import roles_of
 from server.auth.schemas import Body, Email, Name, Ok, RoleName
+from server.context import context_of
 from server.http.openapi import Operation, document
 from server.http.payloads import decode_body
 
@@ -83,8 +84,8 @@ def _member_out(m: team.Member) -> MemberOut:
 @requires("team.read")
 async def list_team(request: Request) -> HTTPResponse:
     p = current_admin(request)
-    members = await team.list_members(request.app.ctx.pool, p.app_id)
-    roles = await roles_of(request.app.ctx)
+    members = await team.list_members(context_of(request).pool, p.app_id)
+    roles = await roles_of(context_of(request))
     return json(msgspec.to_builtins(TeamList(
         members=[_member_out(m) for m in members],
         roles=[RoleOut(name=r.name, rank=r.rank, permissions=sorted(r.permissions)) for r in roles.values()])))
@@ -94,7 +95,7 @@ async def list_team(request: Request) -> HTTPResponse:
 @requires("team.write")
 async def invite(request: Request) -> HTTPResponse:
     body = decode_body(request, InviteRequest)
-    ctx = request.app.ctx
+    ctx = context_of(request)
     inv = await invitations.invite(ctx.pool, current_admin(request), await roles_of(ctx), email=body.email,
                                    role=body.role, name=body.name)
     url = f"{ctx.settings.base_url.rstrip('/')}/login.html#invite={inv.token}"
@@ -106,7 +107,7 @@ async def invite(request: Request) -> HTTPResponse:
 @requires("team.write")
 async def change_role(request: Request, admin_id: UUID) -> HTTPResponse:
     body = decode_body(request, RoleChange)
-    ctx = request.app.ctx
+    ctx = context_of(request)
     member = await team.change_role(ctx.pool, current_admin(request), await roles_of(ctx), admin_id, body.role)
     return json(msgspec.to_builtins(_member_out(member)))
 
@@ -114,6 +115,6 @@ async def change_role(request: Request, admin_id: UUID) -> HTTPResponse:
 @bp.delete("/<admin_id:uuid>")
 @requires("team.write")
 async def remove(request: Request, admin_id: UUID) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = context_of(request)
     await team.remove(ctx.pool, current_admin(request), await roles_of(ctx), admin_id)
     return json(msgspec.to_builtins(Ok()))

@@ -10,6 +10,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from server.auth.rbac import current_admin, requires
+from server.context import context_of
 from server.conversations import agent
 from server.conversations import inbox_queries as inbox_sql
 from server.conversations import store as conversations
@@ -123,7 +124,7 @@ async def list_inbox(request: Request) -> HTTPResponse:
         except ValueError:
             raise ValidationFailed("query parameter cursor is not a cursor this API returned",
                                    {"path": "?cursor"}, code="invalid_query") from None
-    found, next_cursor = await inbox_sql.list_inbox(request.app.ctx.pool, me.app_id, _filter(request),
+    found, next_cursor = await inbox_sql.list_inbox(context_of(request).pool, me.app_id, _filter(request),
                                                     limit=limit, cursor=cursor)
     page = ConversationPage(conversations=found, next_cursor=next_cursor.encode() if next_cursor else None)
     return json(msgspec.to_builtins(page))
@@ -135,7 +136,7 @@ async def detail(request: Request, conversation_id: str) -> HTTPResponse:
     me = current_admin(request)
     before = int_param(request, "before", None, lo=1, hi=2_147_483_647)
     limit = int_param(request, "limit", 50, lo=1, hi=200) or 50
-    ctx = request.app.ctx
+    ctx = context_of(request)
     conv = await agent.conversation(ctx, me, conversation_id)
     # Newest page first: "before" defaults to just past the newest message.
     found = await ctx.messaging.list_messages(conv.id, before=before or conv.last_seq + 1, after=None,
@@ -150,7 +151,7 @@ async def detail(request: Request, conversation_id: str) -> HTTPResponse:
 
 async def _send(request: Request, conversation_id: str, is_note: bool) -> HTTPResponse:
     body = decode_body(request, ReplyBody)
-    message, created = await agent.reply(request.app.ctx, current_admin(request), conversation_id,
+    message, created = await agent.reply(context_of(request), current_admin(request), conversation_id,
                                          client_id=body.client_id, body=body.body, is_note=is_note)
     op = NOTE if is_note else REPLY
     return json(msgspec.to_builtins(ReplyResult(message=message)), status=op.status if created else op.also[0])
@@ -172,7 +173,7 @@ async def note(request: Request, conversation_id: str) -> HTTPResponse:
 @requires("conversations.assign")
 async def assign(request: Request, conversation_id: str) -> HTTPResponse:
     body = decode_body(request, AssignBody)
-    conv = await agent.assign(request.app.ctx, current_admin(request), conversation_id, body.assignee_id)
+    conv = await agent.assign(context_of(request), current_admin(request), conversation_id, body.assignee_id)
     return json(msgspec.to_builtins(conv))
 
 
@@ -180,7 +181,7 @@ async def assign(request: Request, conversation_id: str) -> HTTPResponse:
 @requires("conversations.assign")
 async def set_status(request: Request, conversation_id: str) -> HTTPResponse:
     body = decode_body(request, StatusBody)
-    conv = await agent.set_status(request.app.ctx, current_admin(request), conversation_id, body.status,
+    conv = await agent.set_status(context_of(request), current_admin(request), conversation_id, body.status,
                                   body.snoozed_until)
     return json(msgspec.to_builtins(conv))
 
@@ -189,7 +190,7 @@ async def set_status(request: Request, conversation_id: str) -> HTTPResponse:
 @requires("conversations.assign")
 async def tags(request: Request, conversation_id: str) -> HTTPResponse:
     body = decode_body(request, TagsBody)
-    conv = await agent.tag(request.app.ctx, current_admin(request), conversation_id, body.add, body.remove)
+    conv = await agent.tag(context_of(request), current_admin(request), conversation_id, body.add, body.remove)
     return json(msgspec.to_builtins(conv))
 
 
@@ -197,5 +198,5 @@ async def tags(request: Request, conversation_id: str) -> HTTPResponse:
 @requires("conversations.reply")  # a write others see (unread counts): not for viewers
 async def read(request: Request, conversation_id: str) -> HTTPResponse:
     body = decode_body(request, ReadBody)
-    receipt = await agent.read(request.app.ctx, current_admin(request), conversation_id, body.seq)
+    receipt = await agent.read(context_of(request), current_admin(request), conversation_id, body.seq)
     return json(msgspec.to_builtins(receipt))

@@ -5,10 +5,10 @@ admin REST routes and the /admin socket. Every write goes through the conversati
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
 from server.auth.rbac import AdminPrincipal
+from server.context import AppContext
 from server.conversations import inbox_queries as inbox_sql
 from server.conversations import store as conversations
 from server.conversations.models import Conversation, Message, Receipt, ReceiptCommand, SendCommand, UpdateCommand
@@ -20,13 +20,13 @@ def _admin_id(p: AdminPrincipal) -> str | None:
     return str(p.admin_id) if p.admin_id else None
 
 
-async def conversation(ctx: Any, p: AdminPrincipal, conversation_id: str) -> Conversation:
+async def conversation(ctx: AppContext, p: AdminPrincipal, conversation_id: str) -> Conversation:
     """The app's conversation or 404: another app's id looks exactly like a missing one."""
     conv: Conversation = await ctx.messaging.conversation_for_app(p.app_id, conversation_id)
     return conv
 
 
-async def reply(ctx: Any, p: AdminPrincipal, conversation_id: str, *, client_id: str, body: str,
+async def reply(ctx: AppContext, p: AdminPrincipal, conversation_id: str, *, client_id: str, body: str,
                 is_note: bool) -> tuple[Message, bool]:
     """Send as the agent; returns (message, created). A resend with the same client_id returns the
     original (created=False) — but only if it is this agent's message of the same kind."""
@@ -42,7 +42,7 @@ async def reply(ctx: Any, p: AdminPrincipal, conversation_id: str, *, client_id:
     return message, prior is None
 
 
-async def assign(ctx: Any, p: AdminPrincipal, conversation_id: str, assignee_id: str | None) -> Conversation:
+async def assign(ctx: AppContext, p: AdminPrincipal, conversation_id: str, assignee_id: str | None) -> Conversation:
     conv = await conversation(ctx, p, conversation_id)
     if assignee_id is not None:
         try:
@@ -55,7 +55,7 @@ async def assign(ctx: Any, p: AdminPrincipal, conversation_id: str, assignee_id:
                                             assignee_id=assignee_id, unassign=assignee_id is None))
 
 
-async def set_status(ctx: Any, p: AdminPrincipal, conversation_id: str, status: str,
+async def set_status(ctx: AppContext, p: AdminPrincipal, conversation_id: str, status: str,
                      snoozed_until: str | None) -> Conversation:
     until = _snooze_time(status, snoozed_until)
     conv = await conversation(ctx, p, conversation_id)
@@ -83,7 +83,8 @@ def _snooze_time(status: str, raw: str | None) -> str | None:
     return until.isoformat()
 
 
-async def tag(ctx: Any, p: AdminPrincipal, conversation_id: str, add: list[str], remove: list[str]) -> Conversation:
+async def tag(ctx: AppContext, p: AdminPrincipal, conversation_id: str,
+              add: list[str], remove: list[str]) -> Conversation:
     if not add and not remove:
         raise ValidationFailed("give tags to add or remove", {"path": "$"})
     conv = await conversation(ctx, p, conversation_id)
@@ -92,7 +93,7 @@ async def tag(ctx: Any, p: AdminPrincipal, conversation_id: str, add: list[str],
                                             remove_tags=[t.strip() for t in remove]))
 
 
-async def read(ctx: Any, p: AdminPrincipal, conversation_id: str, seq: int) -> Receipt:
+async def read(ctx: AppContext, p: AdminPrincipal, conversation_id: str, seq: int) -> Receipt:
     """The agent's read high-water mark; it also clears the conversation's unread count."""
     if p.admin_id is None:
         raise Forbidden("a legacy API-key session has no agent to record a read for", code="no_admin")
@@ -103,6 +104,6 @@ async def read(ctx: Any, p: AdminPrincipal, conversation_id: str, seq: int) -> R
     return receipt
 
 
-async def _update(ctx: Any, command: UpdateCommand) -> Conversation:
+async def _update(ctx: AppContext, command: UpdateCommand) -> Conversation:
     conv: Conversation = await ctx.messaging.update(command)
     return conv

@@ -12,6 +12,7 @@ import msgspec
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
+from server.context import context_of
 from server.conversations import store as conversations
 from server.conversations.models import Conversation, Message, Receipt, ReceiptCommand
 from server.conversations.requests import CreateConversationBody, NewMessageBody, ReceiptBody, check_body_size
@@ -65,9 +66,9 @@ async def create(request: Request) -> HTTPResponse:
     body = decode_body(request, CreateConversationBody)
     first = None
     if body.message is not None:
-        check_body_size(body.message.body, request.app.ctx.settings.max_message_bytes)
+        check_body_size(body.message.body, context_of(request).settings.max_message_bytes)
         first = (body.message.client_id, body.message.body, body.message.attachments)
-    conv, message = await request.app.ctx.messaging.create_conversation(
+    conv, message = await context_of(request).messaging.create_conversation(
         caller.app_id, UUID(user.id), subject=body.subject, first_message=first)
     out = CreatedConversation(conversation=conv, message=message)
     return json(msgspec.to_builtins(out), status=CREATE.status)
@@ -77,7 +78,7 @@ async def create(request: Request) -> HTTPResponse:
 async def list_mine(request: Request) -> HTTPResponse:
     _, user = await sdk_user(request)
     limit = int_param(request, "limit", 20, lo=1, hi=100) or 20
-    found, more = await conversations.list_for_user(request.app.ctx.pool, UUID(user.id), limit=limit,
+    found, more = await conversations.list_for_user(context_of(request).pool, UUID(user.id), limit=limit,
                                                     before=_before(request))
     page = SdkConversationPage(conversations=found, next_cursor=more.encode() if more else None)
     return json(msgspec.to_builtins(page))
@@ -98,7 +99,7 @@ def _before(request: Request) -> Cursor | None:
 @bp.get("/<conversation_id:str>")
 async def get_one(request: Request, conversation_id: str) -> HTTPResponse:
     caller, user = await sdk_user(request)
-    conv = await request.app.ctx.messaging.conversation_for_user(caller.app_id, UUID(user.id), conversation_id)
+    conv = await context_of(request).messaging.conversation_for_user(caller.app_id, UUID(user.id), conversation_id)
     return json(msgspec.to_builtins(conv))
 
 
@@ -108,7 +109,7 @@ async def list_messages(request: Request, conversation_id: str) -> HTTPResponse:
     before = int_param(request, "before", None, lo=1, hi=2_147_483_647)
     after = int_param(request, "after", None, lo=0, hi=2_147_483_647)
     limit = int_param(request, "limit", 50, lo=1, hi=200) or 50
-    service = request.app.ctx.messaging
+    service = context_of(request).messaging
     await service.conversation_for_user(caller.app_id, UUID(user.id), conversation_id)
     found = await service.list_messages(conversation_id, before=before, after=after, limit=limit + 1)
     more = len(found) > limit
@@ -121,22 +122,22 @@ async def list_messages(request: Request, conversation_id: str) -> HTTPResponse:
 async def send(request: Request, conversation_id: str) -> HTTPResponse:
     caller, user = await sdk_user(request)
     body = decode_body(request, NewMessageBody)
-    service = request.app.ctx.messaging
+    service = context_of(request).messaging
     conv = await service.conversation_for_user(caller.app_id, UUID(user.id), conversation_id)
     # A resend answers 200 with the original without going through the actor again.
-    prior = await conversations.message_by_client_id(request.app.ctx.pool, UUID(conv.id), body.client_id)
+    prior = await conversations.message_by_client_id(context_of(request).pool, UUID(conv.id), body.client_id)
     if prior is not None:
         return json(msgspec.to_builtins(own_message(prior, user.id)), status=SEND.also[0])
     message = await send_as_user(service, caller.app_id, user.id, conv.id, client_id=body.client_id,
                                  body=body.body, attachments=body.attachments,
-                                 max_bytes=request.app.ctx.settings.max_message_bytes)
+                                 max_bytes=context_of(request).settings.max_message_bytes)
     return json(msgspec.to_builtins(message), status=SEND.status)
 
 
 async def _receipt(request: Request, conversation_id: str, kind: str) -> HTTPResponse:
     caller, user = await sdk_user(request)
     body = decode_body(request, ReceiptBody)
-    service = request.app.ctx.messaging
+    service = context_of(request).messaging
     conv = await service.conversation_for_user(caller.app_id, UUID(user.id), conversation_id)
     command = ReceiptCommand(conversation_id=conv.id, app_id=str(caller.app_id), participant_kind="user",
                              participant_id=user.id, **{f"{kind}_seq": body.seq})

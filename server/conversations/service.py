@@ -3,6 +3,7 @@ receipt or conversation change goes through the conversation actor: one path, no
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -47,7 +48,7 @@ class MessagingService:
 
     # ---- conversations -------------------------------------------------------------
     async def create_conversation(self, app_id: UUID, user_id: UUID, *, subject: str | None = None,
-                                  first_message: tuple[str, str, list[Attachment]] | None = None,
+                                  first_message: tuple[str, str, Sequence[Attachment]] | None = None,
                                   sender_kind: str = "user", sender_id: str | None = None
                                   ) -> tuple[Conversation, Message | None]:
         """Create a conversation, then (optionally) send its first message through the actor."""
@@ -61,7 +62,7 @@ class MessagingService:
             message = await self.send(SendCommand(
                 conversation_id=conv.id, app_id=str(app_id), sender_kind=sender_kind,  # type: ignore[arg-type]
                 sender_id=sender_id if sender_kind != "user" else str(user_id),
-                client_id=client_id, body=body, attachments=attachments))
+                client_id=client_id, body=body, attachments=list(attachments)))
             conv = await conversations.get(self.pool, app_id, UUID(conv.id)) or conv
         return conv, message
 

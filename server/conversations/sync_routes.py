@@ -8,6 +8,7 @@ import msgspec
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
+from server.context import context_of
 from server.conversations.sync import SyncPage
 from server.http.openapi import Operation, document
 from server.http.query_params import int_param
@@ -31,5 +32,5 @@ async def sync(request: Request) -> HTTPResponse:
     _, user = await sdk_user(request)
     cursor = int_param(request, "cursor", 0, lo=0, hi=MAX_CURSOR) or 0
     limit = int_param(request, "limit", 200, lo=1, hi=500) or 200
-    page = await request.app.ctx.messaging.sync(UUID(user.id), cursor, limit)
+    page = await context_of(request).messaging.sync(UUID(user.id), cursor, limit)
     return json(msgspec.to_builtins(page))

@@ -7,6 +7,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, raw
 
 from server.auth.rbac import current_admin, requires
+from server.context import context_of
 from server.errors import ValidationFailed
 from server.events import store
 from server.events.catalog import EVENT_TYPES, DomainEvent
@@ -60,7 +61,7 @@ def _cursor(request: Request) -> int | None:
 async def list_events(request: Request) -> HTTPResponse:
     types, before = _types(request), _cursor(request)
     limit = int_param(request, "limit", 50, lo=1, hi=200) or 50
-    events = await store.list_for_app(request.app.ctx.pool, current_admin(request).app_id, types=types,
+    events = await store.list_for_app(context_of(request).pool, current_admin(request).app_id, types=types,
                                       before=before, limit=limit + 1)
     more = len(events) > limit
     page = events[:limit]

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json, raw
 
+from server.context import context_of
 from server.http.openapi import Operation, build_document, document
 
 bp = Blueprint("operations")
@@ -52,7 +53,7 @@ def _serving() -> bool:
 async def healthz(request: Request) -> HTTPResponse:
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     serving = _serving()
-    health = Health("ok" if serving else "starting or stopping", request.app.ctx.settings.replica_id, loop,
+    health = Health("ok" if serving else "starting or stopping", context_of(request).settings.replica_id, loop,
                     os.getpid())
     return json(msgspec.to_builtins(health), status=200 if serving else 503)
 
@@ -67,7 +68,7 @@ async def _check(coro: object, timeout: float = 1.5) -> str:
 
 @bp.get("/readyz")
 async def readyz(request: Request) -> HTTPResponse:
-    ctx = request.app.ctx
+    ctx = context_of(request)
     pg, rd = await asyncio.gather(_check(ctx.pool.fetchval("SELECT 1")), _check(ctx.redis.ping()))
     checks = {"postgres": pg, "redis": rd}
     ok = all(v == "ok" for v in checks.values())
@@ -76,7 +77,7 @@ async def readyz(request: Request) -> HTTPResponse:
 
 @bp.get("/metrics")
 async def metrics(request: Request) -> HTTPResponse:
-    return raw(generate_latest(request.app.ctx.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+    return raw(generate_latest(context_of(request).metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/openapi.json")

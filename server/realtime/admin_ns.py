@@ -23,6 +23,7 @@ import msgspec
 from server.auth.rbac import AdminPrincipal, live_admin, principal_for, requires
 from server.auth.roles import roles_of
 from server.auth.tokens import decode_access_token
+from server.context import AppContext
 from server.conversations import agent
 from server.conversations.admin_schemas import ConversationRef, NoPayload, SocketRead, SocketSend
 from server.errors import ApiError, Unauthorized, ValidationFailed
@@ -41,7 +42,7 @@ LEGACY_KEY_ROLE = "agent"
 
 
 class AdminNamespace(EventNamespace):
-    def __init__(self, app_ctx: Any) -> None:
+    def __init__(self, app_ctx: AppContext) -> None:
         super().__init__("/admin", app_ctx)
         self._sids: set[str] = set()  # this replica's connected /admin sockets
 
@@ -57,7 +58,7 @@ class AdminNamespace(EventNamespace):
             self.ctx.key_usage.seen(key.id)
             return {"app_id": str(key.app_id), "admin_id": None, "role": LEGACY_KEY_ROLE, "legacy": True,
                     "key_id": str(key.id)}
-        claims = decode_access_token(self.ctx.settings.jwt_secret, token)
+        claims = decode_access_token(self.ctx.settings.signing_key, token)
         # refuses removed/disabled admins and signed-out sessions
         row = await live_admin(self.ctx, claims.admin_id, claims.app_id, claims.session_id)
         return {"app_id": str(row.app_id), "admin_id": str(row.id), "role": row.role, "legacy": False,

@@ -17,6 +17,7 @@ from uuid import UUID
 
 import msgspec
 
+from server.context import AppContext
 from server.conversations.models import ReceiptCommand
 from server.conversations.requests import (
     ClientAuth,
@@ -53,7 +54,7 @@ class ClientSocket:
 
 
 class ClientNamespace(EventNamespace):
-    def __init__(self, app_ctx: Any) -> None:
+    def __init__(self, app_ctx: AppContext) -> None:
         super().__init__("/client", app_ctx)
         self._sockets: dict[str, ClientSocket] = {}
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import socketio
 
+from server.context import AppContext
 from server.errors import ApiError, ValidationFailed
 from server.realtime.errors import UnreadablePacket, ack_error, internal_error, refuse, unknown_event
 
@@ -20,7 +21,7 @@ log = logging.getLogger("replyhq.realtime")
 
 
 class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
-    def __init__(self, namespace: str, app_ctx: Any) -> None:
+    def __init__(self, namespace: str, app_ctx: AppContext) -> None:
         super().__init__(namespace)
         self.ctx = app_ctx
 

@@ -10,6 +10,7 @@ from sanic.response import HTTPResponse, json
 
 from server.auth.rbac import AdminPrincipal, current_admin, requires
 from server.auth.schemas import AppName, Body
+from server.context import context_of
 from server.http.openapi import Operation, document
 from server.http.payloads import decode_body
 from server.tenancy import apps
@@ -50,7 +51,7 @@ def _out(account: apps.AppAccount, viewer: AdminPrincipal) -> AccountOut:
 @requires("settings.read")
 async def get_account(request: Request) -> HTTPResponse:
     p = current_admin(request)
-    return json(msgspec.to_builtins(_out(await apps.get(request.app.ctx.pool, p.app_id), p)))
+    return json(msgspec.to_builtins(_out(await apps.get(context_of(request).pool, p.app_id), p)))
 
 
 @bp.patch("")
@@ -58,6 +59,6 @@ async def get_account(request: Request) -> HTTPResponse:
 async def patch_account(request: Request) -> HTTPResponse:
     body = decode_body(request, AccountPatch)
     p = current_admin(request)
-    account = await apps.update(request.app.ctx.pool, p.app_id, name=body.name,
+    account = await apps.update(context_of(request).pool, p.app_id, name=body.name,
                                 identity_verification_required=body.identity_verification_required)
     return json(msgspec.to_builtins(_out(account, p)))

@@ -11,6 +11,7 @@ from sanic.response import HTTPResponse, json
 
 from server.auth.rbac import current_admin, requires
 from server.auth.schemas import Body, KeyKind, Name
+from server.context import context_of
 from server.errors import NotFound
 from server.http.openapi import Operation, document
 from server.http.payloads import decode_body
@@ -66,7 +67,7 @@ def _out(k: api_keys.ApiKey) -> ApiKeyOut:
 @bp.get("")
 @requires("api_keys.read")
 async def list_keys(request: Request) -> HTTPResponse:
-    keys = await api_keys.list_for_app(request.app.ctx.pool, current_admin(request).app_id)
+    keys = await api_keys.list_for_app(context_of(request).pool, current_admin(request).app_id)
     return json(msgspec.to_builtins(ApiKeyList(api_keys=[_out(k) for k in keys])))
 
 
@@ -74,7 +75,7 @@ async def list_keys(request: Request) -> HTTPResponse:
 @requires("api_keys.write")
 async def create_key(request: Request) -> HTTPResponse:
     body = decode_body(request, CreateKey)
-    plaintext, key = await api_keys.create(request.app.ctx.pool, current_admin(request).app_id, body.kind,
+    plaintext, key = await api_keys.create(context_of(request).pool, current_admin(request).app_id, body.kind,
                                            body.name)
     return json(msgspec.to_builtins(CreatedKey(key=plaintext, api_key=_out(key))), status=CREATE.status)
 
@@ -82,7 +83,7 @@ async def create_key(request: Request) -> HTTPResponse:
 @bp.delete("/<key_id:uuid>")
 @requires("api_keys.write")
 async def revoke_key(request: Request, key_id: UUID) -> HTTPResponse:
-    pool, app_id = request.app.ctx.pool, current_admin(request).app_id
+    pool, app_id = context_of(request).pool, current_admin(request).app_id
     await api_keys.revoke(pool, app_id, key_id)  # idempotent: a second revoke keeps the first time
     key = await api_keys.get(pool, app_id, key_id)
     if key is None:

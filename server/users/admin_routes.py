@@ -9,6 +9,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from server.auth.rbac import current_admin, requires
+from server.context import context_of
 from server.conversations import inbox_queries as inbox_sql
 from server.conversations.admin_schemas import UserDetail, UserPage
 from server.errors import NotFound
@@ -39,7 +40,7 @@ async def list_users(request: Request) -> HTTPResponse:
     limit = int_param(request, "limit", 50, lo=1, hi=100) or 50
     offset = int_param(request, "offset", 0, lo=0, hi=10_000_000) or 0
     q = text_param(request, "q", 200)
-    ctx = request.app.ctx
+    ctx = context_of(request)
     found, total = await users_sql.list_users(ctx.pool, me.app_id, q=q, limit=limit, offset=offset,
                                               online=await online.online_user_ids(ctx, me.app_id))
     more = offset + len(found) < total
@@ -50,7 +51,7 @@ async def list_users(request: Request) -> HTTPResponse:
 @requires("users.read")
 async def detail(request: Request, user_id: str) -> HTTPResponse:
     me = current_admin(request)
-    ctx = request.app.ctx
+    ctx = context_of(request)
     try:
         uid = UUID(user_id)
     except ValueError:

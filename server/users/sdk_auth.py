@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sanic import Request
 
+from server.context import context_of
 from server.conversations.models import EndUser
 from server.http.openapi import Param
 from server.http.sdk_limits import SdkRateLimited, note_verdicts, user_subject
@@ -22,13 +23,13 @@ async def sdk_caller(request: Request, *, external_id: str | None = None,
                      anonymous_id: str | None = None) -> SdkCaller:
     """Authenticate the key and user named by headers (or, for identify, by the body)."""
     h = request.headers
-    caller: SdkCaller = await request.app.ctx.sdk_identity.authenticate(
+    caller: SdkCaller = await context_of(request).sdk_identity.authenticate(
         h.get("x-api-key"),
         external_id=external_id if external_id is not None else h.get("x-user-id"),
         anonymous_id=anonymous_id if anonymous_id is not None else h.get("x-anonymous-id"),
         presented_hash=h.get("x-user-hash"))
     try:
-        verdicts = request.app.ctx.sdk_limits.use(
+        verdicts = context_of(request).sdk_limits.use(
             caller.key_id, user_subject(caller.app_id, caller.external_id, caller.anonymous_id))
     except SdkRateLimited as exc:
         note_verdicts(request, exc.verdicts)
@@ -39,4 +40,4 @@ async def sdk_caller(request: Request, *, external_id: str | None = None,
 
 async def sdk_user(request: Request) -> tuple[SdkCaller, EndUser]:
     caller = await sdk_caller(request)
-    return caller, await request.app.ctx.sdk_identity.user(caller)
+    return caller, await context_of(request).sdk_identity.user(caller)

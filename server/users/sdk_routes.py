@@ -6,6 +6,7 @@ import msgspec
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
+from server.context import context_of
 from server.conversations.models import EndUser
 from server.conversations.requests import IdentifyBody, UpdateUserBody
 from server.errors import ValidationFailed
@@ -36,7 +37,7 @@ async def identify(request: Request) -> HTTPResponse:
         raise ValidationFailed("user_id or anonymous_id is required", {"path": "$.user_id"},
                                code="missing_user_id")
     caller = await sdk_caller(request, external_id=body.user_id, anonymous_id=body.anonymous_id)
-    user = await request.app.ctx.messaging.identify(
+    user = await context_of(request).messaging.identify(
         caller.app_id, external_id=caller.external_id, anonymous_id=caller.anonymous_id, name=body.name,
         email=body.email, attributes=body.attributes,
         device=msgspec.to_builtins(body.device) if body.device else None)
@@ -53,7 +54,7 @@ async def me(request: Request) -> HTTPResponse:
 async def update_me(request: Request) -> HTTPResponse:
     caller = await sdk_caller(request)
     body = decode_body(request, UpdateUserBody)
-    user = await request.app.ctx.messaging.identify(
+    user = await context_of(request).messaging.identify(
         caller.app_id, external_id=caller.external_id, anonymous_id=caller.anonymous_id, name=body.name,
         email=body.email, attributes=body.attributes,
         device=msgspec.to_builtins(body.device) if body.device else None)

@@ -1,0 +1,71 @@
+"""The application context: every long-lived service of one replica, typed, on `app.ctx`.
+
+Built by `create_app` with what exists before the server starts; the rest is opened by the
+capabilities' lifecycle steps (server/lifecycle.py) in order, and closed in reverse.
+Routes reach it with `context_of(request)`; domain functions take it as their first argument.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from server.lifecycle import Lifecycle
+
+if TYPE_CHECKING:
+    import asyncpg
+    import redis.asyncio as aioredis
+    from sanic import Request
+
+    from actors.conversation import ConversationHandler
+    from actors.runtime.host import ActorHost
+    from server.auth.roles import Role
+    from server.conversations.service import MessagingService
+    from server.http.sdk_limits import SdkLimits
+    from server.platform.metrics import Metrics
+    from server.platform.redis.writer import RedisWriter
+    from server.realtime.fanout import Fanout
+    from server.realtime.presence import Presence
+    from server.realtime.transport.admission import Admission
+    from server.realtime.transport.socket_server import SocketServer
+    from server.settings import Settings
+    from server.tenancy.key_usage import KeyUsage
+    from server.users.identity import SdkIdentity
+    from workers.snoozes import SnoozeWorker
+
+
+@dataclass(eq=False)
+class AppContext:
+    settings: Settings
+    metrics: Metrics
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    # Opened at start, in this order (an attribute read before its step ran is an AttributeError).
+    pool: asyncpg.Pool = field(init=False)
+    redis: aioredis.Redis = field(init=False)
+    redis_writer: RedisWriter = field(init=False)
+    admission: Admission = field(init=False)
+    sio: SocketServer = field(init=False)
+    fanout: Fanout = field(init=False)
+    conversation_handler: ConversationHandler = field(init=False)
+    conversation_actors: ActorHost = field(init=False)
+    messaging: MessagingService = field(init=False)
+    snoozes: SnoozeWorker = field(init=False)
+    presence: Presence = field(init=False)
+    sdk_limits: SdkLimits = field(init=False)
+    key_usage: KeyUsage = field(init=False)
+    sdk_identity: SdkIdentity = field(init=False)
+    event_workers: list[Any] = field(default_factory=list)
+    roles: dict[str, Role] | None = None  # read once per process (server/auth/roles.py)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """A background task that lives as long as the replica; cancelled when the platform closes."""
+        task = asyncio.create_task(coro, name=name)
+        self.tasks.add(task)
+        return task
+
+
+def context_of(request: Request) -> AppContext:
+    return cast("AppContext", request.app.ctx)
