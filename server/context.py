@@ -8,9 +8,10 @@ Routes reach it with `context_of(request)`; domain functions take it as their fi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
+from uuid import UUID
 
 from server.lifecycle import Lifecycle
 
@@ -36,6 +37,19 @@ if TYPE_CHECKING:
     from workers.snoozes import SnoozeWorker
 
 
+class LiveSession(Protocol):
+    @property
+    def user_id(self) -> str: ...
+
+
+class LiveSessions(Protocol):
+    """Who is connected over the SDK right now, across replicas: realtime keeps it, domains read it."""
+
+    async def of_app(self, app_id: UUID) -> Sequence[LiveSession]: ...
+
+    async def online_user_ids(self, app_id: UUID) -> set[str]: ...
+
+
 @dataclass(eq=False)
 class AppContext:
     settings: Settings
@@ -53,6 +67,7 @@ class AppContext:
     messaging: MessagingService = field(init=False)
     snoozes: SnoozeWorker = field(init=False)
     presence: Presence = field(init=False)
+    online: LiveSessions = field(init=False)
     sdk_limits: SdkLimits = field(init=False)
     key_usage: KeyUsage = field(init=False)
     sdk_identity: SdkIdentity = field(init=False)

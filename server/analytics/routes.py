@@ -11,7 +11,6 @@ from server.auth.rbac import current_admin, requires
 from server.context import context_of
 from server.conversations.admin_schemas import DashboardStats
 from server.http.openapi import Operation, document
-from server.realtime import online
 
 bp = Blueprint("admin_dashboard", url_prefix="/admin/api/dashboard")
 
@@ -33,6 +32,6 @@ async def dashboard_stats(request: Request) -> HTTPResponse:
             open=open_count, unassigned=unassigned, waiting_longest=await stats.waiting_longest(conn, me.app_id),
             replies_today=await stats.replies_today(conn, me.app_id),
             median_first_response_seconds=await stats.median_first_response(conn, me.app_id),
-            online_users=len(await online.online_user_ids(ctx, me.app_id)),
+            online_users=len(await ctx.online.online_user_ids(me.app_id)),
             daily=await stats.daily(conn, me.app_id))
     return json(msgspec.to_builtins(out))

@@ -28,7 +28,6 @@ from server.conversations import agent
 from server.conversations.admin_schemas import ConversationRef, NoPayload, SocketRead, SocketSend
 from server.errors import ApiError, Unauthorized, ValidationFailed
 from server.http.payloads import convert
-from server.realtime import online
 from server.realtime.errors import ack_error, refuse
 from server.realtime.namespace import EventNamespace
 from server.tenancy import api_keys
@@ -170,7 +169,7 @@ class AdminNamespace(EventNamespace):
         """Live SDK sessions of this app on every replica."""
         convert({} if data is None else data, NoPayload)
         p = await self.current_admin(sid)
-        found = await online.live_sessions(self.ctx, p.app_id)
+        found = await self.ctx.online.of_app(p.app_id)
         return {"ok": True, "sessions": [_to_builtins(s) for s in found]}
 
     @requires("conversations.reply")

@@ -14,6 +14,7 @@ from server.realtime.admin_ns import AdminNamespace
 from server.realtime.client_ns import ClientNamespace
 from server.realtime.fanout import Fanout
 from server.realtime.manager import JsonPacket, ReplicaFanoutManager
+from server.realtime.online import OnlineSessions
 from server.realtime.presence import Presence
 from server.realtime.transport.admission import Admission
 from server.realtime.transport.socket_server import SocketServer
@@ -49,6 +50,7 @@ def setup(app: Sanic, ctx: AppContext) -> None:
             manager.initialize()
         sio.eio.pinger.start()
         ctx.fanout = Fanout(sio, metrics)
+        ctx.online = OnlineSessions(ctx.redis)
 
     async def stop_fanout() -> None:
         await sio.eio.pinger.stop()

@@ -15,7 +15,6 @@ from server.conversations.admin_schemas import UserDetail, UserPage
 from server.errors import NotFound
 from server.http.openapi import Operation, document
 from server.http.query_params import int_param, text_param
-from server.realtime import online
 from server.users import listing as users_sql
 
 bp = Blueprint("admin_users", url_prefix="/admin/api/users")
@@ -42,7 +41,7 @@ async def list_users(request: Request) -> HTTPResponse:
     q = text_param(request, "q", 200)
     ctx = context_of(request)
     found, total = await users_sql.list_users(ctx.pool, me.app_id, q=q, limit=limit, offset=offset,
-                                              online=await online.online_user_ids(ctx, me.app_id))
+                                              online=await ctx.online.online_user_ids(me.app_id))
     more = offset + len(found) < total
     return json(msgspec.to_builtins(UserPage(users=found, total=total, next_offset=offset + limit if more else None)))
 
@@ -56,7 +55,7 @@ async def detail(request: Request, user_id: str) -> HTTPResponse:
         uid = UUID(user_id)
     except ValueError:
         raise NotFound("user not found", code="user_not_found") from None
-    sessions = [s for s in await online.live_sessions(ctx, me.app_id) if s.user_id == str(uid)]
+    sessions = [s for s in await ctx.online.of_app(me.app_id) if s.user_id == str(uid)]
     user = await users_sql.get_user(ctx.pool, me.app_id, uid, {s.user_id for s in sessions})
     if user is None:
         raise NotFound("user not found", code="user_not_found")
