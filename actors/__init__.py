@@ -1,2 +1,1 @@
-"""Actor runtime on Redis Streams: partitions leased one replica at a time, a command stream per
-partition, group processing, replies to whichever replica is waiting."""
+"""Actors on Redis Streams: the generic runtime (runtime/) and one module per actor kind (conversation)."""

@@ -1,0 +1,1 @@
+"""Load tests and benchmarks, and the Python SDK client they share with the tests (sdk_client/)."""

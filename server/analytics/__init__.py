@@ -1,0 +1,1 @@
+"""Analytics: statistics over a workspace's conversations and messages."""

@@ -1,0 +1,1 @@
+"""Development tools: embedded Postgres and Redis, the local cluster and its balancer."""

@@ -1,0 +1,1 @@
+"""HTTP edge helpers shared by every capability's routes: bodies, query params, pagination, OpenAPI, limits."""

@@ -1,0 +1,1 @@
+"""What every capability runs on: Postgres, Redis, metrics, logging, rate-limit counters. No domain here."""
