@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from actors.conversation import ConversationHandler
     from actors.runtime.host import ActorHost
+    from server.auth.activity import AdminActivity
     from server.auth.roles import Role
     from server.conversations.service import MessagingService
     from server.http.sdk_limits import SdkLimits
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from server.realtime.transport.admission import Admission
     from server.realtime.transport.socket_server import SocketServer
     from server.settings import Settings
+    from server.tenancy.key_checks import KeyChanges, KeyVerifier
     from server.tenancy.key_usage import KeyUsage
     from server.users.identity import SdkIdentity
     from workers.snoozes import SnoozeWorker
@@ -70,6 +72,9 @@ class AppContext:
     online: LiveSessions = field(init=False)
     sdk_limits: SdkLimits = field(init=False)
     key_usage: KeyUsage = field(init=False)
+    key_verifier: KeyVerifier = field(init=False)
+    key_changes: KeyChanges = field(init=False)
+    admin_activity: AdminActivity = field(init=False)
     sdk_identity: SdkIdentity = field(init=False)
     event_workers: list[Any] = field(default_factory=list)
     roles: dict[str, Role] | None = None  # read once per process (server/auth/roles.py)

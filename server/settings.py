@@ -51,7 +51,9 @@ ENV_VARS: dict[str, str] = {
     "SDK_USER_RATE_LIMIT": "sdk_user_rate_limit",
     "SDK_HANDSHAKE_RATE_LIMIT": "sdk_handshake_rate_limit",
     "SDK_RATE_WINDOW": "sdk_rate_window",
+    "LEGACY_AUTH": "legacy_auth",
 }
+_BOOLEAN_FIELDS = frozenset({"bootstrap_demo", "legacy_auth"})
 FIELD_TO_ENV = {v: k for k, v in ENV_VARS.items()}
 
 
@@ -114,6 +116,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # /client handshakes per source address: high, as whole offices and mobile carriers share one.
     sdk_handshake_rate_limit: Annotated[int, Meta(ge=0)] = 6_000
     sdk_rate_window: Annotated[int, Meta(ge=1, le=3600)] = 10
+    # Legacy authentication paths: plaintext API keys of pre-hash installs (hashed on first use) and a
+    # secret API key as the /admin socket's admin_token. LEGACY_AUTH=off refuses them all.
+    legacy_auth: bool = True
 
     @property
     def embedded(self) -> bool:
@@ -149,7 +154,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         value = environ.get(var)
         if value is None or value == "":
             continue
-        if field == "bootstrap_demo":
+        if field in _BOOLEAN_FIELDS:
             raw[field] = value.lower() in ("1", "true", "yes", "on")
         else:
             raw[field] = value

@@ -32,6 +32,9 @@ async def add_restricted_roles(db: asyncpg.Pool) -> None:
 # is their source): a refused call cannot change them except through domain_events.
 _DERIVED_TABLES = ("schema_migrations", "event_relay", "event_consumers", "event_counts", "event_retention")
 _DERIVED_STREAMS = (EVENT_STREAM,)
+# "Last seen" columns, written in the background (at most once a minute) for any authenticated caller,
+# refused or not: an admin refused a 403 was still active, a key refused its scope was still used.
+_LAST_SEEN_COLUMNS = {"admins": ("last_active_at",), "api_keys": ("last_used_at", "last_used_ip")}
 
 
 async def table_rows(db: asyncpg.Pool) -> dict[str, list[str]]:
@@ -41,7 +44,8 @@ async def table_rows(db: asyncpg.Pool) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for row in names:
         name = row["tablename"]
-        rows = await db.fetch(f'SELECT to_jsonb(t)::text AS j FROM "{name}" t')
+        minus = "".join(f" - '{c}'" for c in _LAST_SEEN_COLUMNS.get(name, ()))
+        rows = await db.fetch(f'SELECT (to_jsonb(t){minus})::text AS j FROM "{name}" t')
         out[name] = sorted(r["j"] for r in rows)
     return out
 

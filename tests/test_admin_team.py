@@ -128,8 +128,12 @@ async def test_api_keys_are_created_once_listed_by_prefix_and_revoked(server: Se
     assert status == 200
     assert key not in str(listing)
     ios = next(k for k in listing["api_keys"] if k["name"] == "iOS")
-    assert set(ios) == {"id", "kind", "name", "prefix", "created_at", "last_used_at", "revoked_at"}
+    assert set(ios) == {"id", "kind", "name", "prefix", "scopes", "status", "created_by", "created_at",
+                        "last_used_at", "last_used_ip", "expires_at", "revoked_at", "rotated_from"}
     assert ios["revoked_at"] is None and len(listing["api_keys"]) == 3  # + the two signup keys
+    assert ios["status"] == "active" and ios["scopes"] is None
+    assert ios["created_by"] == {"id": owner["admin"]["id"], "email": owner["admin"]["email"],
+                                 "name": owner["admin"]["name"]}
 
     sdk = socketio.AsyncClient(reconnection=False)
     await sdk.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"],
@@ -137,9 +141,11 @@ async def test_api_keys_are_created_once_listed_by_prefix_and_revoked(server: Se
     await sdk.disconnect()
 
     status, revoked = call(server, "DELETE", f"/admin/api/api-keys/{ios['id']}", token)
-    assert status == 200 and revoked["revoked_at"] is not None
-    again = call(server, "DELETE", f"/admin/api/api-keys/{ios['id']}", token)[1]
-    assert again["revoked_at"] == revoked["revoked_at"]
+    assert status == 200 and revoked["revoked_at"] is not None and revoked["status"] == "revoked"
+    status, again = call(server, "DELETE", f"/admin/api/api-keys/{ios['id']}", token)  # twice: 409
+    assert status == 409 and again["error"]["code"] == "api_key_revoked"
+    listed = {k["id"]: k for k in call(server, "GET", "/admin/api/api-keys", token)[1]["api_keys"]}
+    assert listed[ios["id"]]["revoked_at"] == revoked["revoked_at"]  # the first time is kept
 
     errors: list[dict] = []
     sdk = socketio.AsyncClient(reconnection=False)

@@ -60,6 +60,7 @@ async def live_admin(ctx: AppContext, admin_id: UUID, app_id: UUID, session_id: 
         raise Unauthorized("this admin account no longer exists or is disabled", code="admin_disabled")
     if not row.session_live:
         raise Unauthorized("this session was signed out; sign in again", code="session_revoked")
+    ctx.admin_activity.seen(row.id)  # the team's "last active" (written at most once a minute)
     return row
 
 

@@ -25,9 +25,10 @@ class Member:
     status: Literal["active", "invited"]
     created_at: datetime
     last_login_at: datetime | None
+    last_active_at: datetime | None  # the last authenticated request or socket event, to the minute
 
 
-_MEMBER = """SELECT id, email, name, role, created_at, last_login_at,
+_MEMBER = """SELECT id, email, name, role, created_at, last_login_at, last_active_at,
                     CASE WHEN password_hash IS NULL THEN 'invited' ELSE 'active' END AS status
              FROM admins"""
 

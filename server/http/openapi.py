@@ -21,7 +21,7 @@ ERROR_REF = "#/components/schemas/ErrorBody"
 # What any operation with a body, or with an auth scheme, can answer besides its own errors.
 _BODY_ERRORS = (400, 413, 422)  # malformed JSON, over the request size limit, fails validation
 _AUTH_ERRORS: dict[str, tuple[int, ...]] = {
-    "api_key": (401, 422),  # missing/unknown key or user; a user header that is empty or too long
+    "api_key": (401, 403, 422),  # missing/unknown key or user; a secret key outside its scopes; a bad user header
     "admin_jwt": (401,),  # missing/invalid/expired token (a route needing a permission declares its 403)
 }
 # An SDK route accepts either kind of key: the first a client has is used.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -50,9 +51,15 @@ class AdminNamespace(EventNamespace):
         if not isinstance(token, str) or not token:
             raise Unauthorized("handshake auth must include admin_token", code="missing_token")
         if token.startswith("rhq_"):
-            # Legacy fallback: a secret API key acts as an admin-less, read/reply session.
-            key = await api_keys.verify(self.ctx.pool, token)
-            if key is None or key.kind != "secret":
+            # Legacy fallback: a secret API key acts as an admin-less, read/reply session (its role's
+            # permissions within the key's scopes). LEGACY_AUTH=off refuses it.
+            if not self.ctx.settings.legacy_auth:
+                raise Unauthorized("API keys are not admin tokens (LEGACY_AUTH is off)", code="invalid_token")
+            try:
+                key = await self.ctx.key_verifier.verify(token)
+            except Unauthorized:
+                raise Unauthorized("invalid admin_token", code="invalid_token") from None
+            if key.kind != "secret":
                 raise Unauthorized("invalid admin_token", code="invalid_token")
             self.ctx.key_usage.seen(key.id)
             return {"app_id": str(key.app_id), "admin_id": None, "role": LEGACY_KEY_ROLE, "legacy": True,
@@ -70,10 +77,10 @@ class AdminNamespace(EventNamespace):
         roles = await roles_of(self.ctx)
         if session.get("legacy"):
             key = await api_keys.get(self.ctx.pool, app_id, UUID(session["key_id"]))
-            if key is None or key.revoked_at is not None:
+            if key is None or not key.usable(datetime.now(UTC)) or not self.ctx.settings.legacy_auth:
                 raise Unauthorized("the API key of this session was revoked", code="invalid_token")
             role = roles[LEGACY_KEY_ROLE]
-            return AdminPrincipal(None, app_id, role.name, role.rank, role.permissions)
+            return AdminPrincipal(None, app_id, role.name, role.rank, role.permissions & frozenset(key.scopes or ()))
         row = await live_admin(self.ctx, UUID(session["admin_id"]), app_id, UUID(session["session_id"]))
         return principal_for(row, roles[row.role])
 

@@ -18,6 +18,7 @@ from server.realtime.online import OnlineSessions
 from server.realtime.presence import Presence
 from server.realtime.transport.admission import Admission
 from server.realtime.transport.socket_server import SocketServer
+from server.tenancy.key_checks import KeyChange
 
 SOCKETIO_PATH = "/v1/socket.io"
 
@@ -72,7 +73,13 @@ def setup_presence(app: Sanic, ctx: AppContext) -> None:
     """Presence starts after the capabilities: it needs the actor host's first heartbeat."""
     settings, sio = ctx.settings, ctx.sio
     admin_ns: AdminNamespace = sio.namespace_handlers["/admin"]
+    client_ns: ClientNamespace = sio.namespace_handlers["/client"]
     manager: ReplicaFanoutManager = sio.manager
+
+    async def key_changed(change: KeyChange) -> None:
+        await client_ns.key_changed(change)
+        if change.ended:
+            await admin_ns.recheck()  # legacy secret-key /admin sessions of the key end too
 
     async def start() -> None:
         ctx.spawn(manager.watch_peers(ctx.redis), "fanout-peers")
@@ -86,6 +93,8 @@ def setup_presence(app: Sanic, ctx: AppContext) -> None:
         await ctx.presence.start()
         ctx.spawn(ctx.presence.run_reaper(), "presence-reaper")
         ctx.spawn(admin_ns.run_rechecks(settings.admin_socket_recheck_interval), "admin-socket-rechecks")
+        ctx.key_changes.listen(key_changed)
+        ctx.spawn(client_ns.run_key_checks(), "client-key-checks")
 
     async def stop() -> None:
         if getattr(ctx, "presence", None) is not None:

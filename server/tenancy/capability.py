@@ -1,4 +1,4 @@
-"""Tenancy: workspaces, their account settings and API keys (with their last use)."""
+"""Tenancy: workspaces, their account settings and API keys (checks, changes across replicas, last use)."""
 
 from __future__ import annotations
 
@@ -8,23 +8,29 @@ from sanic import Sanic
 
 from server.context import AppContext
 from server.tenancy import account_routes, api_key_routes
+from server.tenancy.key_checks import KeyChanges, KeyVerifier
 from server.tenancy.key_usage import KeyUsage
 
 
 def setup(app: Sanic, ctx: AppContext) -> None:
     for bp in (api_key_routes.bp, account_routes.bp):
         app.blueprint(bp)
-    task: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = []
 
     async def start() -> None:
-        nonlocal task
         ctx.key_usage = KeyUsage(ctx.pool)
-        task = ctx.spawn(ctx.key_usage.run(), "key-usage")
+        tasks.append(ctx.spawn(ctx.key_usage.run(), "key-usage"))
+        ctx.key_verifier = KeyVerifier(ctx.pool, legacy=ctx.settings.legacy_auth)
+        ctx.key_changes = KeyChanges(ctx.redis, f"{ctx.settings.socketio_channel}:api-keys", ctx.key_verifier)
+        subscribed = asyncio.Event()
+        tasks.append(ctx.spawn(ctx.key_changes.run(subscribed), "api-key-changes"))
+        await asyncio.wait_for(subscribed.wait(), 10)  # no change published meanwhile is missed
 
     async def stop() -> None:
-        if task is not None:
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if getattr(ctx, "key_usage", None) is not None:
             await ctx.key_usage.flush()  # the uses seen since the last flush
 
-    ctx.lifecycle.add("api key usage", start, stop)
+    ctx.lifecycle.add("api keys", start, stop)

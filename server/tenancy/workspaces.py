@@ -42,8 +42,10 @@ async def create_workspace(pool: asyncpg.Pool, *, app_name: str, email: str, pas
         await record(conn, "workspace.created", app_id, {"workspace": {"id": str(app_id), "name": app_name},
                                                           "owner": {"id": str(admin_id), "email": email}},
                      admin_id=admin_id)
-        pk, _ = await api_keys.create(conn, app_id, "publishable", "Default SDK key")
-        sk, _ = await api_keys.create(conn, app_id, "secret", "Default server key")
+        pk, _ = await api_keys.create(conn, app_id, "publishable", "Default SDK key", created_by=admin_id)
+        owner_permissions = await conn.fetchval("SELECT permissions FROM roles WHERE name = 'owner'")
+        sk, _ = await api_keys.create(conn, app_id, "secret", "Default server key", scopes=owner_permissions,
+                                      created_by=admin_id)
     return NewWorkspace(app_id, app_name, admin_id, email, pk, sk, identity_secret)
 
 

@@ -3,7 +3,8 @@
 An API key names the app; the caller names the user by the app's own `user_id` (external id)
 or an SDK-generated `anonymous_id`. When the app requires identity verification, a publishable
 key must come with `user_hash` = HMAC-SHA256(identity_secret, user_id) in hex, so one user
-cannot pose as another; a secret (server) key may act for any user of its app.
+cannot pose as another; a secret (server) key may act for any user of its app, within its scopes
+(RBAC permission names: conversations.read, conversations.reply, users.read, users.write).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +21,7 @@ import asyncpg
 
 from server.conversations.models import EndUser
 from server.errors import Unauthorized, ValidationFailed
-from server.tenancy import api_keys
+from server.tenancy.key_checks import KeyVerifier, require_scope
 from server.tenancy.key_usage import KeyUsage
 from server.users import store as users
 
@@ -39,6 +41,8 @@ class SdkCaller:
     key_kind: str  # "publishable" | "secret"
     external_id: str | None
     anonymous_id: str | None
+    scopes: tuple[str, ...] | None = None  # a secret key's scopes (None: a publishable key)
+    key_expires_at: datetime | None = None  # the end of the key's rotation grace
 
 
 def user_hash(identity_secret: str, external_id: str) -> str:
@@ -48,8 +52,9 @@ def user_hash(identity_secret: str, external_id: str) -> str:
 class SdkIdentity:
     """Resolves (key, user id, hash) to an SdkCaller; app identity settings cached briefly."""
 
-    def __init__(self, pool: asyncpg.Pool, usage: KeyUsage | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, keys: KeyVerifier, usage: KeyUsage | None = None) -> None:
         self.pool = pool
+        self.keys = keys
         self.usage = usage
         self._apps: dict[UUID, tuple[float, AppIdentity]] = {}
 
@@ -67,15 +72,15 @@ class SdkIdentity:
         return app
 
     async def authenticate(self, api_key: Any, *, external_id: Any, anonymous_id: Any,
-                           presented_hash: Any) -> SdkCaller:
+                           presented_hash: Any, scope: str, address: str | None = None) -> SdkCaller:
+        """`scope`: the permission the call needs when made with a secret key (403 outside its scopes)."""
         if not isinstance(api_key, str) or not api_key:
             raise Unauthorized("an API key is required (X-API-Key header or api_key in the handshake)",
                                code="missing_api_key")
-        key = await api_keys.verify(self.pool, api_key)
-        if key is None:
-            raise Unauthorized("unknown or revoked API key", code="invalid_api_key")
+        key = await self.keys.verify(api_key)
         if self.usage is not None:
-            self.usage.seen(key.id)
+            self.usage.seen(key.id, address)
+        require_scope(key, scope)
         for name, value in (("user_id", external_id), ("anonymous_id", anonymous_id)):
             if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= 255):
                 raise ValidationFailed(f"{name} must be a string of 1 to 255 characters",
@@ -89,7 +94,8 @@ class SdkIdentity:
                 if not isinstance(presented_hash, str) or not hmac.compare_digest(
                         expected.encode(), presented_hash.strip().lower().encode()):
                     raise Unauthorized("user_hash does not match user_id", code="invalid_user_hash")
-        return SdkCaller(key.app_id, key.id, key.kind, external_id, anonymous_id)
+        return SdkCaller(key.app_id, key.id, key.kind, external_id, anonymous_id, key.scopes,
+                         key.expires_at)
 
     async def user(self, caller: SdkCaller) -> EndUser:
         """The caller's end user, created on first sight (every SDK call identifies implicitly)."""

@@ -9,6 +9,7 @@ from server.context import context_of
 from server.conversations.models import EndUser
 from server.http.openapi import Param
 from server.http.sdk_limits import SdkRateLimited, note_verdicts, user_subject
+from server.http.source_address import source_address
 from server.users.identity import SdkCaller
 
 _USER_ID = {"type": "string", "minLength": 1, "maxLength": 255}  # an empty or longer id is a 422
@@ -19,6 +20,15 @@ HEADER_PARAMS: tuple[Param, ...] = (
 )
 
 
+def sdk_scope(method: str, path: str) -> str:
+    """The permission a secret key needs for a /v1 call: the user routes read or write users, the
+    others read conversations or reply in them."""
+    write = method not in ("GET", "HEAD", "OPTIONS")
+    if path.startswith("/v1/users"):
+        return "users.write" if write else "users.read"
+    return "conversations.reply" if write else "conversations.read"
+
+
 async def sdk_caller(request: Request, *, external_id: str | None = None,
                      anonymous_id: str | None = None) -> SdkCaller:
     """Authenticate the key and user named by headers (or, for identify, by the body)."""
@@ -27,7 +37,8 @@ async def sdk_caller(request: Request, *, external_id: str | None = None,
         h.get("x-api-key"),
         external_id=external_id if external_id is not None else h.get("x-user-id"),
         anonymous_id=anonymous_id if anonymous_id is not None else h.get("x-anonymous-id"),
-        presented_hash=h.get("x-user-hash"))
+        presented_hash=h.get("x-user-hash"), scope=sdk_scope(request.method, request.path),
+        address=source_address(request))
     try:
         verdicts = context_of(request).sdk_limits.use(
             caller.key_id, user_subject(caller.app_id, caller.external_id, caller.anonymous_id))
