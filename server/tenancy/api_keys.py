@@ -4,7 +4,8 @@ Format: `rhq_pk_` (publishable) or `rhq_sk_` (secret) + 32 random base62 charact
 base62 CRC32 of everything before it, so a mistyped key is refused before any lookup. Keys made
 before the checksum (`rhq_xx_` + 43 URL-safe characters) are looked up as they are. A legacy
 plaintext key (the `api_key` column of pre-hash installs) is hashed on its first use and its
-plaintext dropped; with LEGACY_AUTH=off it is not looked up at all.
+plaintext dropped; with LEGACY_AUTH=off a key not of the `rhq_pk_`/`rhq_sk_` kind is refused
+without any lookup (hashed or not).
 
 Secret keys carry scopes: the RBAC permissions (roles table) their calls may use.
 """
@@ -168,7 +169,7 @@ async def find(conn: asyncpg.Connection | asyncpg.Pool, presented: str, *, legac
     migrated = await conn.fetchrow(
         f"""WITH k AS (UPDATE api_keys SET api_key_hash = $2, prefix = left($3, {PREFIX_LEN}), api_key = NULL
                        WHERE id = $1 AND api_key = $3 RETURNING {_COLUMNS}),
-                 ev AS ({_event("api_key.updated", extra=", 'changes', jsonb_build_array('hashed'))")})
+                 ev AS ({_event("api_key.updated", extra=", 'changes', jsonb_build_array('hashed')")})
             SELECT * FROM k""", row["id"], digest, presented)
     return _key(migrated) if migrated else _key(row)
 
