@@ -121,10 +121,18 @@ ROUTES: list[Route] = [
     Route("POST", "/admin/api/api-keys", "api_keys.write", {"kind": "secret", "name": "x"}, (
         *NOT_AN_OBJECT, b'{"kind": "root"}', b'{"kind": "secret", "name": "' + b"n" * 201 + b'"}',
         b'{"kind": "secret", "key": "mine"}')),
+    Route("PATCH", "/admin/api/api-keys/{key_id}", "api_keys.write", {"name": "renamed"}, (
+        *NOT_AN_OBJECT, b'{"name": 5}', b'{"scopes": ["nope"]}', b'{"scopes": "users.read"}',
+        b'{"name": "x", "kind": "secret"}', _j({"name": "nul\u0000"}), b'{"scopes": []}')),
+    Route("POST", "/admin/api/api-keys/{key_id}/rotate", "api_keys.write", {"grace_seconds": 60}, (
+        *NOT_AN_OBJECT, b'{"grace_seconds": -1}', b'{"grace_seconds": 604801}', b'{"grace_seconds": "1"}',
+        b'{"grace": 60}')),
+    Route("POST", "/admin/api/team/invitations/{invitation_id}/resend", "team.write"),
     Route("GET", "/admin/api/account", "settings.read"),
     Route("PATCH", "/admin/api/account", "settings.write", {"name": "Renamed"}, (
         *NOT_AN_OBJECT, b'{"identity_verification_required": "yes"}', b'{"identity_secret": "mine"}',
         b'{"name": ""}', _j({"name": "n" * 201}))),
+    Route("DELETE", "/admin/api/team/invitations/{invitation_id}", "team.write"),
     Route("DELETE", "/admin/api/team/{admin_id}", "team.write"),
     Route("DELETE", "/admin/api/api-keys/{key_id}", "api_keys.write"),
 ]
@@ -184,6 +192,9 @@ def _workspace(server: ServerProcess, name: str) -> dict[str, Any]:
     status, created = call(server, "POST", "/admin/api/api-keys", token, {"kind": "publishable", "name": "sdk"})
     assert status == 201, created
     pk = created["key"]
+    status, pending = call(server, "POST", "/admin/api/team/invite", token,
+                           {"email": f"pending-{marker}@{name.lower()}.test", "role": "agent"})
+    assert status == 201, pending
     keys = call(server, "GET", "/admin/api/api-keys", token)[1]["api_keys"]
     user = f"user-{marker}"
     _sdk(server, pk, user, "/v1/users/identify", {"user_id": user, "name": f"Name {marker}",
@@ -201,10 +212,10 @@ def _workspace(server: ServerProcess, name: str) -> dict[str, Any]:
         assert status in (200, 201), (path, out)
     ids = {"conversation_id": cid, "admin_id": agent["admin"]["id"], "key_id": keys[0]["id"],
            "user_id": conv["user_id"], "marker": marker, "tag": tag, "gone_id": gone["admin"]["id"],
-           "user_client_id": first}
+           "user_client_id": first, "invitation_id": pending["invitation_id"]}
     return {"owner": owner, "viewer": viewer, "agent": agent, "gone": gone, "ids": ids, "pk": pk,
             "secrets": [cid, conv["user_id"], marker, agent["admin"]["id"], viewer["admin"]["id"],
-                        owner["admin"]["id"], keys[0]["id"], owner["app"]["id"]]}
+                        owner["admin"]["id"], keys[0]["id"], owner["app"]["id"], pending["invitation_id"]]}
 
 
 @pytest.fixture
@@ -304,7 +315,8 @@ async def test_another_apps_admin_gets_404_for_our_ids_and_never_sees_our_data(
     checked = 0
     for route in ROUTES:
         token = globex["owner"]["access_token"]
-        if any("{" + k + "}" in route.documented[1] for k in ("conversation_id", "admin_id", "key_id", "user_id")):
+        if any("{" + k + "}" in route.documented[1] for k in ("conversation_id", "admin_id", "key_id", "user_id",
+                                                                    "invitation_id")):
             status, resp = _send(server, route, mixed, bearer(token))
             assert status == 404 and _is_error(resp), (route, resp)
             checked += 1

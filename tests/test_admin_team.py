@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import asyncpg
 import pytest
@@ -216,3 +217,53 @@ async def test_admin_socket_refuses_removed_admins_and_rechecks_each_event(serve
     finally:
         await conn.close()
     assert live == 0
+
+
+async def test_pending_invitations_resend_withdraw_and_last_active(server: ServerProcess) -> None:
+    owner = signup(server)
+    token = owner["access_token"]
+    status, inv = call(server, "POST", "/admin/api/team/invite", token, {"email": "ada@acme.test", "role": "agent"})
+    assert status == 201
+    _, team = call(server, "GET", "/admin/api/team", token)
+    [pending] = team["invitations"]
+    assert pending["id"] == inv["invitation_id"] and pending["status"] == "pending"
+    assert (pending["email"], pending["role"], pending["invited_by"]) == ("ada@acme.test", "agent",
+                                                                          owner["admin"]["email"])
+    # resend: a new link shown once, the old one dead
+    status, again = call(server, "POST", f"/admin/api/team/invitations/{pending['id']}/resend", token)
+    assert status == 201 and again["invite_token"] != inv["invite_token"], again
+    assert again["invitation_id"] == inv["invitation_id"] and again["member"]["email"] == "ada@acme.test"
+    status, body = http("POST", server.url + "/admin/auth/accept-invite",
+                        {"token": inv["invite_token"], "password": PASSWORD})
+    assert status == 401 and body["error"]["code"] == "invalid_invitation"
+    _, team = call(server, "GET", "/admin/api/team", token)
+    assert [i["id"] for i in team["invitations"]] == [again["invitation_id"]]
+    # unknown ids are 404; a viewer may not
+    assert call(server, "DELETE", f"/admin/api/team/invitations/{uuid.uuid4()}", token)[0] == 404
+    viewer = invite_and_join(server, token, "viewer")
+    for method, path in (("POST", f"/admin/api/team/invitations/{again['invitation_id']}/resend"),
+                         ("DELETE", f"/admin/api/team/invitations/{again['invitation_id']}")):
+        got, body = call(server, method, path, viewer["access_token"])
+        assert got == 403 and body["error"]["code"] == "permission_denied"
+    # withdraw: the link dies, the invited member leaves the list; twice is a 409
+    status, body = call(server, "DELETE", f"/admin/api/team/invitations/{again['invitation_id']}", token)
+    assert status == 200 and body == {"ok": True}
+    got, body = call(server, "DELETE", f"/admin/api/team/invitations/{again['invitation_id']}", token)
+    assert got == 409 and body["error"]["code"] == "invitation_not_pending"
+    assert http("POST", server.url + "/admin/auth/accept-invite",
+                {"token": again["invite_token"], "password": PASSWORD})[0] == 401
+    _, team = call(server, "GET", "/admin/api/team", token)
+    assert team["invitations"] == [] and "ada@acme.test" not in [m["email"] for m in team["members"]]
+    status, events = call(server, "GET", "/admin/api/events?type=team.invitation_resent,team.invitation_revoked",
+                          token)
+    assert sorted(e["type"] for e in events["events"]) == ["team.invitation_resent", "team.invitation_revoked"]
+    # members show when they were last active (written in the background, to the minute)
+    me = owner["admin"]["id"]
+    for _ in range(40):
+        _, team = call(server, "GET", "/admin/api/team", token)
+        mine = next(m for m in team["members"] if m["id"] == me)
+        if mine["last_active_at"]:
+            break
+        await asyncio.sleep(0.25)
+    assert mine["last_active_at"], mine
+    assert next(m for m in team["members"] if m["id"] == viewer["admin"]["id"])["last_active_at"]

@@ -125,16 +125,18 @@ def _about(row: asyncpg.Record, expires_at: datetime | None = None) -> dict[str,
 
 async def resend(pool: asyncpg.Pool, actor: AdminPrincipal, roles: dict[str, Role],
                  invitation_id: UUID) -> Invitation:
-    """A new link for a pending (or expired) invitation; the old link dies."""
+    """A new link for a pending (or expired) invitation, valid INVITE_TTL again; the old link dies
+    (only the new token's hash is kept). The invitation keeps its id."""
     token = _PREFIX + secrets.token_urlsafe(32)
     async with pool.acquire() as conn, conn.transaction():
         row = await _lock_pending(conn, actor, roles, invitation_id)
-        inv_id, expires_at = await _issue(conn, actor, row["admin_id"], row["email"], row["role"], token)
+        expires_at = await conn.fetchval(
+            """UPDATE admin_invitations SET token_hash = $2, expires_at = now() + make_interval(secs => $3)
+               WHERE id = $1 RETURNING expires_at""", invitation_id, _hash(token), float(INVITE_TTL))
         member = next(m for m in await list_members(conn, actor.app_id) if m.id == row["admin_id"])
-        await record(conn, "team.invitation_resent", actor.app_id,
-                     {"invitation": {**_about(row, expires_at), "id": str(inv_id), "replaces": str(row["id"])}},
+        await record(conn, "team.invitation_resent", actor.app_id, {"invitation": _about(row, expires_at)},
                      admin_id=actor.admin_id)
-    return Invitation(inv_id, member, token, expires_at)
+    return Invitation(invitation_id, member, token, expires_at)
 
 
 async def revoke(pool: asyncpg.Pool, actor: AdminPrincipal, roles: dict[str, Role], invitation_id: UUID) -> None:
