@@ -126,6 +126,7 @@ def test_sign_in_navigate_create_an_api_key_and_log_out(page: Page, app_server: 
     new_key = page.get_by_test_id("new-key")
     expect(new_key).to_have_value(re.compile(r"^rhq_pk_"))
     key = new_key.input_value()
+    page.get_by_test_id("close-show-once").click()  # the key is shown once, in a dialog
     expect(page.locator("#keys-table tbody tr")).to_have_count(3)
     expect(page.locator(f"#keys-table tr[data-prefix='{key[:15]}']")).to_contain_text("Web app")
     listing = call(app_server, "GET", "/admin/api/api-keys", owner["access_token"])[1]["api_keys"]
@@ -190,7 +191,7 @@ def test_invite_a_teammate_who_joins_through_the_link(page: Page, app_server: Se
     page.click("#invite-form button[type=submit]")
     link = page.get_by_test_id("invite-url")
     expect(link).to_have_value(re.compile(r"/login\.html#invite=rhq_inv_"))
-    expect(page.locator("#team-table tr[data-email='ada@acme.test']")).to_contain_text("invited")
+    expect(page.locator("#invites-table tr[data-email='ada@acme.test']")).to_contain_text("invited")
 
     other = browser.new_context()
     invitee = other.new_page()
