@@ -108,11 +108,7 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         # Fan-out publishes and the actor host's traffic share one pipeline per tick.
         app.ctx.redis_writer = RedisWriter(app.ctx.redis, "redis-writer")
         manager.use_writer(app.ctx.redis_writer)
-        if not sio.manager_initialized:
-            # Subscribe to other replicas' emits now, not on the first socket connect
-            # (python-socketio's default), so that socket cannot miss what is published meanwhile.
-            sio.manager_initialized = True
-            manager.initialize()
+        sio.start_manager()  # subscribed to other replicas' emits before the first socket connects
         sio.eio.pinger.start()
         app.ctx.fanout = Fanout(sio, app.ctx.metrics)
         handler = ConversationHandler(app.ctx.pool, app.ctx.fanout, app.ctx.metrics,
