@@ -155,6 +155,10 @@ def test_engineio_sockets_and_message_handler() -> None:
     assert engineio_adapter.message_handler(server) is None
     server.on("message", on_message)
     assert engineio_adapter.message_handler(server) is on_message
+    # Settings DirectSocket and SanicWebSocketDriver read off the server, as its constructor named them.
+    configured = _eio_server(ping_interval=7, ping_timeout=3, max_http_buffer_size=1234)
+    assert (configured.ping_interval, configured.ping_timeout, configured.max_http_buffer_size) == (7, 3, 1234)
+    assert hasattr(configured, "logger")
 
 
 def test_engineio_socket_state() -> None:
