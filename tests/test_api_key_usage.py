@@ -1,4 +1,4 @@
-"""API keys' "last used": written in the background after a key is used over REST or a socket,
+"""API keys' "last used" (and from which address): written in the background after a key is used over REST or a socket,
 at most once a minute, and shown by GET /admin/api/api-keys."""
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ async def test_keys_used_over_rest_and_socket_show_when_they_were_last_used(serv
     await client.connect()
     try:
         keys = await _until_used(server, token, secret, publishable)
+        assert keys[secret]["last_used_ip"] == keys[publishable]["last_used_ip"] == "127.0.0.1"
         assert keys[unused["api_key"]["prefix"]]["last_used_at"] is None  # a key nobody used
 
         # Used again within the minute: the row is not rewritten.

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from server.tenancy.api_keys import new_key
+from server.tenancy.api_keys import KeyKind, new_key, shape
 from tests.admin_helpers import call, invite_and_join, refused_admin_handshake, signup
 from tests.support import ServerProcess, http
 from tests.test_admin_inbox_socket import admin_socket, emit, sdk_socket
@@ -33,6 +33,19 @@ def _keys(server: ServerProcess, token: str) -> dict[str, dict[str, Any]]:
 def _refused(status_body: tuple[int, Any], code: str, status: int = 401) -> bool:
     got, body = status_body
     return got == status and body["error"]["code"] == code
+
+
+def test_every_single_character_typo_fails_the_checksum() -> None:
+    kinds: tuple[KeyKind, ...] = ("publishable", "secret")
+    for kind in kinds:
+        key = new_key(kind)
+        assert len(key) == 45 and shape(key) == "checksummed"
+        for i in range(7, len(key)):
+            for c in "0aZ":
+                if key[i] != c:
+                    assert shape(key[:i] + c + key[i + 1:]) == "bad_checksum", (key, i, c)
+    assert shape("rhq_pk_" + "A" * 43) == "unchecked"  # made before checksums: looked up as it is
+    assert shape("sk_live_123") == "other"  # only a legacy plaintext key can look like this
 
 
 async def test_scopes_rename_checksum_and_who_may_write(server: ServerProcess) -> None:

@@ -24,7 +24,7 @@ import asyncpg
 import msgspec
 import redis.asyncio as aioredis
 
-from server.errors import Forbidden, Unauthorized
+from server.errors import Forbidden, ServiceUnavailable, Unauthorized
 from server.platform.redis.pubsub import subscriber
 from server.tenancy import api_keys
 from server.tenancy.api_keys import ApiKey
@@ -71,7 +71,11 @@ class KeyVerifier:
                                    code="malformed_api_key")
             if found == "other" and not self.legacy:
                 raise unknown_key()
-            key_or_none = await api_keys.find(self.pool, presented, legacy=self.legacy)
+            try:
+                key_or_none = await api_keys.find(self.pool, presented, legacy=self.legacy)
+            except (asyncpg.PostgresError, OSError) as exc:  # storage away: a clear 503, not a 500
+                log.warning("cannot check an API key: %s", exc)
+                raise ServiceUnavailable("could not check the API key; retry", code="unavailable") from None
             if key_or_none is None:
                 self._cache.pop(presented, None)
                 raise unknown_key()
