@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from server.tenancy.key_usage import KeyUsage
     from server.users.identity import SdkIdentity
     from workers.snoozes import SnoozeWorker
+    from workers.webhook_dispatch import WebhookDispatcher
 
 
 class LiveSession(Protocol):
@@ -72,6 +73,7 @@ class AppContext:
     key_usage: KeyUsage = field(init=False)
     sdk_identity: SdkIdentity = field(init=False)
     event_workers: list[Any] = field(default_factory=list)
+    webhooks: WebhookDispatcher = field(init=False)
     roles: dict[str, Role] | None = None  # read once per process (server/auth/roles.py)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
