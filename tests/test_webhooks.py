@@ -304,3 +304,27 @@ async def test_receivers_that_fail_hang_or_go_away(hooks_server: ServerProcess, 
     metrics = http("GET", srv.url + "/metrics")[1]
     assert 'replyhq_webhook_deliveries_total{outcome="delivered"}' in metrics
     assert "replyhq_webhook_attempt_duration_seconds_bucket" in metrics
+
+
+async def test_private_addresses_are_refused_at_save_and_at_connect_time(
+        server: ServerProcess, db: asyncpg.Pool, receiver: Receiver) -> None:
+    """WEBHOOKS_ALLOW_PRIVATE off (the default): loopback, private, link-local and metadata URLs are
+    a 422 and nothing is stored; an endpoint that points there anyway (a name that resolved elsewhere
+    at save) is refused when the dispatcher connects, and the receiver hears nothing."""
+    session = signup(server, app_name="Guarded")
+    token, app_id = session["access_token"], uuid.UUID(session["app"]["id"])
+    for url in (receiver.url("/x"), f"http://localhost:{receiver.port}/x", "http://169.254.169.254/latest/meta-data",
+                "http://[::1]/x", "http://10.1.2.3/x", "http://192.168.0.10/x", "http://0.0.0.0/x",
+                "http://[::ffff:127.0.0.1]/x", "http://100.100.100.200/x", "http://no-such-host.invalid/x"):
+        status, out = call(server, "POST", "/admin/webhooks", token, {"url": url})
+        assert (status, out["error"]["code"]) == (422, "url_not_allowed"), (url, out)
+        assert out["error"]["details"]["reason"] in ("private_address", "unresolvable"), out
+    assert await db.fetchval("SELECT count(*) FROM webhook_endpoints") == 0
+    for host in ("127.0.0.1", "localhost"):
+        endpoint_id = await db.fetchval(
+            "INSERT INTO webhook_endpoints (app_id, url, secret) VALUES ($1, $2, 'whsec_AAAA') RETURNING id",
+            app_id, f"http://{host}:{receiver.port}/x")
+        status, ping = await asyncio.to_thread(call, server, "POST", f"/admin/webhooks/{endpoint_id}/test", token)
+        assert status == 200, ping
+        assert ping["attempt"]["status_code"] is None and "public" in ping["attempt"]["error"], ping
+    assert receiver.received == []
