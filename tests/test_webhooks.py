@@ -328,3 +328,44 @@ async def test_private_addresses_are_refused_at_save_and_at_connect_time(
         assert status == 200, ping
         assert ping["attempt"]["status_code"] is None and "public" in ping["attempt"]["error"], ping
     assert receiver.received == []
+
+
+def test_the_docs_list_every_type_and_their_snippets_verify_a_signed_body(tmp_path: Any) -> None:
+    """docs/webhooks.md names every type, and its Python and Node snippets accept what the server
+    signs (two signatures, after a rotation) and refuse a tampered body."""
+    import json
+    import re
+    import shutil
+    import subprocess
+
+    from server.webhooks import signing
+    from server.webhooks.event_types import WEBHOOK_TYPES
+    from tests.support import ROOT
+
+    page = (ROOT / "docs" / "webhooks.md").read_text()
+    assert all(f"| `{t}` |" in page for t in WEBHOOK_TYPES)
+    old, new = signing.new_secret(), signing.new_secret()
+    body = b'{"type":"webhook.ping","timestamp":"2026-01-01T00:00:00Z","data":{}}'
+    headers = signing.headers([new, old], "msg_1", int(time.time()), body)
+    python = re.search(r"Or by hand.*?```python\n(.*?)```", page, re.S)
+    assert python is not None
+    scope: dict[str, Any] = {}
+    exec(python.group(1), scope)  # the snippet as documented
+    assert scope["verify"](old, headers, body) and scope["verify"](new, headers, body)
+    assert not scope["verify"](new, headers, body + b" ")
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    js = re.search(r"### Verify in Node\n\n```js\n(.*?)```", page, re.S)
+    assert js is not None
+    script = tmp_path / "verify.mjs"
+    script.write_text(js.group(1) + f"""
+const headers = {json.dumps(headers)};
+const body = Buffer.from({json.dumps(body.decode())});
+console.log(JSON.stringify(verifyWebhook({json.dumps(old)}, headers, body)));
+try {{ verifyWebhook({json.dumps(new)}, headers, Buffer.concat([body, Buffer.from(" ")])); console.log("accepted"); }}
+catch {{ console.log("refused"); }}
+""")
+    out = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [body.decode(), "refused"]
