@@ -45,11 +45,13 @@ RESPONSE_SNIPPET = 1024
 MAX_RETRY_AFTER_S = 24 * 3600
 
 _CLAIM = """
-WITH due AS (
-    SELECT d.id, row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at) AS rn, d.endpoint_id
-    FROM webhook_deliveries d
+WITH candidates AS (  -- from the due index, bounded, before anything is sorted or numbered
+    SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
     WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND d.endpoint_id <> ALL($3::uuid[])
     ORDER BY d.next_attempt_at LIMIT $1 * 4
+), due AS (
+    SELECT id, endpoint_id, row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rn
+    FROM candidates
 ), room AS (
     SELECT ep, n FROM unnest($4::uuid[], $5::int[]) AS r(ep, n)
 ), picked AS (
@@ -210,10 +212,13 @@ class WebhookDispatcher:
                 jobs = await self.claim(room) if room > 0 else []
                 for job in jobs:
                     self._begin(job)
-                if room <= 0:
+                saturated = any(n >= self.endpoint_cap for n in self._inflight.per_endpoint.values())
+                if room <= 0 or (len(jobs) < room and saturated):
+                    # Work may be waiting for a slot: claim again as soon as attempts finish.
                     self._slot_free.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._slot_free.wait(), self.poll_s)
+                    await asyncio.sleep(0.002)  # let a few more finish: one claim for them all
                 elif len(jobs) < room:
                     await asyncio.sleep(self.poll_s)
             except asyncio.CancelledError:
