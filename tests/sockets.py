@@ -51,7 +51,7 @@ def _anything(data: Any) -> bool:
 
 
 class Socket:
-    """A connected raw socket on one namespace that records every event it receives."""
+    """A raw socket on one namespace that records every event it receives there."""
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
@@ -99,14 +99,15 @@ class Socket:
         await self.sio.disconnect()
 
     async def _connect(self, url: str, auth: Any, headers: dict[str, str] | None,
-                       transports: list[str] | None) -> None:
+                       transports: Sequence[str] | None) -> None:
         await self.sio.connect(url, socketio_path=PATH, namespaces=[self.namespace], auth=auth,
-                               headers=headers or {}, transports=transports, wait_timeout=CONNECT_TIMEOUT)
+                               headers=headers or {}, transports=list(transports) if transports else None,
+                               wait_timeout=CONNECT_TIMEOUT)
 
 
 @asynccontextmanager
 async def open_socket(url: str, namespace: str, *, auth: Any = None, headers: dict[str, str] | None = None,
-                      transports: list[str] | None = None) -> AsyncIterator[Socket]:
+                      transports: Sequence[str] | None = None) -> AsyncIterator[Socket]:
     """A socket connected to `namespace` of the server at `url`, disconnected on exit.
 
     `auth` is the handshake's auth payload, `headers` extra HTTP headers of the handshake request,
@@ -126,7 +127,7 @@ async def refused_handshake(url: str, namespace: str, *, auth: Any = None, heade
     sock = Socket(namespace)
     try:
         with pytest.raises(socketio.exceptions.ConnectionError):
-            await sock._connect(url, auth, headers, list(transports) if transports else None)
+            await sock._connect(url, auth, headers, transports)
         for _ in range(50):
             if sock.connect_errors:
                 break
@@ -137,14 +138,14 @@ async def refused_handshake(url: str, namespace: str, *, auth: Any = None, heade
     return sock.connect_errors[0]
 
 
-def admin_socket(server: HasUrl, token: str, *, transports: list[str] | None = None
+def admin_socket(server: HasUrl, token: str, *, transports: Sequence[str] | None = None
                  ) -> AbstractAsyncContextManager[Socket]:
     """An agent's /admin socket (`admin_token` may also be a legacy secret key)."""
     return open_socket(server.url, "/admin", auth={"admin_token": token}, transports=transports)
 
 
 def sdk_socket(server: HasUrl, key: str, user_id: str, *, device: dict[str, Any] | None = DEVICE,
-               transports: list[str] | None = None) -> AbstractAsyncContextManager[Socket]:
+               transports: Sequence[str] | None = None) -> AbstractAsyncContextManager[Socket]:
     """An end user's raw /client socket (with the inbox tests' device unless `device=None`)."""
     auth: dict[str, Any] = {"api_key": key, "user_id": user_id}
     if device is not None:
