@@ -43,11 +43,7 @@ def setup(app: Sanic, ctx: AppContext) -> None:
     async def start_fanout() -> None:
         # Fan-out publishes and the actor host's traffic share one pipeline per tick.
         manager.use_writer(ctx.redis_writer)
-        if not sio.manager_initialized:
-            # Subscribe to other replicas' emits now, not on the first socket connect
-            # (python-socketio's default), so that socket cannot miss what is published meanwhile.
-            sio.manager_initialized = True
-            manager.initialize()
+        sio.start_manager()  # subscribed to other replicas' emits before the first socket connects
         sio.eio.pinger.start()
         ctx.fanout = Fanout(sio, metrics)
         ctx.online = OnlineSessions(ctx.redis)

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
@@ -17,6 +16,8 @@ from server.errors import ValidationFailed
 from server.platform.redis.pubsub import subscriber
 from server.platform.redis.writer import RedisWriter
 from server.realtime.errors import UnknownEvent, UnreadablePacket
+from server.realtime.transport import engineio_adapter
+from server.realtime.transport.socketio_adapter import JsonOnlyPacket, RedisManagerBase, emit_message, room_members
 
 log = logging.getLogger("replyhq.fanout")
 PEER_GRACE_S = 5.0  # keep publishing this long after the last sight of another replica
@@ -62,7 +63,7 @@ class MsgspecJson:
         return _decode(data)
 
 
-class JsonPacket(sio_packet.Packet):  # type: ignore[misc]
+class JsonPacket(JsonOnlyPacket):
     """Socket.IO packets of JSON only.
 
     Every event ReplyHQ emits is JSON (attachments are metadata, never bytes), so the stock
@@ -75,7 +76,6 @@ class JsonPacket(sio_packet.Packet):  # type: ignore[misc]
     drop the packet, and the client would wait forever.
     """
 
-    uses_binary_events = False
     json = MsgspecJson
     packet_type: int
     data: Any
@@ -112,7 +112,7 @@ def _event_or_refusal(data: Any) -> list[Any]:
     return data
 
 
-class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+class ReplicaFanoutManager(RedisManagerBase):
     """python-socketio's Redis manager, with a cheaper local delivery and batched publishes.
 
     Local: an event is encoded once and queued straight onto each recipient's Engine.IO
@@ -138,9 +138,8 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         never goes out ahead of the fan-out queued before it."""
         self._writer = writer
 
-    def _redis_connect(self) -> None:
-        super()._redis_connect()
-        self.pubsub = subscriber(self.redis)
+    def make_pubsub(self, redis: Any) -> Any:
+        return subscriber(redis)
 
     def has_peers(self) -> bool:
         """Whether another replica listens on the channel (or did within PEER_GRACE_S).
@@ -164,19 +163,11 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 pass
             await asyncio.sleep(interval_s)
 
-    def _members(self, namespace: str, room: str) -> dict[str, str] | None:
-        """sid -> Engine.IO sid of `room`'s sockets on this replica (None when there are none)."""
-        rooms = self.rooms.get(namespace)
-        if not rooms:
-            return None
-        members = rooms.get(room)
-        return members._fwdm if members else None  # type: ignore[no-any-return]
-
     def _deliver(self, members: dict[str, str], text: str, skip_sid: str | list[str] | None) -> None:
         """Queue one encoded Socket.IO packet for every member socket (but the skipped)."""
         pkt = eio_packet.Packet(eio_packet.MESSAGE, text)
         skip = skip_sid if isinstance(skip_sid, list) else (skip_sid,)
-        sockets = self.server.eio.sockets
+        sockets = engineio_adapter.sockets(self.server.eio)
         for sid, eio_sid in list(members.items()):
             if sid in skip:
                 continue
@@ -188,7 +179,7 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             if send_nowait is not None:
                 send_nowait(pkt)
             else:
-                sock.queue.put_nowait(pkt)
+                engineio_adapter.queue_packet(sock, pkt)
 
     async def emit(self, event: str, data: Any, namespace: str | None = None, room: Any = None,
                    skip_sid: Any = None, callback: Any = None, to: Any = None, **kwargs: Any) -> None:
@@ -198,7 +189,7 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             return await super().emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid,
                                       callback=callback, **kwargs)
         namespace = namespace or "/"
-        members = self._members(namespace, room)
+        members = room_members(self, namespace, room)
         publish = not kwargs.get("ignore_queue") and self.has_peers()
         if not members and not publish:
             return None
@@ -207,9 +198,7 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         if members:
             self._deliver(members, _event_text(event, args, namespace), skip_sid)
         if publish:
-            self._put({"method": "emit", "event": event, "data": msgspec.Raw(args), "binary": False,
-                              "namespace": namespace, "room": room, "skip_sid": skip_sid, "callback": None,
-                              "host_id": self.host_id})
+            self._put(emit_message(self, event, msgspec.Raw(args), namespace, room, skip_sid))
         return None
 
     def _handle_remote_emit(self, raw: bytes) -> bool:
@@ -223,7 +212,7 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 or emit.callback is not None or emit.binary):
             return False
         namespace = emit.namespace or "/"
-        members = self._members(namespace, emit.room)
+        members = room_members(self, namespace, emit.room)
         if members:
             self._deliver(members, _event_text(emit.event, bytes(emit.data), namespace), emit.skip_sid)
         return True
@@ -233,7 +222,7 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             raise RuntimeError("ReplicaFanoutManager.use_writer() was not called")
         self._published = self._writer.put(self, message)
 
-    async def _publish(self, data: Any) -> Any:
+    async def publish(self, data: Any) -> Any:
         """The stock manager's publishes (callbacks, broadcasts, room changes) join the batches too."""
         if not self.has_peers():
             return None
@@ -264,9 +253,9 @@ class ReplicaFanoutManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         # The emits are lost to other replicas; their SDKs notice the seq gap and sync.
         log.error("cannot publish %d emits to Redis: %r", len(messages), exc)
 
-    async def _listen(self) -> AsyncIterator[Any]:
+    async def received(self, published: AsyncIterator[Any]) -> AsyncIterator[Any]:
         """Other replicas' batches, one manager message at a time; our own batches are skipped."""
-        async for data in super()._listen():
+        async for data in published:
             if isinstance(data, bytes) and data.startswith(_BATCH_MARK):
                 if data.startswith(self._own_batches):
                     continue

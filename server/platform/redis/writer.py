@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 
 from server.platform.coalesce import Coalescer
+from server.platform.redis.redis_internals import drop_queued_commands
 
 
 class Sink(Protocol):
@@ -60,7 +61,7 @@ class RedisWriter:
                     try:
                         sink.queue(pipe, items)
                     except Exception as exc:  # a producer's bad item fails that producer only
-                        del pipe.command_stack[start:]
+                        drop_queued_commands(pipe, start)
                         sink.failed(items, exc)
                         continue
                     spans.append((sink, items, start, len(pipe)))

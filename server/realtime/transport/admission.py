@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sanic.server.protocols.websocket_protocol import WebSocketProtocol
+from server.http.sanic_adapter import FirstRequestProtocol
 
 ENVIRON_KEY = "replyhq.admission"  # where the websocket path keeps its slot (Engine.IO environ)
 
@@ -127,7 +127,7 @@ class Admission:
             self._timer = asyncio.get_running_loop().call_later(held[0].deadline - now, self._expire)
 
 
-class AdmittedProtocol(WebSocketProtocol):  # type: ignore[misc]
+class AdmittedProtocol(FirstRequestProtocol):
     """Sanic's HTTP protocol, admitted through the server's Admission before it reads."""
 
     __slots__ = ("_parked", "admission_slot")
@@ -170,12 +170,7 @@ class AdmittedProtocol(WebSocketProtocol):  # type: ignore[misc]
                 return  # never admitted: Sanic never saw this connection
         super().connection_lost(exc)
 
-    def _setup(self) -> None:
-        super()._setup()
-        self.request_handler = self._first_request
-
-    async def _first_request(self, request: Any) -> None:
-        self.request_handler = self.app.handle_request
+    async def first_request(self, request: Any) -> None:
         if request.headers.get("upgrade", "").lower() != "websocket":
             # Plain HTTP (REST, a long-poll that may wait 25 s) is admitted once parsed.
             self._release_slot()

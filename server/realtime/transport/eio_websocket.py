@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from engineio import async_socket
 from engineio import packet as eio_packet
 from websockets import http11
 from websockets.datastructures import Headers
@@ -31,6 +30,8 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from server.http import sanic_adapter
+from server.realtime.transport import engineio_adapter
 from server.realtime.transport.admission import ENVIRON_KEY as ADMISSION_KEY
 from server.realtime.transport.admission import Slot
 
@@ -216,29 +217,25 @@ class SanicWebSocketDriver:
         self.server = server
 
     async def __call__(self, environ: dict[str, Any]) -> Any:
-        request = environ["sanic.request"]
+        request = engineio_adapter.sanic_request(environ)
         # The environ lives as long as the socket; rebuilt, its table shrinks too.
         kept = {key: environ[key] for key in _ENVIRON_KEPT if key in environ}
         environ.clear()
         environ.update(kept)
-        protocol = request.transport.get_protocol()
+        protocol = sanic_adapter.protocol_of(request)
         ws_proto = ServerProtocol(max_size=self.server.max_http_buffer_size, state=State.OPEN)
         response = ws_proto.accept(http11.Request(path=request.path, headers=Headers(request.headers)))
         if not 100 <= response.status_code <= 299:
-            return self.server._bad_request("websocket handshake refused")
+            return engineio_adapter.bad_request(self.server, "websocket handshake refused")
         head = f"HTTP/1.1 {response.status_code} {response.reason_phrase}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in response.headers.raw_items()) + "\r\n"
-        await protocol.send(head.encode())
-        transport = protocol.transport
+        await sanic_adapter.send_raw(protocol, head.encode())
+        # Sanic forgets the connection: its shutdown does not wait for it (EngineServer.close_websockets
+        # closes these) and its end-of-request close() leaves it open. `early`: frames a client sent
+        # with its upgrade request.
+        transport, early = sanic_adapter.take_connection(protocol)
         conn = WebSocketConnection(ws_proto, transport, asyncio.get_running_loop())
         transport.set_protocol(conn)
-        # Sanic forgets the connection: not in its set of open ones (so its shutdown does not
-        # wait for it: EngineServer.close_websockets closes these), and without a transport its
-        # end-of-request close() leaves ours open.
-        protocol.connections.discard(protocol)
-        protocol.transport = None
-        early = bytes(protocol.recv_buffer)  # frames a client sent with its upgrade request
-        protocol.recv_buffer.clear()
         self.server.open_websockets.add(conn)
         # The connection's admission slot is held until its first Socket.IO connect is answered
         # (SocketServer releases it) or the websocket closes.
@@ -334,10 +331,11 @@ class _RetiredQueue:
 _RETIRED_QUEUE = _RetiredQueue()
 
 
-class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
+class DirectSocket(engineio_adapter.SocketBase):
     """An Engine.IO socket that writes straight onto its websocket once upgraded.
 
-    Long-polling is unchanged: packets queue for the next GET.
+    Long-polling is unchanged: packets queue for the next GET. Its state is AsyncSocket's
+    (engineio_adapter.SOCKET_STATE).
     """
 
     _ws: WebSocketConnection | None = None
@@ -381,7 +379,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         await super().close(wait=False, abort=abort, reason=reason)  # sends CLOSE straight away
         ws.start_close(1000)
 
-    async def _websocket_handler(self, ws: WebSocketConnection) -> None:
+    async def run_websocket(self, ws: WebSocketConnection) -> None:
         wait_s = self.server.ping_interval + self.server.ping_timeout
         if self.connected:  # an upgrade from long-polling: probe first (Engine.IO v4)
             self.upgrading = True
@@ -421,8 +419,9 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
 
     async def _close_after_websocket(self) -> None:
         await super().close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
-        if self.server.sockets.get(self.sid) is self:
-            del self.server.sockets[self.sid]
+        sockets = engineio_adapter.sockets(self.server)
+        if sockets.get(self.sid) is self:
+            del sockets[self.sid]
 
     def _on_data(self, data: str | bytes) -> None:
         if isinstance(data, bytes):  # a binary Socket.IO attachment
@@ -440,7 +439,7 @@ class DirectSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         # "2" (a client ping: Engine.IO v3 only) and "6" (noop) need nothing
 
     async def _message(self, data: str | bytes) -> None:
-        handler = self.server.handlers.get("message")
+        handler = engineio_adapter.message_handler(self.server)
         if handler is None:
             return
         try:

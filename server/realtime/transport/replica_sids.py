@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import engineio
-import socketio
+
+from server.realtime.transport.socketio_adapter import SocketServerBase
 
 SEPARATOR = "."
 
@@ -25,15 +26,14 @@ class ReplicaEngineIOServer(engineio.AsyncServer):
         return f"{self.sid_prefix}{SEPARATOR}{sid}" if self.sid_prefix else sid
 
 
-class ReplicaSidServer(socketio.AsyncServer):
+class ReplicaSidServer(SocketServerBase):
     """socketio.AsyncServer whose Engine.IO (and namespace) sids start with `sid_prefix.`."""
+
+    engineio_class: type[engineio.AsyncServer] = ReplicaEngineIOServer
 
     def __init__(self, *args: Any, sid_prefix: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.eio.sid_prefix = sid_prefix
-
-    def _engineio_server_class(self) -> type[engineio.AsyncServer]:
-        return ReplicaEngineIOServer
 
 
 def sid_prefix_of(sid: str) -> str | None:

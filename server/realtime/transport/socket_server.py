@@ -7,9 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import engineio
-from engineio import async_socket
 
+from server.http.sanic_adapter import mark_websocket_handler
 from server.http.source_address import source_address
+from server.realtime.transport import engineio_adapter, socketio_adapter
 from server.realtime.transport.admission import ENVIRON_KEY as ADMISSION_KEY
 from server.realtime.transport.eio_websocket import (
     CLOSE_GRACE_S,
@@ -28,9 +29,9 @@ def _create_route(app: Any, server: engineio.AsyncServer, endpoint: str) -> None
     async def engineio_route(request: Any, *args: Any, **kwargs: Any) -> Any:
         return await server.handle_request(request, *args, **kwargs)
 
-    # An accepted websocket leaves Sanic without an HTTP response; this attribute is how Sanic
-    # knows a handler may do that (any other request without a response still gets an error).
-    engineio_route.is_websocket = True  # type: ignore[attr-defined]
+    # An accepted websocket leaves Sanic without an HTTP response (any other request without a
+    # response still gets an error).
+    mark_websocket_handler(engineio_route)
     app.add_route(engineio_route, endpoint, methods=["GET", "POST", "OPTIONS"], name="engineio")
     app.enable_websocket()
 
@@ -46,15 +47,16 @@ def _translate_request(translate: Callable[..., dict[str, Any]]) -> Callable[...
     return translate_request
 
 
-class EngineServer(ReplicaEngineIOServer):
+class EngineServer(ReplicaEngineIOServer, engineio_adapter.EngineServerBase):
     """Engine.IO with sockets that write straight onto their websocket and one shared pinger."""
 
-    _async: dict[str, Any]
+    # python-engineio builds its sockets itself; DirectSocket adds behaviour, not state.
+    socket_class = DirectSocket
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._async = {**self._async, "websocket": SanicWebSocketDriver, "create_route": _create_route,
-                       "translate_request": _translate_request(self._async["translate_request"])}
+        engineio_adapter.install_transport(self, websocket=SanicWebSocketDriver, create_route=_create_route,
+                                           wrap_translate_request=_translate_request)
         self.pinger = Pinger(self.ping_interval)
         self.open_websockets: set[WebSocketConnection] = set()
 
@@ -68,25 +70,17 @@ class EngineServer(ReplicaEngineIOServer):
             await asyncio.wait([conn.closed for conn in conns], timeout=timeout)
         await settle_handlers(timeout)
 
-    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
-        if event == "connect":
-            # python-engineio builds its sockets itself; the connect event comes before the
-            # socket's first ping or upgrade, and DirectSocket adds behaviour, not state.
-            sock = self.sockets.get(args[0])
-            if sock is not None and type(sock) is async_socket.AsyncSocket:
-                sock.__class__ = DirectSocket
-        return await super()._trigger_event(event, *args, **kwargs)
-
 
 class SocketServer(ReplicaSidServer):
-    def _engineio_server_class(self) -> type[engineio.AsyncServer]:
-        return EngineServer
+    engineio_class = EngineServer
 
-    async def _handle_connect(self, eio_sid: str, namespace: str, data: Any) -> None:
-        try:
-            await super()._handle_connect(eio_sid, namespace, data)
-        finally:
-            # The handshake is over (connected or refused): the next connection may start its own.
-            slot = self.environ.get(eio_sid, {}).pop(ADMISSION_KEY, None)
-            if slot is not None:
-                slot.release()
+    def connect_answered(self, eio_sid: str) -> None:
+        # The handshake is over (connected or refused): the next connection may start its own.
+        slot = socketio_adapter.eio_environ(self, eio_sid).pop(ADMISSION_KEY, None)
+        if slot is not None:
+            slot.release()
+
+    def start_manager(self) -> None:
+        """Subscribe to other replicas' emits now, not on the first socket connect (python-socketio's
+        default), so that socket cannot miss what is published meanwhile."""
+        socketio_adapter.start_manager(self)
