@@ -119,6 +119,7 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
                                       commit_workers=settings.commit_workers,
                                       state_cache_size=settings.conversation_state_cache_size)
         app.ctx.conversation_handler = handler
+        await handler.start()
         app.ctx.conversation_actors = ActorHost(app.ctx.redis, handler, replica_id=settings.replica_id,
                                                 partitions=settings.actor_partitions, writer=app.ctx.redis_writer,
                                                 metrics=app.ctx.metrics)
@@ -142,7 +143,7 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
         app.ctx.key_usage = KeyUsage(app.ctx.pool)
         app.ctx.tasks.add(asyncio.create_task(app.ctx.key_usage.run(), name="key-usage"))
         app.ctx.sdk_identity = SdkIdentity(app.ctx.pool, app.ctx.key_usage)
-        app.ctx.messaging = MessagingService(app.ctx.pool, app.ctx.conversation_actors, app.ctx.fanout)
+        app.ctx.messaging = MessagingService(app.ctx.pool, app.ctx.conversation_actors)
         app.ctx.snoozes = SnoozeWorker(app.ctx.pool, app.ctx.redis, app.ctx.messaging,
                                        replica_id=settings.replica_id, interval_s=settings.snooze_check_interval)
         await app.ctx.snoozes.start()
@@ -190,7 +191,7 @@ def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
             await app.ctx.conversation_actors.stop()
         if getattr(app.ctx, "conversation_handler", None) is not None:
             # Its group-commit workers hold pool connections: pool.close() would wait for them forever.
-            await app.ctx.conversation_handler.committer.close()
+            await app.ctx.conversation_handler.close()
         if getattr(app.ctx, "redis_writer", None) is not None:
             with contextlib.suppress(TimeoutError):
                 await app.ctx.redis_writer.close()  # emits of the last batches still reach other replicas

@@ -47,17 +47,18 @@ async def make_host(db: asyncpg.Pool, redis: aioredis.Redis) -> AsyncIterator[Ca
         writer = RedisWriter(redis, f"{name}-writer")  # one per replica, as the app has
         writers.append(writer)
         handler = ConversationHandler(db, fanout, metrics, state_cache_size=state_cache_size)
+        await handler.start()
         host: ActorHost = ActorHost(redis, handler, replica_id=name,
                                     partitions=PARTITIONS, writer=writer, metrics=metrics,
                                     call_timeout=call_timeout)
         await host.start()
         hosts.append(host)
-        return host, MessagingService(db, host, fanout)
+        return host, MessagingService(db, host)
 
     yield make
     for h in hosts:
         await h.stop()
-        await h.handler.committer.close()  # its workers hold pool connections
+        await h.handler.close()  # its group-commit workers hold pool connections
     for w in writers:
         await w.close()
 
