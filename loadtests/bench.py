@@ -335,9 +335,12 @@ def main() -> None:
     parser.add_argument("--storm-sockets", type=int, default=int(os.environ.get("STORM_SOCKETS", "5000")))
     parser.add_argument("--soak-conversations", type=int, default=int(os.environ.get("SOAK_CONVERSATIONS", "100000")))
     parser.add_argument("--events-backlog", type=int, default=int(os.environ.get("EVENTS_BACKLOG", "1000000")))
+    parser.add_argument("--webhooks-backlog", type=int, default=int(os.environ.get("WEBHOOKS_BACKLOG", "20000")))
+    parser.add_argument("--webhooks-rate", type=float, default=float(os.environ.get("WEBHOOKS_RATE", "500")))
     parser.add_argument("--scenarios", default=os.environ.get("SCENARIOS", "soak,messages,connect_storm,failover"),
                         help="comma list of soak (always first, on fresh replicas), messages, connect_storm "
-                             "(also prints idle_memory), failover, events (not in the default list: 1M events)")
+                             "(also prints idle_memory), failover, events (not in the default list: 1M events), "
+                             "webhooks (5 endpoints on local receivers)")
     args = parser.parse_args()
     if not shutil.which("node") or not (ROOT / "static/node_modules/socket.io-client").exists():
         sys.exit("bench needs node and `npm ci --prefix static` (make bench does both)")
@@ -354,6 +357,7 @@ def main() -> None:
            # A closed loop of 10 clients sends ~450 messages a second per user, far past any person
            # and the per-user default (200/s); the limiter still counts every event.
            "SDK_USER_RATE_LIMIT": "1000000",
+           "WEBHOOKS_ALLOW_PRIVATE": "true",  # the webhooks scenario's receivers are on 127.0.0.1
            **{k: os.environ[k] for k in ("COMMIT_WORKERS", "ACTOR_PARTITIONS", "CONVERSATION_STATE_CACHE_SIZE",
                                          "SDK_USER_RATE_LIMIT", "SDK_KEY_RATE_LIMIT", "SDK_HANDSHAKE_RATE_LIMIT")
               if k in os.environ}}
@@ -386,6 +390,12 @@ def main() -> None:
         if "events" in scenarios:
             line = run_events(urls, api_key, app_id, args.events_backlog, procs, pg, args.warmup, args.duration)
             emit({"scenario": "events", "replicas": args.replicas, **line})
+        if "webhooks" in scenarios:
+            from loadtests.webhooks_bench import run_webhooks
+
+            line = run_webhooks(urls[0], pg, backlog=args.webhooks_backlog, rate=args.webhooks_rate,
+                                duration=args.duration)
+            emit({"scenario": "webhooks", "replicas": args.replicas, **line})
         if "connect_storm" in scenarios:
             for line in run_storm(urls, api_key, args.storm_sockets, procs):
                 emit(line)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from server.tenancy.key_usage import KeyUsage
     from server.users.identity import SdkIdentity
     from workers.snoozes import SnoozeWorker
+    from workers.webhook_dispatch import WebhookDispatcher
 
 
 class LiveSession(Protocol):
@@ -77,6 +78,7 @@ class AppContext:
     admin_activity: AdminActivity = field(init=False)
     sdk_identity: SdkIdentity = field(init=False)
     event_workers: list[Any] = field(default_factory=list)
+    webhooks: WebhookDispatcher = field(init=False)
     roles: dict[str, Role] | None = None  # read once per process (server/auth/roles.py)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 

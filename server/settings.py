@@ -51,9 +51,14 @@ ENV_VARS: dict[str, str] = {
     "SDK_USER_RATE_LIMIT": "sdk_user_rate_limit",
     "SDK_HANDSHAKE_RATE_LIMIT": "sdk_handshake_rate_limit",
     "SDK_RATE_WINDOW": "sdk_rate_window",
+    "WEBHOOKS_ALLOW_PRIVATE": "webhooks_allow_private",
+    "WEBHOOK_TIMEOUT": "webhook_timeout",
+    "WEBHOOK_RETRY_SCALE": "webhook_retry_scale",
+    "WEBHOOK_CONCURRENCY": "webhook_concurrency",
+    "WEBHOOK_ENDPOINT_CONCURRENCY": "webhook_endpoint_concurrency",
     "LEGACY_AUTH": "legacy_auth",
 }
-_BOOLEAN_FIELDS = frozenset({"bootstrap_demo", "legacy_auth"})
+_BOOLEANS = {"bootstrap_demo", "webhooks_allow_private", "legacy_auth"}
 FIELD_TO_ENV = {v: k for k, v in ENV_VARS.items()}
 
 
@@ -116,6 +121,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # /client handshakes per source address: high, as whole offices and mobile carriers share one.
     sdk_handshake_rate_limit: Annotated[int, Meta(ge=0)] = 6_000
     sdk_rate_window: Annotated[int, Meta(ge=1, le=3600)] = 10
+    # Webhooks (server/webhooks, workers/webhook_dispatch.py). URLs that resolve to loopback, private,
+    # link-local or cloud-metadata addresses are refused at save and at connect time unless this is on
+    # (server/platform/ssrf.py): only for receivers on your own network, or tests.
+    webhooks_allow_private: bool = False
+    # Seconds one delivery attempt may take (connect, send, first bytes of the answer).
+    webhook_timeout: Annotated[float, Meta(gt=0, le=300)] = 15.0
+    # Multiplies the retry schedule (5 s ... 24 h, about ten attempts over three days); tests shrink it.
+    webhook_retry_scale: Annotated[float, Meta(gt=0, le=100)] = 1.0
+    # Attempts one replica keeps in flight, over all endpoints, and to any one endpoint.
+    webhook_concurrency: Annotated[int, Meta(ge=1, le=10_000)] = 256
+    webhook_endpoint_concurrency: Annotated[int, Meta(ge=1, le=1000)] = 16
     # Legacy authentication paths: plaintext API keys of pre-hash installs (hashed on first use) and a
     # secret API key as the /admin socket's admin_token. LEGACY_AUTH=off refuses them all.
     legacy_auth: bool = True
@@ -154,7 +170,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         value = environ.get(var)
         if value is None or value == "":
             continue
-        if field in _BOOLEAN_FIELDS:
+        if field in _BOOLEANS:
             raw[field] = value.lower() in ("1", "true", "yes", "on")
         else:
             raw[field] = value

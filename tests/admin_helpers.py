@@ -1,13 +1,9 @@
-"""Helpers for the admin API tests: sign up, log in, call with a bearer token, a refused /admin socket."""
+"""Helpers for the admin API tests: sign up, log in, call with a bearer token."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from typing import Any
-
-import pytest
-import socketio
 
 from tests.support import ServerProcess, http
 
@@ -45,20 +41,3 @@ def invite_and_join(server: ServerProcess, owner_token: str, role: str, email: s
                            {"token": inv["invite_token"], "password": PASSWORD})
     assert status == 200, session
     return dict(session)
-
-
-async def refused_admin_handshake(server: ServerProcess, auth: Any) -> dict[str, Any]:
-    """The connect_error data of a refused /admin handshake."""
-    errors: list[Any] = []
-    sio = socketio.AsyncClient(reconnection=False)
-    sio.on("connect_error", lambda data: errors.append(data), namespace="/admin")
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        await sio.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/admin"],
-                          transports=["websocket"], auth=auth, wait_timeout=5)
-    for _ in range(50):
-        if errors:
-            break
-        await asyncio.sleep(0.02)
-    await sio.disconnect()
-    assert errors, ("no connect_error", auth)
-    return errors[0]  # type: ignore[no-any-return]

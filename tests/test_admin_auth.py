@@ -8,8 +8,9 @@ from typing import Any
 import jwt
 
 from server.auth.login_limits import LoginLimits
-from tests.admin_helpers import PASSWORD, bearer, call, login, refused_admin_handshake, signup
+from tests.admin_helpers import PASSWORD, bearer, call, login, signup
 from tests.conftest import TEST_JWT_SECRET
+from tests.sockets import refused_handshake
 from tests.support import ServerProcess, http
 
 
@@ -199,7 +200,7 @@ async def test_an_access_token_without_a_session_is_refused_on_rest_and_socket(s
     token = _token_without_session(owner)
     status, body = call(server, "GET", "/admin/auth/me", token)
     assert status == 401 and body["error"]["code"] == "invalid_token"
-    error = await refused_admin_handshake(server, {"admin_token": token})
+    error = await refused_handshake(server.url, "/admin", auth={"admin_token": token})
     assert error["data"]["error"]["code"] == "invalid_token", error
     # the tokens the server issues (each naming its sign-in) work on both
     assert call(server, "GET", "/admin/auth/me", owner["access_token"])[0] == 200

@@ -6,66 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
-import socketio
 
 from tests.admin_helpers import call
 from tests.inbox_helpers import DEVICE, owner_token, reply, start_conversation, teammate
+from tests.sockets import admin_socket, sdk_socket
 from tests.support import ServerProcess
-
-PATH = "/v1/socket.io"
-
-
-class Recorder:
-    """A socket that records every server event it receives."""
-
-    def __init__(self) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False)
-        self.events: list[tuple[str, Any]] = []
-        self.sio.on("*", self._record, namespace="*")
-
-    async def _record(self, event: str, namespace: str, data: Any = None) -> None:
-        self.events.append((event, data))
-
-    def named(self, event: str) -> list[Any]:
-        return [d for e, d in self.events if e == event]
-
-    async def wait_for(self, event: str, pred: Any = lambda d: True, timeout: float = 5) -> Any:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            for d in self.named(event):
-                if pred(d):
-                    return d
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no {event} matching within {timeout}s; got {self.events}")
-
-
-@asynccontextmanager
-async def admin_socket(server: ServerProcess, token: str) -> AsyncIterator[Recorder]:
-    rec = Recorder()
-    await rec.sio.connect(server.url, socketio_path=PATH, namespaces=["/admin"], auth={"admin_token": token})
-    try:
-        yield rec
-    finally:
-        await rec.sio.disconnect()
-
-
-@asynccontextmanager
-async def sdk_socket(server: ServerProcess, key: str, user_id: str) -> AsyncIterator[Recorder]:
-    rec = Recorder()
-    await rec.sio.connect(server.url, socketio_path=PATH, namespaces=["/client"],
-                          auth={"api_key": key, "user_id": user_id, "device": DEVICE})
-    try:
-        yield rec
-    finally:
-        await rec.sio.disconnect()
-
-
-async def emit(rec: Recorder, event: str, data: Any, ns: str = "/admin") -> Any:
-    return await rec.sio.call(event, data, namespace=ns, timeout=10)
 
 
 async def test_join_and_typing_accept_a_string_or_an_object(server: ServerProcess, workspace) -> None:
@@ -74,25 +19,25 @@ async def test_join_and_typing_accept_a_string_or_an_object(server: ServerProces
     async with sdk_socket(server, workspace.publishable_key, "ann") as user, \
             admin_socket(server, token) as agent, admin_socket(server, token) as other_agent:
         for payload in (conv["id"], {"conversation_id": conv["id"]}):
-            ack = await emit(agent, "conversation:join", payload)
+            ack = await agent.call("conversation:join", payload)
             assert ack["ok"] is True and ack["conversation"]["id"] == conv["id"], ack
-            assert (await emit(agent, "conversation:leave", payload))["ok"] is True
+            assert (await agent.call("conversation:leave", payload))["ok"] is True
         for n, payload in enumerate((conv["id"], {"conversation_id": conv["id"]})):
-            assert (await emit(agent, "typing:start", payload)) == {"ok": True}
+            assert (await agent.call("typing:start", payload)) == {"ok": True}
             got = await user.wait_for("typing", lambda d, n=n: len(user.named("typing")) > n)
             assert got["conversation_id"] == conv["id"] and got["typing"] is True and got["sender_kind"] == "admin"
             await other_agent.wait_for("typing", lambda d: d["sender_kind"] == "admin")
-        assert (await emit(agent, "typing:stop", conv["id"])) == {"ok": True}
+        assert (await agent.call("typing:stop", conv["id"])) == {"ok": True}
         await user.wait_for("typing", lambda d: d["typing"] is False)
         assert not agent.named("typing")  # never echoed to the typing agent
         # the user typing reaches the agents
-        await emit(user, "typing:start", {"conversation_id": conv["id"]}, ns="/client")
+        await user.call("typing:start", {"conversation_id": conv["id"]})
         got = await agent.wait_for("typing", lambda d: d["sender_kind"] == "user")
         assert got["user_id"] == conv["user_id"] and got["typing"] is True
         for bad in (None, 42, {"id": conv["id"]}, {"conversation_id": ""}, [conv["id"]]):
-            ack = await emit(agent, "conversation:join", bad)
+            ack = await agent.call("conversation:join", bad)
             assert ack["ok"] is False and 400 <= ack["status"] < 500, (bad, ack)
-        ack = await emit(agent, "conversation:join", str(uuid.uuid4()))
+        ack = await agent.call("conversation:join", str(uuid.uuid4()))
         assert ack["ok"] is False and ack["status"] == 404
 
 
@@ -100,12 +45,12 @@ async def test_replies_reach_the_sdk_user_live_and_notes_never_do(server: Server
     token = owner_token(server, workspace)
     conv = start_conversation(server, workspace, "ann")
     async with sdk_socket(server, workspace.publishable_key, "ann") as user, admin_socket(server, token) as agent:
-        ack = await emit(agent, "message:send", {"conversation_id": conv["id"], "client_id": "n1",
+        ack = await agent.call("message:send", {"conversation_id": conv["id"], "client_id": "n1",
                                                   "body": "internal: check billing", "is_note": True})
         assert ack["ok"] and ack["message"]["is_note"] is True
         status, _ = reply(server, token, conv["id"], "rest note", kind="notes")
         assert status == 201
-        ack = await emit(agent, "message:send", {"conversation_id": conv["id"], "client_id": "r1",
+        ack = await agent.call("message:send", {"conversation_id": conv["id"], "client_id": "r1",
                                                   "body": "Hi Ann, on it"})
         assert ack["ok"] and ack["message"]["seq"] == 4 and ack["message"]["sender_kind"] == "admin"
         status, _ = reply(server, token, conv["id"], "Fixed now")
@@ -117,15 +62,15 @@ async def test_replies_reach_the_sdk_user_live_and_notes_never_do(server: Server
         # agents see notes live
         await agent.wait_for("message:new", lambda d: d["body"] == "rest note" and d["is_note"] is True)
         # the user reads; the agent sees the receipt
-        await emit(user, "message:read", {"conversation_id": conv["id"], "seq": 5}, ns="/client")
+        await user.call("message:read", {"conversation_id": conv["id"], "seq": 5})
         got = await agent.wait_for("receipt:updated", lambda d: d["participant_kind"] == "user")
         assert got["read_seq"] == 5
         # the agent reads over the socket; unread drops to 0
-        ack = await emit(agent, "message:read", {"conversation_id": conv["id"], "seq": 5})
+        ack = await agent.call("message:read", {"conversation_id": conv["id"], "seq": 5})
         assert ack["ok"] and ack["receipt"]["read_seq"] == 5
         _, detail = call(server, "GET", f"/admin/api/conversations/{conv['id']}", token)
         assert detail["conversation"]["admin_unread"] == 0
-        assert (await emit(agent, "message:send", {"conversation_id": conv["id"], "body": "x"}))["status"] == 422
+        assert (await agent.call("message:send", {"conversation_id": conv["id"], "body": "x"}))["status"] == 422
 
 
 async def test_sessions_list_and_presence(server: ServerProcess, workspace) -> None:
@@ -133,20 +78,20 @@ async def test_sessions_list_and_presence(server: ServerProcess, workspace) -> N
     async with admin_socket(server, token) as agent:
         async with sdk_socket(server, workspace.publishable_key, "ann"):
             online = await agent.wait_for("presence", lambda d: d["online"] is True)
-            ack = await emit(agent, "sessions:list", None)
+            ack = await agent.call("sessions:list", None)
             assert ack["ok"] is True and len(ack["sessions"]) == 1
             session = ack["sessions"][0]
             assert session["external_user_id"] == "ann" and session["device"]["model"] == DEVICE["model"]
             assert online["user_id"] == session["user_id"]
             async with sdk_socket(server, workspace.publishable_key, "ann"):  # a second device: no new event
-                assert len((await emit(agent, "sessions:list", {}))["sessions"]) == 2
+                assert len((await agent.call("sessions:list", {}))["sessions"]) == 2
             _, stats = call(server, "GET", "/admin/api/dashboard/stats", token)
             assert stats["online_users"] == 1
             _, users = call(server, "GET", "/admin/api/users", token)
             assert users["users"][0]["online"] is True
         await agent.wait_for("presence", lambda d: d["online"] is False)
         assert [d["online"] for d in agent.named("presence")] == [True, False]
-        assert (await emit(agent, "sessions:list", None))["sessions"] == []
+        assert (await agent.call("sessions:list", None))["sessions"] == []
 
 
 async def test_another_apps_agents_get_404_and_no_events(server: ServerProcess, workspace, other_workspace) -> None:
@@ -158,11 +103,11 @@ async def test_another_apps_agents_get_404_and_no_events(server: ServerProcess, 
         for event, data in (("conversation:join", conv["id"]), ("typing:start", {"conversation_id": conv["id"]}),
                             ("message:send", {"conversation_id": conv["id"], "client_id": "x", "body": "hi"}),
                             ("message:read", {"conversation_id": conv["id"], "seq": 1})):
-            ack = await emit(spy, event, data)
+            ack = await spy.call(event, data)
             assert ack["ok"] is False and ack["status"] == 404, (event, ack)
-        assert (await emit(spy, "sessions:list", None))["sessions"] == []
-        await emit(agent, "typing:start", conv["id"])
-        await emit(user, "typing:start", {"conversation_id": conv["id"]}, ns="/client")
+        assert (await spy.call("sessions:list", None))["sessions"] == []
+        await agent.call("typing:start", conv["id"])
+        await user.call("typing:start", {"conversation_id": conv["id"]})
         reply(server, ours, conv["id"], "hello")
         start_conversation(server, workspace, "bob")
         await agent.wait_for("conversation:created")
@@ -176,10 +121,10 @@ async def test_a_viewer_cannot_reply_type_or_read_over_the_socket(server: Server
     viewer = teammate(server, owner, "viewer")["access_token"]
     conv = start_conversation(server, workspace, "ann")
     async with admin_socket(server, viewer) as sock:
-        assert (await emit(sock, "conversation:join", conv["id"]))["ok"] is True
+        assert (await sock.call("conversation:join", conv["id"]))["ok"] is True
         for event, data in (("message:send", {"conversation_id": conv["id"], "client_id": "x", "body": "hi"}),
                             ("typing:start", conv["id"]), ("message:read", {"conversation_id": conv["id"], "seq": 1})):
-            ack = await emit(sock, event, data)
+            ack = await sock.call(event, data)
             assert ack["status"] == 403 and ack["error"]["code"] == "permission_denied", (event, ack)
     _, detail = call(server, "GET", f"/admin/api/conversations/{conv['id']}", owner)
     assert detail["conversation"]["last_seq"] == 1

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from tests.admin_helpers import call
 from tests.inbox_helpers import owner_token, start_conversation
+from tests.sockets import admin_socket, sdk_socket
 from tests.support import ServerProcess
-from tests.test_admin_inbox_socket import admin_socket, sdk_socket
 
 
 def _in(seconds: float) -> str:

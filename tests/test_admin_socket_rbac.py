@@ -15,14 +15,15 @@ from typing import Any
 import asyncpg
 import pytest
 
+from server.auth.rbac import AdminPrincipal
 from server.auth.tokens import issue_access_token
 from server.realtime.admin_ns import AdminNamespace
-from tests.admin_helpers import call, refused_admin_handshake
+from tests.admin_helpers import call
 from tests.conftest import TEST_JWT_SECRET
 from tests.inbox_helpers import owner_token, start_conversation, teammate
 from tests.refusal_helpers import add_restricted_roles, diff, stored_state
+from tests.sockets import admin_socket, refused_handshake, sdk_socket
 from tests.support import ServerProcess, http
-from tests.test_admin_inbox_socket import admin_socket, emit, sdk_socket
 
 CONV = "{conversation_id}"
 # event -> (permission, a valid payload); every event handler of AdminNamespace is listed here.
@@ -103,6 +104,20 @@ def test_the_matrix_lists_every_admin_event_with_its_permission() -> None:
         assert handlers[event].__permission__ == permission, event
 
 
+async def test_an_event_reads_the_sockets_admin_once_and_its_handler_gets_that_principal(monkeypatch) -> None:
+    principal = AdminPrincipal(uuid.uuid4(), uuid.uuid4(), "viewer", 10, frozenset({"conversations.read"}))
+    reads: list[str] = []
+
+    async def current_admin(self: AdminNamespace, sid: str) -> AdminPrincipal:
+        reads.append(sid)
+        return principal
+
+    monkeypatch.setattr(AdminNamespace, "current_admin", current_admin)
+    ack = await AdminNamespace(object()).trigger_event("me", "sid-1", None)
+    assert ack["ok"] and ack["admin_id"] == str(principal.admin_id) and ack["role"] == "viewer"
+    assert reads == ["sid-1"]  # @requires' read, and no second one in the handler
+
+
 async def test_handshakes_without_a_valid_admin_token_are_refused_with_an_error_body(
         server: ServerProcess, acme, db: asyncpg.Pool, redis_url: str) -> None:
     ws = acme["ws"]
@@ -135,7 +150,7 @@ async def test_handshakes_without_a_valid_admin_token_are_refused_with_an_error_
              ({"admin_token": "rhq_sk_" + "x" * 40}, "invalid_token")]
     before = await stored_state(db, redis_url)
     for auth, code in cases:
-        error = await refused_admin_handshake(server, auth)
+        error = await refused_handshake(server.url, "/admin", auth=auth)
         assert error["data"]["error"]["code"] == code, (auth, error)
         assert set(error["data"]) == {"error"} and error["data"]["error"]["message"] == error["message"]
     assert diff(before, await stored_state(db, redis_url)) == {}
@@ -148,28 +163,28 @@ async def test_legacy_secret_key_sessions_and_signed_out_sockets(server: ServerP
     status, key = call(server, "POST", "/admin/api/api-keys", owner, {"kind": "secret", "name": "legacy"})
     assert status == 201
     async with admin_socket(server, key["key"]) as legacy:
-        me = await emit(legacy, "me", None)
+        me = await legacy.call("me", None)
         assert me["ok"] and me["admin_id"] is None and me["role"] == "agent", me
-        assert (await emit(legacy, "conversation:join", conv["id"]))["ok"] is True
-        ack = await emit(legacy, "message:read", {"conversation_id": conv["id"], "seq": 1})
+        assert (await legacy.call("conversation:join", conv["id"]))["ok"] is True
+        ack = await legacy.call("message:read", {"conversation_id": conv["id"], "seq": 1})
         assert _is_error_ack(ack, 403) and ack["error"]["code"] == "no_admin", ack
-        ack = await emit(legacy, "sessions:list", None)
+        ack = await legacy.call("sessions:list", None)
         assert ack["ok"] is True
         assert call(server, "DELETE", f"/admin/api/api-keys/{key['api_key']['id']}", owner)[0] == 200
         # revoked: the session ends at once (session:ended, then disconnected), not at the next recheck
         ended = await legacy.wait_for("session:ended", timeout=2)
         assert ended["error"]["code"] == "invalid_token", ended
         for _ in range(40):
-            if not legacy.sio.connected:
+            if not legacy.connected:
                 break
             await asyncio.sleep(0.05)
-        assert not legacy.sio.connected
+        assert not legacy.connected
     session = teammate(server, owner, "agent")
     async with admin_socket(server, session["access_token"]) as sock:
-        assert (await emit(sock, "me", None))["ok"] is True
+        assert (await sock.call("me", None))["ok"] is True
         assert http("POST", server.url + "/admin/auth/logout", {"refresh_token": session["refresh_token"]})[0] == 200
         for event, (_, payload) in EVENTS.items():
-            ack = await emit(sock, event, _fill(payload, acme["ids"]))
+            ack = await sock.call(event, _fill(payload, acme["ids"]))
             assert _is_error_ack(ack, 401) and ack["error"]["code"] == "session_revoked", (event, ack)
     _, detail = call(server, "GET", f"/admin/api/conversations/{conv['id']}", owner)
     assert detail["conversation"]["last_seq"] == 1
@@ -191,13 +206,13 @@ async def test_a_role_lacking_the_permission_gets_403_acks_and_nothing_happens(
             # the role is re-read on every event: the same socket, demoted to "everything but <permission>"
             await db.execute("UPDATE admins SET role = $1 WHERE id = $2::uuid", f"all-but:{permission}", viewer_id)
             for data in (_fill(payload, ids), *(_fill(p, ids) for p in NOT_A_CONVERSATION[:6])):
-                ack = await emit(sock, event, data)
+                ack = await sock.call(event, data)
                 assert _is_error_ack(ack, 403), (event, data, ack)
                 assert ack["error"]["code"] == "permission_denied" and ack["error"]["details"] == {
                     "permission": permission}, (event, ack)
         await db.execute("UPDATE admins SET role = 'nothing' WHERE id = $1::uuid", viewer_id)
         for event, (permission, payload) in EVENTS.items():
-            ack = await emit(sock, event, _fill(payload, ids))
+            ack = await sock.call(event, _fill(payload, ids))
             if permission is None:
                 assert ack["ok"] is True and ack["permissions"] == [], ack
             else:
@@ -205,12 +220,12 @@ async def test_a_role_lacking_the_permission_gets_403_acks_and_nothing_happens(
         # a real viewer: may watch and list, may not type, reply, note or mark read
         await db.execute("UPDATE admins SET role = 'viewer' WHERE id = $1::uuid", viewer_id)
         for event, (permission, payload) in EVENTS.items():
-            ack = await emit(sock, event, _fill(payload, ids))
+            ack = await sock.call(event, _fill(payload, ids))
             if permission == "conversations.reply":
                 assert _is_error_ack(ack, 403) and ack["error"]["details"] == {"permission": permission}, event
             else:
                 assert ack["ok"] is True, (event, ack)
-        ack = await emit(sock, "message:send", {**_fill(EVENTS["message:send"][1], ids), "is_note": True})
+        ack = await sock.call("message:send", {**_fill(EVENTS["message:send"][1], ids), "is_note": True})
         assert _is_error_ack(ack, 403), ack
         await asyncio.sleep(0.3)
         assert diff(before, await stored_state(db, redis_url)) == {}
@@ -233,24 +248,24 @@ async def test_another_apps_admin_gets_404_and_never_an_event_of_this_app(
             for event in CONVERSATION_EVENTS:
                 valid = EVENTS[event][1]
                 for payload in (valid, {**valid, "is_note": True} if event == "message:send" else valid):
-                    ack = await emit(sock, event, _fill(payload, ids))
+                    ack = await sock.call(event, _fill(payload, ids))
                     assert _is_error_ack(ack, 404) and ack["error"]["code"] == "conversation_not_found", (event, ack)
                     assert not [s for s in secrets if s in str(ack)], ack
             # their own SDK session only
-            sessions = (await emit(sock, "sessions:list", None))["sessions"]
+            sessions = (await sock.call("sessions:list", None))["sessions"]
             assert [s["external_user_id"] for s in sessions] == ["zed"], sessions
         assert diff(before, await stored_state(db, redis_url)) == {}
         # everything that happens in Acme meanwhile: none of it reaches Globex's sockets
         async with sdk_socket(server, ws.publishable_key, "ann") as user, \
                 admin_socket(server, acme["owner"]) as agent:
-            assert (await emit(agent, "conversation:join", conv["id"]))["ok"] is True
-            await emit(agent, "typing:start", conv["id"])
-            await emit(user, "typing:start", {"conversation_id": conv["id"]}, ns="/client")
-            assert (await emit(agent, "message:send", {"conversation_id": conv["id"], "client_id": "r1",
+            assert (await agent.call("conversation:join", conv["id"]))["ok"] is True
+            await agent.call("typing:start", conv["id"])
+            await user.call("typing:start", {"conversation_id": conv["id"]})
+            assert (await agent.call("message:send", {"conversation_id": conv["id"], "client_id": "r1",
                                                         "body": "acme secret words again"}))["ok"]
-            await emit(agent, "message:send", {"conversation_id": conv["id"], "client_id": "n1", "body": "note",
+            await agent.call("message:send", {"conversation_id": conv["id"], "client_id": "n1", "body": "note",
                                                "is_note": True})
-            await emit(agent, "message:read", {"conversation_id": conv["id"], "seq": 3})
+            await agent.call("message:read", {"conversation_id": conv["id"], "seq": 3})
             owner = acme["owner"]
             call(server, "POST", f"/admin/api/conversations/{conv['id']}/tags", owner, {"add": ["vip"]})
             call(server, "POST", f"/admin/api/conversations/{conv['id']}/status", owner, {"status": "closed"})
@@ -261,7 +276,7 @@ async def test_another_apps_admin_gets_404_and_never_an_event_of_this_app(
         for sock in (spy, spy_agent):
             assert sock.events == [], sock.events  # no presence, typing, message, receipt or conversation event
         # and the other app's own conversation still works for it
-        ack = await emit(spy, "conversation:join", their_conv["id"])
+        ack = await spy.call("conversation:join", their_conv["id"])
         assert ack["ok"] is True and ack["conversation"]["id"] == their_conv["id"]
 
 
@@ -276,25 +291,25 @@ async def test_malformed_payloads_extra_arguments_and_unknown_events_get_error_a
         for event in CONVERSATION_EVENTS:
             extra = {"message:send": BAD_SENDS, "message:read": BAD_READS}.get(event, ())
             for payload in (*NOT_A_CONVERSATION, *extra):
-                ack = await emit(sock, event, _fill(payload, ids))
+                ack = await sock.call(event, _fill(payload, ids))
                 assert _is_error_ack(ack), (event, payload, ack)
                 statuses.add(ack["status"])
             # an id that exists nowhere
-            ack = await emit(sock, event, _fill(EVENTS[event][1], {**ids, "conversation_id": str(uuid.uuid4())}))
+            ack = await sock.call(event, _fill(EVENTS[event][1], {**ids, "conversation_id": str(uuid.uuid4())}))
             assert _is_error_ack(ack, 404), (event, ack)
         assert statuses == {409, 413, 422}, statuses
         for event in ("conversation:delete", "message:edit", "admin", "typing", "presence", "me:too", "on_me",
                       "x" * 300):
-            ack = await emit(sock, event, {"conversation_id": ids["conversation_id"]})
+            ack = await sock.call(event, {"conversation_id": ids["conversation_id"]})
             assert _is_error_ack(ack, 400) and ack["error"]["code"] == "unknown_event", (event, ack)
         # a payload spread over several arguments is refused like any other malformed payload
         for event, (_, payload) in EVENTS.items():
-            ack = await sock.sio.call(event, (_fill(payload, ids), "extra"), namespace="/admin", timeout=5)
+            ack = await sock.call(event, (_fill(payload, ids), "extra"), timeout=5)
             assert _is_error_ack(ack), (event, ack)
         await asyncio.sleep(0.3)
         assert diff(before, await stored_state(db, redis_url)) == {}
         assert user.events == []
         assert other.events == []
         # the socket is still up and works
-        ack = await emit(sock, "message:send", _fill(EVENTS["message:send"][1], ids))
+        ack = await sock.call("message:send", _fill(EVENTS["message:send"][1], ids))
         assert ack["ok"] is True and ack["message"]["seq"] == 2

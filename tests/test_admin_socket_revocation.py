@@ -7,8 +7,8 @@ import asyncio
 
 from tests.admin_helpers import PASSWORD, call
 from tests.inbox_helpers import teammate
+from tests.sockets import Socket, admin_socket, sdk_socket
 from tests.support import ServerProcess, http
-from tests.test_admin_inbox_socket import Recorder, admin_socket, sdk_socket
 
 
 def _sign_in(server: ServerProcess, email: str) -> dict:  # type: ignore[type-arg]
@@ -17,11 +17,11 @@ def _sign_in(server: ServerProcess, email: str) -> dict:  # type: ignore[type-ar
     return dict(body)
 
 
-async def _ended(rec: Recorder, code: str) -> None:
+async def _ended(rec: Socket, code: str) -> None:
     ended = await rec.wait_for("session:ended", timeout=10)
     assert ended["error"]["code"] == code
     for _ in range(100):
-        if not rec.sio.connected:
+        if not rec.connected:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the socket was not disconnected")
@@ -40,7 +40,7 @@ async def test_signing_out_ends_that_sessions_socket_and_no_other(start_server, 
             await on_phone.wait_for("presence", lambda d: d["online"])
             await asyncio.sleep(0.3)
         assert on_laptop.named("presence") == []  # nothing after the sign-out
-        assert on_phone.sio.connected and on_phone.named("session:ended") == []
+        assert on_phone.connected and on_phone.named("session:ended") == []
 
 
 async def test_removing_a_teammate_ends_their_socket(start_server, workspace) -> None:

@@ -6,10 +6,9 @@ import asyncio
 import uuid
 
 import asyncpg
-import pytest
-import socketio
 
 from tests.admin_helpers import PASSWORD, call, invite_and_join, login, signup
+from tests.sockets import open_socket, refused_handshake
 from tests.support import ServerProcess, http
 
 
@@ -136,10 +135,8 @@ async def test_api_keys_are_created_once_listed_by_prefix_and_revoked(server: Se
     assert ios["created_by"] == {"id": owner["admin"]["id"], "email": owner["admin"]["email"],
                                  "name": owner["admin"]["name"]}
 
-    sdk = socketio.AsyncClient(reconnection=False)
-    await sdk.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"],
-                      transports=["websocket"], auth={"api_key": key, "user_id": "u-1"})
-    await sdk.disconnect()
+    async with open_socket(server.url, "/client", transports=["websocket"], auth={"api_key": key, "user_id": "u-1"}):
+        pass
 
     status, revoked = call(server, "DELETE", f"/admin/api/api-keys/{ios['id']}", token)
     assert status == 200 and revoked["revoked_at"] is not None and revoked["status"] == "revoked"
@@ -148,15 +145,8 @@ async def test_api_keys_are_created_once_listed_by_prefix_and_revoked(server: Se
     listed = {k["id"]: k for k in call(server, "GET", "/admin/api/api-keys", token)[1]["api_keys"]}
     assert listed[ios["id"]]["revoked_at"] == revoked["revoked_at"]  # the first time is kept
 
-    errors: list[dict] = []
-    sdk = socketio.AsyncClient(reconnection=False)
-    sdk.on("connect_error", lambda data: errors.append(data), namespace="/client")
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        await sdk.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"],
-                          transports=["websocket"], auth={"api_key": key, "user_id": "u-1"}, wait_timeout=5)
-    await asyncio.sleep(0.1)
-    assert errors and errors[0]["data"]["error"]["code"] == "invalid_api_key"
-    await sdk.disconnect()
+    error = await refused_handshake(server.url, "/client", auth={"api_key": key, "user_id": "u-1"})
+    assert error["data"]["error"]["code"] == "invalid_api_key"
 
 
 def test_secret_keys_can_be_created_and_bad_kinds_are_422(server: ServerProcess) -> None:
@@ -190,26 +180,16 @@ async def test_admin_socket_refuses_removed_admins_and_rechecks_each_event(serve
                                                                          db_url: str) -> None:
     owner = signup(server)
     agent = invite_and_join(server, owner["access_token"], "agent")
-    sock = socketio.AsyncClient(reconnection=False)
-    await sock.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/admin"],
-                       transports=["websocket"], auth={"admin_token": agent["access_token"]})
-    me = await sock.call("me", namespace="/admin", timeout=5)
-    assert me["ok"] and me["role"] == "agent" and "team.write" not in me["permissions"]
-    call(server, "DELETE", f"/admin/api/team/{agent['admin']['id']}", owner["access_token"])
-    refused = await sock.call("me", namespace="/admin", timeout=5)
-    assert refused["ok"] is False and refused["error"]["code"] == "admin_disabled"
-    await sock.disconnect()
+    async with open_socket(server.url, "/admin", transports=["websocket"],
+                           auth={"admin_token": agent["access_token"]}) as sock:
+        me = await sock.call("me", timeout=5)
+        assert me["ok"] and me["role"] == "agent" and "team.write" not in me["permissions"]
+        call(server, "DELETE", f"/admin/api/team/{agent['admin']['id']}", owner["access_token"])
+        refused = await sock.call("me", timeout=5)
+        assert refused["ok"] is False and refused["error"]["code"] == "admin_disabled"
 
-    errors: list[dict] = []
-    again = socketio.AsyncClient(reconnection=False)
-    again.on("connect_error", lambda data: errors.append(data), namespace="/admin")
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        await again.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/admin"],
-                            transports=["websocket"], auth={"admin_token": agent["access_token"]},
-                            wait_timeout=5)
-    await asyncio.sleep(0.1)
-    assert errors and errors[0]["data"]["error"]["code"] == "admin_disabled"
-    await again.disconnect()
+    error = await refused_handshake(server.url, "/admin", auth={"admin_token": agent["access_token"]})
+    assert error["data"]["error"]["code"] == "admin_disabled"
     conn = await asyncpg.connect(db_url)
     try:  # sessions of the removed admin are revoked in the database too
         live = await conn.fetchval("SELECT count(*) FROM admin_refresh_tokens WHERE admin_id = $1::uuid "

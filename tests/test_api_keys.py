@@ -14,9 +14,9 @@ from typing import Any
 import asyncpg
 
 from server.tenancy.api_keys import KeyKind, new_key, shape
-from tests.admin_helpers import call, invite_and_join, refused_admin_handshake, signup
+from tests.admin_helpers import call, invite_and_join, signup
+from tests.sockets import admin_socket, refused_handshake, sdk_socket
 from tests.support import ServerProcess, http
-from tests.test_admin_inbox_socket import admin_socket, emit, sdk_socket
 
 
 def sdk(server: ServerProcess, method: str, path: str, key: str, body: Any = None,
@@ -66,15 +66,15 @@ async def test_scopes_rename_checksum_and_who_may_write(server: ServerProcess) -
     assert _refused(sdk(server, "PATCH", "/v1/users/me", key, {"name": "x"}), "scope_denied", 403)
     assert sdk(server, "GET", "/v1/conversations", key)[1]["conversations"] == []
     async with sdk_socket(server, key, "u-1") as sock:  # the socket is held to the scopes too
-        ack = await emit(sock, "conversation:create", {"subject": "x"}, ns="/client")
+        ack = await sock.call("conversation:create", {"subject": "x"})
         assert ack["ok"] is False and ack["error"]["code"] == "scope_denied", ack
-        assert (await emit(sock, "sync", {}, ns="/client"))["ok"] is True
+        assert (await sock.call("sync", {}))["ok"] is True
         # re-scoped: the live socket follows at once
         status, updated = call(server, "PATCH", f"/admin/api/api-keys/{key_id}", token,
                                {"name": "writer", "scopes": ["conversations.read", "conversations.reply"]})
         assert status == 200 and updated["name"] == "writer", updated
         assert updated["scopes"] == ["conversations.read", "conversations.reply"]
-        ack = await emit(sock, "conversation:create", {"subject": "now allowed"}, ns="/client")
+        ack = await sock.call("conversation:create", {"subject": "now allowed"})
         assert ack["ok"] is True, ack
     assert sdk(server, "POST", "/v1/conversations", key, {"subject": "y"})[0] == 201
 
@@ -182,10 +182,10 @@ async def test_revocation_is_refused_on_every_replica_within_a_second_and_ends_s
             ended = await sock.wait_for("session:ended", timeout=2)
             assert ended["error"]["code"] == "invalid_api_key"
             for _ in range(40):
-                if not sock.sio.connected:
+                if not sock.connected:
                     break
                 await asyncio.sleep(0.05)
-            assert not sock.sio.connected
+            assert not sock.connected
         assert time.monotonic() - t0 < 2.0
     assert _refused(sdk(one, "GET", "/v1/users/me", key), "invalid_api_key")
 
@@ -219,8 +219,8 @@ async def test_legacy_plaintext_keys_are_hashed_on_first_use_and_legacy_auth_off
     assert await db.fetchval("SELECT api_key FROM api_keys WHERE id = $1", other_id) == other  # untouched
     assert sdk(off, "GET", "/v1/users/me", workspace.secret_key)[0] == 200
     # the secret key as an /admin admin_token: a legacy path too
-    refused = await refused_admin_handshake(off, {"admin_token": workspace.secret_key})
+    refused = await refused_handshake(off.url, "/admin", auth={"admin_token": workspace.secret_key})
     assert refused["data"]["error"]["code"] == "invalid_token"
     async with admin_socket(on, workspace.secret_key) as legacy:  # accepted where legacy auth is on
-        me = await emit(legacy, "me", None)
+        me = await legacy.call("me", None)
         assert me["ok"] is True and me["admin_id"] is None, me

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +26,8 @@ from server.realtime.transport.replica_sids import sid_prefix_of
 from server.settings import Settings
 from tests.inbox_helpers import owner_token
 from tests.metrics_helpers import eventually, fanout_listeners, partitions_owned
+from tests.sockets import admin_socket
 from tests.support import ROOT, ServerProcess, http
-from tests.test_admin_inbox_socket import Recorder, emit
 
 PARTITIONS = Settings().actor_partitions  # the servers under test run with the default
 HALF = PARTITIONS // 2
@@ -105,13 +106,12 @@ async def test_a_cluster_serves_one_address_and_messages_cross_replicas(
     user_replica = sid_prefix_of(user.sio.eio.sid)
     assert user_replica in ("r1", "r2")
     token = owner_token(Endpoint(cluster.url), workspace)  # type: ignore[arg-type]
-    agents: list[Recorder] = []
+    agents = AsyncExitStack()
     try:
-        while not agents or sid_prefix_of(agents[-1].sio.eio.sid) == user_replica:  # round-robin: soon
-            agents.append(Recorder())
-            await agents[-1].sio.connect(cluster.url, socketio_path="/v1/socket.io", namespaces=["/admin"],
-                                         transports=["websocket"], auth={"admin_token": token})
-        agent = agents[-1]
+        while True:  # round-robin: soon on the other replica
+            agent = await agents.enter_async_context(admin_socket(cluster, token, transports=["websocket"]))
+            if sid_prefix_of(agent.sio.eio.sid) != user_replica:
+                break
         assert sid_prefix_of(agent.sio.eio.sid) in ("r1", "r2")
         await _wait_fanout_listeners(server_env, 2)
 
@@ -119,7 +119,7 @@ async def test_a_cluster_serves_one_address_and_messages_cross_replicas(
         sent = [await user.send(conv["id"], f"hello {i}") for i in range(5)]
         for msg in sent:
             await agent.wait_for("message:new", lambda d, m=msg: d["id"] == m["id"], timeout=10)
-        ack = await emit(agent, "message:send", {"conversation_id": conv["id"], "client_id": uuid.uuid4().hex,
+        ack = await agent.call("message:send", {"conversation_id": conv["id"], "client_id": uuid.uuid4().hex,
                                                  "body": "an agent on the other replica"})
         assert ack["ok"], ack
         while True:
@@ -134,8 +134,7 @@ async def test_a_cluster_serves_one_address_and_messages_cross_replicas(
         # interval) on a clean close; drop the session instead.
         await user.sio.eio.disconnect(abort=True)
         await user.close()
-        for extra in agents:
-            await extra.sio.disconnect()
+        await agents.aclose()
 
     # Polling first, then the websocket upgrade (a new connection carrying the sid) reaches the same replica.
     laptop = ReplyHQClient(cluster.url, workspace.publishable_key, user_id="through-lb", transports=None)

@@ -15,7 +15,6 @@ from pathlib import Path
 import asyncpg
 import psutil
 import pytest
-import socketio
 
 from server.auth.passwords import verify_password
 from server.auth.tokens import issue_access_token
@@ -23,6 +22,7 @@ from server.dev.embedded import EmbeddedRedis
 from server.platform.db.migrate import discover, migrate
 from server.settings import SettingsError, load_settings
 from tests.conftest import TEST_JWT_SECRET
+from tests.sockets import open_socket, refused_handshake
 from tests.support import ROOT, ServerProcess, http
 
 
@@ -200,43 +200,25 @@ def test_embedded_default_serves_bootstraps_a_login_and_ctrl_c_leaves_no_process
 
 
 async def test_socketio_clients_connect_to_both_namespaces(server: ServerProcess, workspace) -> None:
-    client = socketio.AsyncClient()
-    await client.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"],
-                         transports=["websocket"], auth={"api_key": workspace.publishable_key, "user_id": "u-1"})
-    assert client.connected and "/client" in client.namespaces
-    await client.disconnect()
+    async with open_socket(server.url, "/client", transports=["websocket"],
+                           auth={"api_key": workspace.publishable_key, "user_id": "u-1"}) as client:
+        assert client.connected and "/client" in client.sio.namespaces
 
     status, signed_in = http("POST", server.url + "/admin/auth/login",
                              {"email": workspace.email, "password": "correct horse battery"})
     assert status == 200, signed_in
     token = signed_in["access_token"]
-    admin = socketio.AsyncClient()
-    await admin.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/admin"],
-                        transports=["polling"], auth={"admin_token": token})
-    assert "/admin" in admin.namespaces
-    await admin.disconnect()
+    async with open_socket(server.url, "/admin", transports=["polling"], auth={"admin_token": token}) as admin:
+        assert "/admin" in admin.sio.namespaces
 
 
 async def test_socketio_refuses_bad_credentials_with_an_error_body(server: ServerProcess, workspace) -> None:
     for namespace, auth, code in (("/client", {"api_key": "rhq_pk_nope"}, "invalid_api_key"),
                                   ("/client", {}, "missing_api_key"),
                                   ("/admin", {"admin_token": "not-a-jwt"}, "invalid_token")):
-        errors: list[object] = []
-        client = socketio.AsyncClient(reconnection=False)
-        client.on("connect_error", lambda data, errors=errors: errors.append(data), namespace=namespace)
-        with pytest.raises(socketio.exceptions.ConnectionError):
-            await client.connect(server.url, socketio_path="/v1/socket.io", namespaces=[namespace],
-                                 transports=["websocket"], auth=auth, wait_timeout=5)
-        await asyncio.sleep(0.1)
-        assert errors and errors[0]["data"]["error"]["code"] == code, (namespace, errors)
-        await client.disconnect()
+        error = await refused_handshake(server.url, namespace, auth=auth)
+        assert error["data"]["error"]["code"] == code, (namespace, error)
     expired, _ = issue_access_token(TEST_JWT_SECRET, admin_id=workspace.admin_id, app_id=workspace.app_id,
                                     role="owner", ttl=-10, session_id=uuid.uuid4())
-    errors = []
-    client = socketio.AsyncClient(reconnection=False)
-    client.on("connect_error", lambda data: errors.append(data), namespace="/admin")
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        await client.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/admin"],
-                             transports=["websocket"], auth={"admin_token": expired}, wait_timeout=5)
-    await asyncio.sleep(0.1)
-    assert errors and errors[0]["data"]["error"]["code"] == "token_expired", errors
+    error = await refused_handshake(server.url, "/admin", auth={"admin_token": expired})
+    assert error["data"]["error"]["code"] == "token_expired", error

@@ -5,48 +5,18 @@ user's "Seen" shows; the dashboard and users pages show device metadata; logout.
 from __future__ import annotations
 
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import socketio
 from playwright.sync_api import Page, expect
 
 from tests.admin_helpers import PASSWORD, call, signup
 from tests.inbox_helpers import DEVICE
+from tests.sockets import ThreadedSocket, open_socket_in_thread
 from tests.support import ServerProcess, http
-
-
-class SdkUser:
-    """The SDK side: a synchronous python-socketio client (its own threads) on /client."""
-
-    def __init__(self, server: ServerProcess, key: str, user_id: str) -> None:
-        self.sio = socketio.Client(reconnection=False)
-        self.events: list[tuple[str, Any]] = []
-        self._lock = threading.Lock()
-        self.sio.on("*", self._record, namespace="/client")
-        self.sio.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"], transports=["websocket"],
-                         auth={"api_key": key, "user_id": user_id, "device": DEVICE})
-
-    def _record(self, event: str, data: Any = None) -> None:
-        with self._lock:
-            self.events.append((event, data))
-
-    def call(self, event: str, data: Any) -> Any:
-        return self.sio.call(event, data, namespace="/client", timeout=10)
-
-    def wait_for(self, event: str, pred: Any, timeout: float = 10) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                found = [d for e, d in self.events if e == event and pred(d)]
-            if found:
-                return found[0]
-            time.sleep(0.05)
-        raise AssertionError(f"no {event} within {timeout}s: {self.events}")
 
 
 @pytest.fixture
@@ -65,10 +35,11 @@ def acme(inbox_server: ServerProcess) -> dict[str, Any]:
 
 
 @pytest.fixture
-def sdk_user(inbox_server: ServerProcess, acme: dict[str, Any]) -> Iterator[SdkUser]:
-    user = SdkUser(inbox_server, acme["key"], "ann-1")
-    yield user
-    user.sio.disconnect()
+def sdk_user(inbox_server: ServerProcess, acme: dict[str, Any]) -> Iterator[ThreadedSocket]:
+    """The SDK side: a raw /client socket, on an event loop thread of its own beside the sync browser."""
+    with open_socket_in_thread(inbox_server.url, "/client", transports=["websocket"],
+                               auth={"api_key": acme["key"], "user_id": "ann-1", "device": DEVICE}) as user:
+        yield user
 
 
 def sign_in(page: Page, server: ServerProcess, email: str, path: str = "/chat.html") -> None:
@@ -80,7 +51,7 @@ def sign_in(page: Page, server: ServerProcess, email: str, path: str = "/chat.ht
 
 
 def test_live_inbox_conversation_reply_typing_seen_and_logout(page: Page, inbox_server: ServerProcess,
-                                                              acme: dict[str, Any], sdk_user: SdkUser) -> None:
+                                                              acme: dict[str, Any], sdk_user: ThreadedSocket) -> None:
     sign_in(page, inbox_server, acme["email"])
     expect(page).to_have_url(re.compile(r"/chat\.html"))
     expect(page.get_by_test_id("conversation-list")).to_contain_text("No conversations here.")
@@ -106,11 +77,11 @@ def test_live_inbox_conversation_reply_typing_seen_and_logout(page: Page, inbox_
 
     # the agent types and replies: the user sees both
     page.get_by_test_id("composer-input").press_sequentially("Let me check")
-    typing = sdk_user.wait_for("typing", lambda d: d["sender_kind"] == "admin" and d["typing"])
+    typing = sdk_user.wait_for("typing", lambda d: d["sender_kind"] == "admin" and d["typing"], timeout=10)
     assert typing["conversation_id"] == conv_id
     page.get_by_test_id("composer-input").fill("Let me check that for you")
     page.get_by_test_id("send").click()
-    got = sdk_user.wait_for("message:new", lambda d: d["sender_kind"] == "admin")
+    got = sdk_user.wait_for("message:new", lambda d: d["sender_kind"] == "admin", timeout=10)
     assert got["body"] == "Let me check that for you" and got["seq"] == 2
 
     # a private note is shown to the team only
@@ -137,7 +108,7 @@ def test_live_inbox_conversation_reply_typing_seen_and_logout(page: Page, inbox_
 
 
 def test_dashboard_and_users_show_stats_and_device_metadata(page: Page, inbox_server: ServerProcess,
-                                                            acme: dict[str, Any], sdk_user: SdkUser) -> None:
+                                                            acme: dict[str, Any], sdk_user: ThreadedSocket) -> None:
     ack = sdk_user.call("conversation:create", {"message": {"client_id": "c1", "body": "hello"}})
     assert ack["ok"], ack
     sign_in(page, inbox_server, acme["email"], path="/index.html")

@@ -4,14 +4,14 @@ counted apart) and emits, HTTP requests."""
 
 from __future__ import annotations
 
-import socketio
+from contextlib import AsyncExitStack
 
 from loadtests.sdk_client import ReplyHQClient
 from server.settings import Settings
 from tests.inbox_helpers import owner_token
 from tests.metrics_helpers import eventually, metric, partitions_owned, sample, scrape
+from tests.sockets import admin_socket, refused_handshake
 from tests.support import ServerProcess, http
-from tests.test_admin_inbox_socket import Recorder
 
 PARTITIONS = Settings().actor_partitions  # the servers under test run with the default
 MESSAGES_PER_CLIENT = 5
@@ -23,12 +23,11 @@ async def test_metrics_follow_partitions_commands_commits_sockets_and_emits(serv
     assert sample(before, "replyhq_actor_stream_lag", kind="conversation") in (None, 0.0)
 
     clients = [ReplyHQClient(server.url, workspace.publishable_key, user_id=f"metrics-{i}") for i in range(3)]
-    agent = Recorder()
+    sockets = AsyncExitStack()
     try:
         for client in clients:
             await client.connect()
-        await agent.sio.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/admin"],
-                                auth={"admin_token": owner_token(server, workspace)})
+        agent = await sockets.enter_async_context(admin_socket(server, owner_token(server, workspace)))
         await eventually(lambda: metric(server.url, "replyhq_socket_connections", namespace="/client") == 3,
                          "the /client gauge counts the three SDK sockets")
         assert metric(server.url, "replyhq_socket_connections", namespace="/admin") == 1
@@ -63,14 +62,8 @@ async def test_metrics_follow_partitions_commands_commits_sockets_and_emits(serv
                          "the /client gauge drops with each disconnect")
         refused_before = metric(server.url, "replyhq_socket_connects_total", namespace="/client",
                                 result="refused") or 0
-        intruder = socketio.AsyncClient(reconnection=False)
-        try:
-            await intruder.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"],
-                                   auth={"api_key": "rhq_pk_not-a-key", "user_id": "x"}, wait_timeout=5)
-        except socketio.exceptions.ConnectionError:
-            pass
-        finally:
-            await intruder.disconnect()
+        await refused_handshake(server.url, "/client", auth={"api_key": "rhq_pk_not-a-key", "user_id": "x"},
+                                transports=None)
         await eventually(lambda: (metric(server.url, "replyhq_socket_connects_total", namespace="/client",
                                          result="refused") or 0) == refused_before + 1,
                          "the refused handshake is counted")
@@ -78,6 +71,7 @@ async def test_metrics_follow_partitions_commands_commits_sockets_and_emits(serv
     finally:
         for client in clients:
             await client.close()
+        await sockets.aclose()
         await agent.sio.disconnect()
     await eventually(lambda: metric(server.url, "replyhq_socket_connections", namespace="/client") == 0
                      and metric(server.url, "replyhq_socket_connections", namespace="/admin") == 0,

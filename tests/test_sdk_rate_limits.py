@@ -9,13 +9,12 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import pytest
 import socketio
 
+from tests.sockets import Socket, open_socket, refused_handshake
 from tests.support import ServerProcess
 
 WINDOW = 4  # seconds: short windows keep the tests short
@@ -32,31 +31,16 @@ def get(server: ServerProcess, path: str, headers: dict[str, str]) -> tuple[int,
     return status, {k.lower(): v for k, v in hdrs.items()}, json.loads(body)
 
 
-@asynccontextmanager
-async def client_socket(server: ServerProcess, key: str, user_id: str,
-                        headers: dict[str, str] | None = None) -> AsyncIterator[socketio.AsyncClient]:
-    sio = socketio.AsyncClient(reconnection=False)
-    await sio.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"], transports=["websocket"],
-                      auth={"api_key": key, "user_id": user_id}, headers=headers or {}, wait_timeout=5)
-    try:
-        yield sio
-    finally:
-        await sio.disconnect()
+def client_socket(server: ServerProcess, key: str, user_id: str,
+                  headers: dict[str, str] | None = None) -> AbstractAsyncContextManager[Socket]:
+    return open_socket(server.url, "/client", transports=["websocket"], auth={"api_key": key, "user_id": user_id},
+                       headers=headers)
 
 
 async def refused(server: ServerProcess, key: str, user_id: str, headers: dict[str, str]) -> dict[str, Any]:
     """The connect_error body of a refused /client handshake."""
-    errors: list[Any] = []
-    sio = socketio.AsyncClient(reconnection=False)
-    sio.on("connect_error", lambda data: errors.append(data), namespace="/client")
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        await sio.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"],
-                          transports=["websocket"], auth={"api_key": key, "user_id": user_id}, headers=headers,
-                          wait_timeout=5)
-    await asyncio.sleep(0.05)
-    await sio.disconnect()
-    assert errors, "no connect_error"
-    return errors[0]["data"]  # type: ignore[no-any-return]
+    error = await refused_handshake(server.url, "/client", auth={"api_key": key, "user_id": user_id}, headers=headers)
+    return error["data"]  # type: ignore[no-any-return]
 
 
 def test_a_key_flooding_rest_gets_429_with_retry_after_and_ratelimit_headers(start_server, workspace,
@@ -91,7 +75,7 @@ async def test_a_flooding_socket_gets_rate_limited_acks_and_other_users_are_not_
     server = start_server(SDK_USER_RATE_LIMIT="10", SDK_RATE_WINDOW=str(WINDOW))
     key = workspace.publishable_key
     async with client_socket(server, key, "flooder") as flooder, client_socket(server, key, "neighbour") as other:
-        acks = [await flooder.call("sync", {}, namespace="/client", timeout=5) for _ in range(25)]
+        acks = [await flooder.call("sync", {}, timeout=5) for _ in range(25)]
         refused_acks = [a for a in acks if not a["ok"]]
         assert refused_acks, "the user was never limited"
         first = refused_acks[0]
@@ -100,9 +84,9 @@ async def test_a_flooding_socket_gets_rate_limited_acks_and_other_users_are_not_
         assert 1 <= first["error"]["details"]["retry_after"] <= WINDOW
         assert flooder.connected  # an error ack, not a disconnect
         # another user of the same app and key is not held back by the flooder's limit
-        assert (await other.call("sync", {}, namespace="/client", timeout=5))["ok"] is True
+        assert (await other.call("sync", {}, timeout=5))["ok"] is True
         await asyncio.sleep(first["error"]["details"]["retry_after"])
-        assert (await flooder.call("sync", {}, namespace="/client", timeout=5))["ok"] is True
+        assert (await flooder.call("sync", {}, timeout=5))["ok"] is True
 
 
 async def test_handshake_floods_from_one_address_get_connect_error(start_server, workspace) -> None:

@@ -8,16 +8,17 @@ import asyncio
 import json
 import shutil
 import subprocess
+from contextlib import AsyncExitStack
 from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-import socketio
 
 from loadtests.sdk_client import ReplyHQClient, ReplyHQError
 from server.realtime import sessions
 from server.users.identity import user_hash
+from tests.sockets import open_socket, refused_handshake
 from tests.support import ROOT, ServerProcess, http
 
 DEVICE = {"platform": "android", "model": "Pixel 8", "os_version": "14", "app_version": "2.0.0",
@@ -37,16 +38,7 @@ async def connected(server: ServerProcess, key: str, user_id: str = "user-1", **
 
 async def refusal(server: ServerProcess, auth: Any) -> dict[str, Any]:
     """The connect_error data of a refused /client handshake."""
-    errors: list[Any] = []
-    sio = socketio.AsyncClient(reconnection=False)
-    sio.on("connect_error", lambda data: errors.append(data), namespace="/client")
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        await sio.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"],
-                          transports=["websocket"], auth=auth, wait_timeout=5)
-    await asyncio.sleep(0.05)
-    await sio.disconnect()
-    assert errors, "no connect_error"
-    return errors[0]["data"]  # type: ignore[no-any-return]
+    return (await refused_handshake(server.url, "/client", auth=auth))["data"]  # type: ignore[no-any-return]
 
 
 async def test_send_is_acked_with_the_stored_message_and_reaches_the_other_device_in_seq_order(
@@ -79,11 +71,10 @@ async def test_resend_with_same_client_id_returns_original_over_the_socket(serve
                                                                             db: asyncpg.Pool) -> None:
     client = await connected(server, workspace.publishable_key)
     laptop = await connected(server, workspace.publishable_key)
-    raw: list[dict[str, Any]] = []
-    tablet = socketio.AsyncClient(reconnection=False)  # a device without the SDK's dedupe
-    tablet.on("message:new", lambda m: raw.append(m), namespace="/client")
-    await tablet.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"],
-                         transports=["websocket"], auth={"api_key": workspace.publishable_key, "user_id": "user-1"})
+    devices = AsyncExitStack()
+    tablet = await devices.enter_async_context(open_socket(  # a device without the SDK's dedupe
+        server.url, "/client", transports=["websocket"],
+        auth={"api_key": workspace.publishable_key, "user_id": "user-1"}))
     try:
         conv = (await client.create_conversation())["conversation"]
         first = await client.send(conv["id"], "once", client_id="dup-1")
@@ -93,9 +84,10 @@ async def test_resend_with_same_client_id_returns_original_over_the_socket(serve
         # The resend fans the original out again (its first owner may have died before its
         # fan-out); devices see the same id and seq twice, and the SDK hands it over once.
         for _ in range(50):
-            if len(raw) >= 2:
+            if len(tablet.named("message:new")) >= 2:
                 break
             await asyncio.sleep(0.1)
+        raw = tablet.named("message:new")
         assert [(m["id"], m["seq"], m["body"]) for m in raw] == [(first["id"], first["seq"], "once")] * 2
         _, delivered = await laptop.receive("message:new")
         assert delivered["id"] == first["id"]
@@ -105,7 +97,7 @@ async def test_resend_with_same_client_id_returns_original_over_the_socket(serve
     finally:
         await client.close()
         await laptop.close()
-        await tablet.disconnect()
+        await devices.aclose()
 
 
 async def test_receipts_and_typing_reach_the_users_other_devices(server: ServerProcess, workspace) -> None:

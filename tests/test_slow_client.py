@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlparse
 
-import socketio
 from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
 from loadtests.sdk_client import ReplyHQClient
+from tests.sockets import open_socket
 from tests.support import ServerProcess
 
 BODY = "x" * 15_000  # just under MAX_MESSAGE_BYTES: about 15 KB per message:new
@@ -95,15 +95,13 @@ async def test_a_client_that_stops_answering_pings_is_dropped_and_a_live_one_sta
         start_server: Callable[..., ServerProcess], workspace) -> None:
     server = start_server(SOCKETIO_PING_INTERVAL="1", SOCKETIO_PING_TIMEOUT="1")
     mute = await asyncio.to_thread(_raw_client, server, workspace.publishable_key, "ann")  # never pongs
-    live = socketio.AsyncClient(reconnection=False)  # pongs, as every Socket.IO client does
-    await live.connect(server.url, socketio_path="/v1/socket.io", namespaces=["/client"], transports=["websocket"],
-                       auth={"api_key": workspace.publishable_key, "user_id": "bea"})
     try:
-        # Dropped: a CLOSE after 1 + 1 s, then the connection once the closing handshake is not
-        # answered (5 s).
-        assert await asyncio.to_thread(_cut_off, mute, 15), "a client that never answered a ping is still connected"
-        await asyncio.sleep(3)  # more ping rounds
-        assert live.connected
+        async with open_socket(server.url, "/client", transports=["websocket"],  # pongs, as every Socket.IO client does
+                               auth={"api_key": workspace.publishable_key, "user_id": "bea"}) as live:
+            # Dropped: a CLOSE after 1 + 1 s, then the connection once the closing handshake is not
+            # answered (5 s).
+            assert await asyncio.to_thread(_cut_off, mute, 15), "a client that never answered a ping is still connected"
+            await asyncio.sleep(3)  # more ping rounds
+            assert live.connected
     finally:
         mute.close()
-        await live.disconnect()

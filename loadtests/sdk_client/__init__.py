@@ -6,5 +6,6 @@ OpenAPI document), never the server's internals.
 
 from loadtests.sdk_client.client import ReplyHQClient, ReplyHQError
 from loadtests.sdk_client.sync_socket import SyncSocket
+from loadtests.sdk_client.webhooks import WebhookVerificationError, verify_webhook
 
-__all__ = ["ReplyHQClient", "ReplyHQError", "SyncSocket"]
+__all__ = ["ReplyHQClient", "ReplyHQError", "SyncSocket", "WebhookVerificationError", "verify_webhook"]

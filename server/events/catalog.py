@@ -62,4 +62,11 @@ EVENT_TYPES: dict[str, tuple[str, str]] = {
     "team.invitation_revoked": ("a pending invitation was withdrawn (its link is dead)", "invitation"),
     "workspace.created": ("a workspace was created with its owner (sign-up or the CLI)", "workspace, owner"),
     "workspace.updated": ("the workspace's settings changed", "workspace, changes"),
+    "webhook.endpoint_created": ("a webhook endpoint was added", "endpoint"),
+    "webhook.endpoint_updated": ("a webhook endpoint's URL, description, types or enabled flag changed",
+                                 "endpoint, changes"),
+    "webhook.endpoint_deleted": ("a webhook endpoint was deleted", "endpoint"),
+    "webhook.endpoint_disabled": ("deliveries disabled an endpoint: it answered 410, or failed for 5 days",
+                                  "endpoint, reason"),
+    "webhook.secret_rotated": ("a webhook endpoint's signing secret was rotated (never in the event)", "endpoint"),
 }

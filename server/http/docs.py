@@ -18,6 +18,8 @@ document(
               content_type="text/markdown", errors=(404,)),
     Operation("GET", "/docs/events", "Domain events: the envelope, every type and its data, as Markdown", "docs",
               content_type="text/markdown", errors=(404,)),
+    Operation("GET", "/docs/webhooks", "Webhooks: types, signing, verifying (Python, Node), retries, as Markdown",
+              "docs", content_type="text/markdown", errors=(404,)),
 )
 
 
@@ -36,3 +38,8 @@ async def socket_events(request: Request) -> HTTPResponse:
 @bp.get("/events")
 async def events(request: Request) -> HTTPResponse:
     return _page("events")
+
+
+@bp.get("/webhooks")
+async def webhooks(request: Request) -> HTTPResponse:
+    return _page("webhooks")

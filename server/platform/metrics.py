@@ -58,3 +58,17 @@ class Metrics:
             "replyhq_event_consumer_behind_retention",
             "1 when the group's checkpoint is older than what retention has deleted: it missed events",
             ["group"], registry=r)
+        self.webhook_deliveries = Counter(
+            "replyhq_webhook_deliveries_total",
+            "Webhook delivery attempts by what followed: delivered, retrying (another attempt is scheduled), "
+            "failed (attempts exhausted, a 410, or a ping that failed)", ["outcome"], registry=r)
+        self.webhook_attempts = Counter("replyhq_webhook_attempts_total",
+                                        "Webhook delivery attempts by answer: 2xx, 3xx, 4xx, 5xx, timeout, error",
+                                        ["result"], registry=r)
+        self.webhook_attempt_duration = Histogram(
+            "replyhq_webhook_attempt_duration_seconds", "Time of one webhook delivery attempt", registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30))
+        self.webhook_first_attempt_delay = Histogram(
+            "replyhq_webhook_first_attempt_delay_seconds",
+            "From an event's transaction to the start of the first attempt of its delivery", registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 60))

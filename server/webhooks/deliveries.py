@@ -1,0 +1,59 @@
+"""The `webhooks` consumer group: one delivery per (event, matching enabled endpoint).
+
+It runs inside the transaction that moves the group's checkpoint (workers/runtime/consumer_groups.py),
+so the deliveries of a batch and the progress past it commit together; a redelivered batch is
+skipped by the checkpoint, and `UNIQUE (event_id, endpoint_id)` would refuse a second row anyway.
+An endpoint gets the events that happened after it was created, of the types it subscribed to.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+
+from server.events.catalog import DomainEvent
+from server.webhooks.event_types import DELIVERED_TYPES
+from server.webhooks.store import parse_time
+
+
+class Body(msgspec.Struct):
+    """The signed body: Standard Webhooks' {type, timestamp, data}."""
+
+    type: str
+    timestamp: str
+    data: msgspec.Raw
+
+
+_encode = msgspec.json.Encoder().encode
+
+_INSERT = """
+INSERT INTO webhook_deliveries (app_id, endpoint_id, event_id, message_id, event_type, payload, event_at)
+SELECT ep.app_id, ep.id, x.seq, 'evt_' || x.seq, x.type, x.payload, x.at
+FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) AS x(app_id, seq, type, payload, at)
+JOIN webhook_endpoints ep ON ep.app_id = x.app_id AND ep.enabled AND ep.created_at <= x.at
+     AND (ep.event_types IS NULL OR x.type = ANY(ep.event_types))
+ON CONFLICT (event_id, endpoint_id) DO NOTHING
+"""
+
+
+def body(event: DomainEvent) -> bytes:
+    return _encode(Body(event.type, event.occurred_at, event.data))
+
+
+class WebhookDeliveries:
+    name = "webhooks"
+
+    async def apply(self, conn: asyncpg.Connection, events: list[DomainEvent]) -> None:
+        candidates = [e for e in events if e.type in DELIVERED_TYPES]
+        if not candidates:
+            return
+        # Most workspaces have no endpoint: find the ones that do before building any body.
+        hooked = {str(r["app_id"]) for r in await conn.fetch(
+            "SELECT DISTINCT app_id FROM webhook_endpoints WHERE enabled AND app_id = ANY($1::uuid[])",
+            list({e.app_id for e in candidates}))}
+        todo = [e for e in candidates if e.app_id in hooked]
+        if not todo:
+            return
+        await conn.execute(
+            _INSERT, [e.app_id for e in todo], [int(e.id.removeprefix("evt_")) for e in todo], [e.type for e in todo],
+            [body(e).decode() for e in todo], [parse_time(e.occurred_at) for e in todo])
