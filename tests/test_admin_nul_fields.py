@@ -34,6 +34,8 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/admin/auth/accept-invite"): {"token": "some-token", "password": PASSWORD, "name": "Nia"},
     ("PATCH", "/admin/api/account"): {"name": "Acme 2", "identity_verification_required": False},
     ("POST", "/admin/api/api-keys"): {"kind": "secret", "name": "server"},
+    ("PATCH", "/admin/api/api-keys/{key_id}"): {"name": "renamed", "scopes": ["users.read"]},
+    ("POST", "/admin/api/api-keys/{key_id}/rotate"): {"grace_seconds": 60},
     ("POST", "/admin/api/team/invite"): {"email": "new@acme.test", "role": "agent", "name": "Nia"},
     ("PATCH", "/admin/api/team/{admin_id}"): {"role": "viewer"},
     ("POST", "/admin/api/conversations/{conversation_id}/messages"): {"client_id": "c-1", "body": "hi"},
