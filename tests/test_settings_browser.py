@@ -117,7 +117,7 @@ def test_create_a_key_use_it_from_the_sdk_rotate_it_and_scope_a_secret_key(page:
 
 def test_invite_resend_withdraw_accept_change_role_and_remove(page: Page, start_server, browser) -> None:  # type: ignore[no-untyped-def]
     server: ServerProcess = start_server()
-    signup(server, "olive@acme.test", app_name="Acme")
+    owner = signup(server, "olive@acme.test", app_name="Acme")
     sign_in(page, server, "olive@acme.test")
     page.goto(server.url + "/settings.html#team")
     expect(page.locator("main[data-ready=true]")).to_be_visible()
@@ -171,6 +171,9 @@ def test_invite_resend_withdraw_accept_change_role_and_remove(page: Page, start_
     # change Ada's role; the last owner cannot demote themselves (409 shown, role kept)
     row.locator("select").select_option("admin")
     expect(row.locator("select")).to_have_value("admin")
+    page.wait_for_load_state("networkidle")  # the section has re-rendered after the change
+    team = call(server, "GET", "/admin/api/team", owner["access_token"])[1]
+    assert next(m["role"] for m in team["members"] if m["email"] == "ada@acme.test") == "admin"
     me = page.locator("#team-table tr[data-email='olive@acme.test'] select")
     me.select_option("agent")
     expect(page.locator("#team .notice.error")).to_contain_text("at least one owner")
