@@ -2,8 +2,9 @@
 
 Runs on every replica, works on one at a time (the "event-relay" lease; a dead holder's lease
 expires and another replica resumes from the checkpoint in Postgres). Each stream entry carries
-its position and the position before it (`prev`), so a consumer can tell when the stream lacks
-something it needs (Redis restarted empty, FLUSHALL, trimming) and read that from Postgres.
+up to ENTRY_EVENTS consecutive events, the position of the last (`pos`) and the position before
+the first (`prev`), so a consumer can tell when the stream lacks something it needs (Redis
+restarted empty, FLUSHALL, trimming) and read that from Postgres.
 A relay that dies between appending and saving its checkpoint appends some events again: the
 consumers' checkpoints make the repeat a no-op.
 """
