@@ -56,6 +56,7 @@ ENV_VARS: dict[str, str] = {
     "WEBHOOK_RETRY_SCALE": "webhook_retry_scale",
     "WEBHOOK_CONCURRENCY": "webhook_concurrency",
     "WEBHOOK_ENDPOINT_CONCURRENCY": "webhook_endpoint_concurrency",
+    "USAGE_FLUSH_INTERVAL": "usage_flush_interval",
 }
 _BOOLEANS = {"bootstrap_demo", "webhooks_allow_private"}
 FIELD_TO_ENV = {v: k for k, v in ENV_VARS.items()}
@@ -133,6 +134,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Attempts one replica keeps in flight, over all endpoints, and to any one endpoint.
     webhook_concurrency: Annotated[int, Meta(ge=1, le=10_000)] = 256
     webhook_endpoint_concurrency: Annotated[int, Meta(ge=1, le=1000)] = 16
+    # Seconds between moves of the secret-key API call counters from Redis to usage_daily.
+    usage_flush_interval: Annotated[float, Meta(gt=0, le=3600)] = 5.0
 
     @property
     def embedded(self) -> bool:
