@@ -48,6 +48,7 @@ from server.conversations.models import (
 )
 from server.conversations.ports import ConversationFanout
 from server.errors import ApiError, Conflict, NotFound, ServiceUnavailable
+from server.platform.metrics import Metrics
 
 log = logging.getLogger("replyhq.actors.conversation")
 _encoder = msgspec.json.Encoder()
@@ -92,7 +93,7 @@ class Outcome(msgspec.Struct):
 class ConversationHandler:
     kind = "conversation"
 
-    def __init__(self, pool: asyncpg.Pool, fanout: ConversationFanout, metrics: Any, commit_workers: int = 1,
+    def __init__(self, pool: asyncpg.Pool, fanout: ConversationFanout, metrics: Metrics, commit_workers: int = 1,
                  state_cache_size: int = 50_000) -> None:
         self.pool = pool
         self.fanout = fanout

@@ -30,11 +30,13 @@ async def add_restricted_roles(db: asyncpg.Pool) -> None:
 
 # Moved by background workers from what earlier calls recorded (domain_events, which is compared,
 # is their source): a refused call cannot change them except through domain_events.
-_DERIVED_TABLES = ("schema_migrations", "event_relay", "event_consumers", "event_counts", "event_retention")
+_DERIVED_TABLES = ("schema_migrations", "event_relay", "event_consumers", "event_counts", "event_retention",
+                   "usage_daily", "usage_active_users", "usage_flushes")
 _DERIVED_STREAMS = (EVENT_STREAM,)
-# "Last seen" columns, written in the background (at most once a minute) for any authenticated caller,
-# refused or not: an admin refused a 403 was still active, a key refused its scope was still used.
-_LAST_SEEN_COLUMNS = {"admins": ("last_active_at",), "api_keys": ("last_used_at", "last_used_ip")}
+# Columns written in the background (API keys' last use, admins' last activity: flushed every few
+# seconds, at most once a minute each): the flush of earlier calls may land meanwhile, and a refused
+# admin or key was still active.
+_DERIVED_COLUMNS = {"api_keys": ("last_used_at", "last_used_ip"), "admins": ("last_active_at",)}
 
 
 async def table_rows(db: asyncpg.Pool) -> dict[str, list[str]]:
@@ -44,8 +46,8 @@ async def table_rows(db: asyncpg.Pool) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for row in names:
         name = row["tablename"]
-        minus = "".join(f" - '{c}'" for c in _LAST_SEEN_COLUMNS.get(name, ()))
-        rows = await db.fetch(f'SELECT (to_jsonb(t){minus})::text AS j FROM "{name}" t')
+        drop = "".join(f" - '{c}'" for c in _DERIVED_COLUMNS.get(name, ()))
+        rows = await db.fetch(f'SELECT (to_jsonb(t){drop})::text AS j FROM "{name}" t')
         out[name] = sorted(r["j"] for r in rows)
     return out
 

@@ -45,6 +45,11 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
                                                                     "snoozed_until": "2099-01-01T09:00:00Z"},
     ("POST", "/admin/api/conversations/{conversation_id}/tags"): {"add": ["vip"], "remove": ["old"]},
     ("POST", "/admin/api/conversations/{conversation_id}/read"): {"seq": 1},
+    ("POST", "/admin/webhooks"): {"url": "https://hooks.example.com/in", "description": "crm",
+                                  "event_types": ["message.created"]},
+    # The body is read before the endpoint is looked up: a NUL is refused even for an unknown id.
+    ("PATCH", "/admin/webhooks/{endpoint_id}"): {"url": "https://hooks.example.com/in", "description": "crm",
+                                                 "event_types": ["message.created"]},
 }
 # The fields the issue found failing with a 500: the walk must reach them.
 REPORTED = {("POST", "/admin/api/api-keys", "$.name"), ("POST", "/admin/api/team/invite", "$.email"),
@@ -103,7 +108,7 @@ async def test_nul_in_any_admin_string_is_a_422_naming_the_field_and_stores_noth
     agent = teammate(server, token, "agent")
     keys = call(server, "GET", "/admin/api/api-keys", token)[1]["api_keys"]
     ids = {"conversation_id": conv["id"], "admin_id": agent["admin"]["id"], "key_id": keys[0]["id"],
-           "email": workspace.email}
+           "email": workspace.email, "endpoint_id": str(uuid.uuid4())}
     operations = [op for op in REGISTRY if op.path.startswith("/admin") and op.body is not None]
     missing = {(op.method, op.path) for op in operations} - set(EXAMPLES)
     assert not missing, f"add an example body for {missing}"

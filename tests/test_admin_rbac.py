@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from tests.admin_helpers import bearer, call, invite_and_join, signup
 from tests.conftest import TEST_JWT_SECRET
 from tests.refusal_helpers import add_restricted_roles, diff, stored_state
 from tests.support import ServerProcess, http
+from tests.webhook_helpers import ThreadedReceiver
 
 FUTURE = "2099-01-01T09:00:00Z"
 
@@ -88,6 +90,8 @@ ROUTES: list[Route] = [
     # domain events
     Route("GET", "/admin/api/events?type=conversation.created&limit=5", "events.read",
           bad=("?type=message.exploded", "?cursor=x", "?limit=0", "?limit=201")),
+    # usage
+    Route("GET", "/admin/api/usage?month=2024-02", "usage.read", bad=("?month=2024-13", "?month=x", "?month=%00")),
     # inbox
     Route("GET", "/admin/api/conversations", "conversations.read", bad=INBOX_QUERY_BAD),
     Route("GET", "/admin/api/conversations?q={marker}&status=open&unread=true&tag={tag}", "conversations.read"),
@@ -133,6 +137,22 @@ ROUTES: list[Route] = [
         *NOT_AN_OBJECT, b'{"identity_verification_required": "yes"}', b'{"identity_secret": "mine"}',
         b'{"name": ""}', _j({"name": "n" * 201}))),
     Route("DELETE", "/admin/api/team/invitations/{invitation_id}", "team.write"),
+    # webhooks (the endpoint answers on a local receiver, subscribed to a type nothing sends here)
+    Route("GET", "/admin/webhooks", "webhooks.read"),
+    Route("GET", "/admin/webhooks/event-types", "webhooks.read"),
+    Route("POST", "/admin/webhooks", "webhooks.write", {"url": "{hook_url}", "event_types": ["usage.limit_reached"]},
+          (*NOT_AN_OBJECT, b'{"url": "ftp://example.com/x"}', b'{"url": "{hook_url}", "secret": "mine"}',
+           b'{"url": "{hook_url}", "event_types": ["message.exploded"]}', _j({"url": "http://e.co/\u0000"}))),
+    Route("GET", "/admin/webhooks/{endpoint_id}", "webhooks.read"),
+    Route("PATCH", "/admin/webhooks/{endpoint_id}", "webhooks.write", {"description": "renamed"},
+          (*NOT_AN_OBJECT, b'{"enabled": "yes"}', b'{"event_types": ["nope.never"]}', b'{"url": 5}')),
+    Route("POST", "/admin/webhooks/{endpoint_id}/test", "webhooks.write"),
+    Route("GET", "/admin/webhooks/{endpoint_id}/deliveries", "webhooks.read",
+          bad=("?status=lost", "?cursor=x", "?limit=0")),
+    Route("GET", "/admin/webhooks/{endpoint_id}/deliveries/{delivery_id}", "webhooks.read"),
+    Route("POST", "/admin/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay", "webhooks.write"),
+    Route("POST", "/admin/webhooks/{endpoint_id}/rotate-secret", "webhooks.write"),
+    Route("DELETE", "/admin/webhooks/{endpoint_id}", "webhooks.write"),
     Route("DELETE", "/admin/api/team/{admin_id}", "team.write"),
     Route("DELETE", "/admin/api/api-keys/{key_id}", "api_keys.write"),
 ]
@@ -170,7 +190,14 @@ async def server(start_server, db: asyncpg.Pool) -> ServerProcess:
     """The server, with extra roles each lacking exactly one permission (and one with none), created
     before it starts (roles are read once per process)."""
     await add_restricted_roles(db)
-    return start_server()  # type: ignore[no-any-return]
+    # Webhook endpoints in the matrix answer on 127.0.0.1 (tests/webhook_helpers.py's receiver).
+    return start_server(WEBHOOKS_ALLOW_PRIVATE="true")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def receiver() -> Iterator[ThreadedReceiver]:
+    with ThreadedReceiver() as r:
+        yield r
 
 
 def _sdk(server: ServerProcess, key: str, user: str, path: str, body: Any) -> Any:
@@ -179,7 +206,7 @@ def _sdk(server: ServerProcess, key: str, user: str, path: str, body: Any) -> An
     return out
 
 
-def _workspace(server: ServerProcess, name: str) -> dict[str, Any]:
+def _workspace(server: ServerProcess, name: str, receiver: ThreadedReceiver) -> dict[str, Any]:
     """A signed-up workspace with a publishable key, an SDK user and a conversation carrying a tag, an
     agent reply, a note and an assignee: every kind of thing a refusal might touch."""
     marker = f"{name.lower()}-{uuid.uuid4().hex[:10]}"
@@ -210,17 +237,25 @@ def _workspace(server: ServerProcess, name: str) -> dict[str, Any]:
                        (f"/admin/api/conversations/{cid}/notes", {"client_id": "n0", "body": f"Note {marker}"})):
         status, out = call(server, "POST", path, token, body)
         assert status in (200, 201), (path, out)
+    hook_url = f"http://127.0.0.1:{receiver.port}/{name.lower()}"
+    status, endpoint = call(server, "POST", "/admin/webhooks", token, {"url": hook_url,
+                                                                        "event_types": ["usage.limit_reached"]})
+    assert status == 201, endpoint
+    receiver.secret = endpoint["secret"]
+    status, ping = call(server, "POST", f"/admin/webhooks/{endpoint['endpoint']['id']}/test", token)
+    assert status == 200 and ping["attempt"]["status_code"] == 200, ping
     ids = {"conversation_id": cid, "admin_id": agent["admin"]["id"], "key_id": keys[0]["id"],
            "user_id": conv["user_id"], "marker": marker, "tag": tag, "gone_id": gone["admin"]["id"],
-           "user_client_id": first, "invitation_id": pending["invitation_id"]}
+           "user_client_id": first, "hook_url": hook_url, "invitation_id": pending["invitation_id"],
+           "endpoint_id": endpoint["endpoint"]["id"], "delivery_id": ping["delivery"]["id"]}
     return {"owner": owner, "viewer": viewer, "agent": agent, "gone": gone, "ids": ids, "pk": pk,
             "secrets": [cid, conv["user_id"], marker, agent["admin"]["id"], viewer["admin"]["id"],
                         owner["admin"]["id"], keys[0]["id"], owner["app"]["id"], pending["invitation_id"]]}
 
 
 @pytest.fixture
-def acme(server: ServerProcess) -> dict[str, Any]:
-    return _workspace(server, "Acme")
+def acme(server: ServerProcess, receiver: ThreadedReceiver) -> dict[str, Any]:
+    return _workspace(server, "Acme", receiver)
 
 
 async def test_permission_names_in_code_are_exactly_those_of_the_roles_table(db: asyncpg.Pool) -> None:
@@ -307,7 +342,8 @@ async def test_a_role_lacking_the_permission_gets_403_and_changes_nothing(server
 
 async def test_another_apps_admin_gets_404_for_our_ids_and_never_sees_our_data(
         server: ServerProcess, acme, db: asyncpg.Pool, redis_url: str) -> None:
-    globex = _workspace(server, "Globex")
+    with ThreadedReceiver() as globex_receiver:
+        globex = _workspace(server, "Globex", globex_receiver)
     ours, theirs = acme["ids"], globex["ids"]
     # Globex's owner, with Acme's ids where ids go and Globex's elsewhere
     mixed = {**theirs, **{k: v for k, v in ours.items() if k.endswith("_id") and k != "gone_id"}}

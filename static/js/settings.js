@@ -4,6 +4,7 @@ import { mountShell } from "./shell.js";
 import { renderAccount } from "./settings/account.js";
 import { renderKeys } from "./settings/api-keys.js";
 import { renderTeam } from "./settings/team.js";
+import { renderUsage } from "./settings/usage.js";
 import { renderWebhooks } from "./settings/webhooks.js";
 
 const { main, me } = await mountShell({ page: "settings", title: "Settings" });
@@ -14,6 +15,7 @@ const SECTIONS = [
   ["team", "Team", renderTeam],
   ["api-keys", "API keys", renderKeys],
   ["webhooks", "Webhooks", renderWebhooks],
+  ["usage", "Usage", renderUsage],
 ];
 const cards = SECTIONS.map(([id]) => h("section", { class: "card", id }));
 main.append(
