@@ -109,6 +109,25 @@ async def _count(db_url: str, sql: str, *args: Any) -> int:
         await conn.close()
 
 
+async def _stages(db_url: str, app_ids: list[uuid.UUID]) -> dict[str, float]:
+    """Where the backlog's time went: the event's commit, its delivery row (the `webhooks` consumer),
+    the delivery's first attempt (the dispatcher), all in seconds from the first event."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        row = await conn.fetchrow(
+            """SELECT extract(epoch FROM max(d.created_at) - min(d.event_at)) AS inserted_s,
+                      extract(epoch FROM min(d.created_at) - min(d.event_at)) AS first_insert_s,
+                      extract(epoch FROM max(a.created_at) - min(d.event_at)) AS attempted_s,
+                      extract(epoch FROM max(d.updated_at) - min(d.event_at)) AS logged_s,
+                      percentile_cont(0.5) WITHIN GROUP (ORDER BY a.latency_ms) AS post_p50_ms,
+                      percentile_cont(0.99) WITHIN GROUP (ORDER BY a.latency_ms) AS post_p99_ms
+               FROM webhook_deliveries d JOIN webhook_attempts a ON a.delivery_id = d.id
+               WHERE d.app_id = ANY($1::uuid[])""", app_ids)
+        return {k: round(float(v), 2) for k, v in row.items() if v is not None}
+    finally:
+        await conn.close()
+
+
 async def _traffic(url: str, keys: list[str], rate: float, duration: float) -> int:
     """SDK messages at `rate` per second in all, spread over 4 clients per workspace."""
     clients = [ReplyHQClient(url, key, user_id=f"bench-{i}-{j}") for i, key in enumerate(keys) for j in range(4)]
@@ -165,6 +184,7 @@ def run_webhooks(url: str, db_url: str, *, backlog: int, rate: float, duration: 
             time.sleep(0.1)
         logged_at = time.monotonic()
         backlog_lost = total - len(receivers.first)
+        stages = asyncio.run(_stages(db_url, app_ids))
         # (2) SDK traffic at `rate` events per second
         receivers.first.clear()
         before = asyncio.run(_count(db_url, "SELECT coalesce(max(seq), 0) FROM domain_events"))
@@ -187,6 +207,6 @@ def run_webhooks(url: str, db_url: str, *, backlog: int, rate: float, duration: 
                 "event_to_first_attempt_p50_ms": pct(0.50), "event_to_first_attempt_p99_ms": pct(0.99),
                 "event_to_first_attempt_max_ms": pct(1.0),
                 "lost": backlog_lost + max(0, events - len(receivers.first)), "bad_signatures": receivers.bad,
-                "requests": receivers.requests}
+                "requests": receivers.requests, "backlog_stages": stages}
     finally:
         receivers.stop()

@@ -2,7 +2,9 @@
 
 Claiming: `FOR UPDATE SKIP LOCKED` over the due pending deliveries of enabled endpoints, at most
 WEBHOOK_CONCURRENCY in flight per replica and WEBHOOK_ENDPOINT_CONCURRENCY per endpoint (one slow
-endpoint fills its own slots, never the others'). A claim is a lease: it moves the delivery's
+endpoint fills its own slots, never the others'). One statement walks the endpoints that have
+pending deliveries (a skip scan of the (endpoint, due time) index) and takes each one's oldest due
+deliveries up to its free slots, so a backlog on one endpoint never hides the others' work. A claim is a lease: it moves the delivery's
 `next_attempt_at` to the end of the lease and tags it with a claim id; a replica that dies
 mid-attempt leaves it due again when the lease ends, and a late writer whose lease another claim
 replaced writes its attempt but not the delivery's state.
@@ -46,28 +48,32 @@ RESPONSE_SNIPPET = 1024
 MAX_RETRY_AFTER_S = 24 * 3600
 
 _CLAIM = """
-WITH candidates AS (  -- from the due index, bounded, before anything is sorted or numbered
-    SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
-    WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND d.endpoint_id <> ALL($3::uuid[])
-    ORDER BY d.next_attempt_at LIMIT $1 * 4
-), due AS (
-    SELECT id, endpoint_id, row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rn
-    FROM candidates
+WITH RECURSIVE pending_endpoints(ep) AS (  -- the endpoints with pending deliveries: a skip scan of the index
+    (SELECT endpoint_id FROM webhook_deliveries WHERE status = 'pending' ORDER BY endpoint_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT d.endpoint_id FROM webhook_deliveries d
+            WHERE d.status = 'pending' AND d.endpoint_id > p.ep ORDER BY d.endpoint_id LIMIT 1)
+    FROM pending_endpoints p WHERE p.ep IS NOT NULL
 ), room AS (
     SELECT ep, n FROM unnest($4::uuid[], $5::int[]) AS r(ep, n)
-), picked AS (
-    SELECT d.id FROM webhook_deliveries d
-    JOIN due ON due.id = d.id
-    JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled
-    LEFT JOIN room ON room.ep = d.endpoint_id
-    WHERE due.rn <= coalesce(room.n, $2) AND d.status = 'pending' AND d.next_attempt_at <= now()
-    ORDER BY d.next_attempt_at LIMIT $1
-    FOR UPDATE OF d SKIP LOCKED
+), picked AS (  -- each endpoint's oldest due deliveries, up to its free slots
+    SELECT x.id, x.next_attempt_at FROM pending_endpoints p
+    JOIN webhook_endpoints e ON e.id = p.ep AND e.enabled
+    LEFT JOIN room ON room.ep = p.ep
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
+        WHERE d.endpoint_id = p.ep AND d.status = 'pending' AND d.next_attempt_at <= now()
+        ORDER BY d.next_attempt_at LIMIT coalesce(room.n, $2)
+        FOR UPDATE SKIP LOCKED
+    ) x
+    WHERE p.ep <> ALL($3::uuid[])
+), chosen AS (
+    SELECT id FROM picked ORDER BY next_attempt_at LIMIT $1
 )
 UPDATE webhook_deliveries d SET claim = $6, claimed_until = now() + $7 * interval '1 second',
        next_attempt_at = now() + $7 * interval '1 second'
-FROM picked, webhook_endpoints e
-WHERE d.id = picked.id AND e.id = d.endpoint_id
+FROM chosen, webhook_endpoints e
+WHERE d.id = chosen.id AND e.id = d.endpoint_id
 RETURNING d.id, d.app_id, d.endpoint_id, d.message_id, d.payload, d.attempts, d.tries, d.claim, d.event_at,
           d.event_id, e.url, e.secret,
           CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END AS previous_secret
