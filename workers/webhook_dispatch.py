@@ -4,13 +4,14 @@ Claiming: `FOR UPDATE SKIP LOCKED` over the due pending deliveries of enabled en
 WEBHOOK_CONCURRENCY in flight per replica and WEBHOOK_ENDPOINT_CONCURRENCY per endpoint (one slow
 endpoint fills its own slots, never the others'). One statement walks the endpoints that have
 pending deliveries (a skip scan of the (endpoint, due time) index) and takes each one's oldest due
-deliveries up to its free slots, so a backlog on one endpoint never hides the others' work. A claim is a lease: it moves the delivery's
-`next_attempt_at` to the end of the lease and tags it with a claim id; a replica that dies
-mid-attempt leaves it due again when the lease ends, and a late writer whose lease another claim
-replaced writes its attempt but not the delivery's state.
+deliveries up to its free slots, so a backlog on one endpoint never hides the others' work. A
+claim is a lease: it moves the delivery's `next_attempt_at` to the end of the lease and tags it
+with a claim id; a replica that dies mid-attempt leaves it due again when the lease ends, and a
+late writer whose lease another claim replaced writes its attempt but not the delivery's state.
 
-Sending: aiohttp, WEBHOOK_TIMEOUT (15 s) for the whole attempt, no redirects, no cookies, the SSRF
-guard at connect time (server/platform/ssrf.py). 2xx delivers. Anything else is retried on the
+Sending: server/webhooks/sender.py (HTTP/1.1, kept-alive connections per origin, httptools),
+WEBHOOK_TIMEOUT (15 s) for the whole attempt, no redirects, no cookies, the SSRF guard at connect
+time (server/platform/ssrf.py). 2xx delivers. Anything else is retried on the
 schedule below (jittered ±20 %), honouring Retry-After on 429 and 503, ten attempts in all over
 about three days; then the delivery fails. 410 fails it at once and disables the endpoint, as do
 five days of unbroken failures. Results are written in batches (one transaction every ~20 ms):
@@ -30,7 +31,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import asyncpg
 
 from server.events.record import record
@@ -38,13 +38,13 @@ from server.platform import ssrf
 from server.platform.metrics import Metrics
 from server.settings import Settings
 from server.webhooks import signing, store
+from server.webhooks.sender import RESPONSE_SNIPPET, Sender, SendError
 
 log = logging.getLogger("replyhq.workers.webhooks")
 # Seconds before the next attempt after attempt 1, 2, ... 9 failed: ten attempts over ~2.7 days.
 SCHEDULE_S = (5, 60, 600, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 18 * 3600, 24 * 3600)
 MAX_TRIES = len(SCHEDULE_S) + 1
 DISABLE_AFTER = "5 days"  # of unbroken failure
-RESPONSE_SNIPPET = 1024
 MAX_RETRY_AFTER_S = 24 * 3600
 
 _CLAIM = """
@@ -180,14 +180,9 @@ class WebhookDispatcher:
         self._have_results = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
-        self.session: aiohttp.ClientSession | None = None
+        self.sender = Sender(allow_private=self.allow_private)
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(resolver=ssrf.GuardedResolver(allow_private=self.allow_private),
-                                         limit=self.concurrency, ttl_dns_cache=30)
-        self.session = aiohttp.ClientSession(connector=connector, trust_env=False,
-                                             cookie_jar=aiohttp.DummyCookieJar(),
-                                             timeout=aiohttp.ClientTimeout(total=self.timeout))
         self._loops = [asyncio.create_task(self._claim_loop(), name="webhook-dispatch"),
                        asyncio.create_task(self._flush_loop(), name="webhook-results")]
 
@@ -207,14 +202,17 @@ class WebhookDispatcher:
         if self._results:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._write(self._results), 3)
-        if self.session is not None:
-            await self.session.close()
+        await self.sender.close()
 
     # -- claiming ---------------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
+        swept = time.monotonic()
         while True:
             try:
+                if time.monotonic() - swept > 1:
+                    self.sender.sweep()
+                    swept = time.monotonic()
                 room = self.concurrency - self._inflight.total
                 jobs = await self.claim(room) if room > 0 else []
                 for job in jobs:
@@ -267,31 +265,31 @@ class WebhookDispatcher:
     # -- sending ----------------------------------------------------------------------------------
 
     async def send(self, job: Job) -> Result:
-        assert self.session is not None
         started_wall = datetime.now(UTC)
         if job.attempts == 0 and job.is_event and self.metrics is not None:
             self.metrics.webhook_first_attempt_delay.observe(max(0.0, (started_wall - job.event_at).total_seconds()))
         timestamp = int(time.time())
-        headers = signing.headers(job.secrets, job.message_id, timestamp, job.payload)
+        headers = signing.header_lines(job.secrets, job.message_id, timestamp, job.payload)
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
         text = ""
         retry_after: float | None = None
         try:
-            ssrf.check_literal(job.url, allow_private=self.allow_private)
-            async with self.session.post(job.url, data=job.payload, headers=headers, allow_redirects=False) as resp:
-                status = resp.status
-                text = (await resp.content.read(RESPONSE_SNIPPET)).decode("utf-8", "replace")
-                if status in (429, 503):
-                    retry_after = _retry_after(resp.headers.get("retry-after"))
+            async with asyncio.timeout(self.timeout):
+                status, text, retry_header = await self.sender.post(job.url, headers, job.payload)
+            if status in (429, 503):
+                retry_after = _retry_after(retry_header)
         except ssrf.UrlRefused as exc:
             error = f"refused by the SSRF guard: {exc}"
         except TimeoutError:
             error = f"timed out after {self.timeout:g} s"
-        except aiohttp.ClientConnectorError as exc:
-            error = f"connection failed: {exc.os_error or exc}"
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except SendError as exc:
+            error = str(exc)
+        except OSError as exc:
+            error = f"connection failed: {exc}"
+        except Exception as exc:  # whatever it was, the attempt is recorded and retried
+            log.warning("webhook attempt to %s: %r", job.url, exc)
             error = f"{type(exc).__name__}: {exc}"
         latency_ms = round((time.perf_counter() - started) * 1000)
         result = Result(job, status, _clean(error, 500) if error else None, latency_ms, _clean(text, RESPONSE_SNIPPET),
