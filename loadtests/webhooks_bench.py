@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+import psutil
 from aiohttp import web
 
 from loadtests.sdk_client import ReplyHQClient, WebhookVerificationError, verify_webhook
@@ -29,21 +30,23 @@ TRAFFIC_PROCESSES = 2
 
 
 class Receivers:
-    """The receivers in a process of their own (uvloop, aiohttp): path /r<i> is endpoint i. Every
-    request's signature is checked there with `verify_webhook`; the bench reads the tallies over
-    GET /stats and the first-arrival delays over GET /delays."""
+    """The receivers, one process per endpoint (uvloop, aiohttp; the receiving side must not be what
+    limits the rate): endpoint i is http://127.0.0.1:<port i>/r<i>. Every request's signature is
+    checked there with `verify_webhook`; the bench reads the tallies over GET /stats and the
+    first-arrival delays over GET /delays."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc: multiprocessing.process.BaseProcess | None = None
+    def __init__(self, n: int) -> None:
+        self.ports = [free_port() for _ in range(n)]
+        self.procs: list[multiprocessing.process.BaseProcess] = []
 
     def url(self, i: int) -> str:
-        return f"http://127.0.0.1:{self.port}/r{i}"
+        return f"http://127.0.0.1:{self.ports[i]}/r{i}"
 
     def start(self, secrets: dict[str, str]) -> Receivers:
-        self.proc = multiprocessing.get_context("spawn").Process(target=_receive, args=(self.port, secrets),
-                                                                daemon=True)
-        self.proc.start()
+        ctx = multiprocessing.get_context("spawn")
+        self.procs = [ctx.Process(target=_receive, args=(port, secrets), daemon=True) for port in self.ports]
+        for proc in self.procs:
+            proc.start()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -53,24 +56,32 @@ class Receivers:
                 time.sleep(0.1)
         raise RuntimeError("the receivers did not start")
 
-    def _get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as resp:
-            return json.loads(resp.read())
+    def _get(self, path: str) -> list[Any]:
+        out = []
+        for port in self.ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as resp:
+                out.append(json.loads(resp.read()))
+        return out
 
     def stats(self) -> dict[str, int]:
         """received: deliveries whose first arrival was verified since the last clear; bad, requests."""
-        return dict(self._get("/stats"))
+        tallies = self._get("/stats")
+        return {k: sum(t[k] for t in tallies) for k in ("received", "bad", "requests")}
 
     def delays(self) -> list[float]:
-        return list(self._get("/delays"))
+        return [d for part in self._get("/delays") for d in part]
 
     def clear(self) -> None:
         self._get("/clear")
 
+    def cpu(self) -> float:
+        return sum(sum(psutil.Process(p.pid).cpu_times()[:2]) for p in self.procs if p.pid)
+
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.join(5)
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.join(5)
 
 
 def _receive(port: int, secrets: dict[str, str]) -> None:
@@ -166,8 +177,8 @@ async def _stages(db_url: str, app_ids: list[uuid.UUID]) -> dict[str, float]:
 
 
 async def _traffic(url: str, keys: list[str], rate: float, duration: float, tag: str) -> int:
-    """SDK messages at `rate` per second in all, spread over 2 clients per workspace key given."""
-    clients = [ReplyHQClient(url, key, user_id=f"bench-{tag}-{i}-{j}") for i, key in enumerate(keys) for j in range(2)]
+    """SDK messages at `rate` per second in all, spread over 4 clients per workspace key given."""
+    clients = [ReplyHQClient(url, key, user_id=f"bench-{tag}-{i}-{j}") for i, key in enumerate(keys) for j in range(4)]
     for c in clients:
         await c.connect()
     convs = [(await c.create_conversation(subject="bench"))["conversation"]["id"] for c in clients]
@@ -212,9 +223,16 @@ def traffic(url: str, keys: list[str], rate: float, duration: float, processes: 
         proc.join(duration + 120)
 
 
-def run_webhooks(url: str, db_url: str, *, backlog: int, rate: float, duration: float) -> dict[str, object]:
+def _cpu(procs: list[Any]) -> float:
+    return sum(sum(p.cpu_times()[:2]) + sum(c.cpu_times()[:2] for c in p.children(recursive=True)) for p in procs)
+
+
+def run_webhooks(url: str, db_url: str, *, backlog: int, rate: float, duration: float,
+                 procs: list[Any] | None = None) -> dict[str, object]:
+    """`procs`: the replicas' processes (psutil), for the server's CPU per backlog delivery."""
+    procs = procs or []
     workspaces = asyncio.run(_workspaces(db_url, ENDPOINTS))
-    receivers = Receivers()
+    receivers = Receivers(ENDPOINTS)
     secrets: dict[str, str] = {}
     try:
         for i, ws in enumerate(workspaces):
@@ -229,7 +247,7 @@ def run_webhooks(url: str, db_url: str, *, backlog: int, rate: float, duration: 
         app_ids = [ws.app_id for ws in workspaces]
         # (1) the backlog: deliveries per second, signed, verified, the log written
         per_app = max(1, backlog // ENDPOINTS)
-        t0 = time.monotonic()
+        t0, cpu0, rcpu0 = time.monotonic(), _cpu(procs), receivers.cpu()
         asyncio.run(_seed(db_url, app_ids, per_app))
         total = per_app * ENDPOINTS
         while receivers.stats()["received"] < total and time.monotonic() - t0 < 600:
@@ -239,7 +257,7 @@ def run_webhooks(url: str, db_url: str, *, backlog: int, rate: float, duration: 
                         WHERE status = 'delivered' AND app_id = ANY($1::uuid[])"""
         while asyncio.run(_count(db_url, logged_sql, app_ids)) < total and time.monotonic() - t0 < 600:
             time.sleep(0.1)
-        logged_at = time.monotonic()
+        logged_at, cpu1, rcpu1 = time.monotonic(), _cpu(procs), receivers.cpu()
         backlog_lost = total - receivers.stats()["received"]
         stages = asyncio.run(_stages(db_url, app_ids))
         # (2) SDK traffic at `rate` events per second
@@ -261,6 +279,8 @@ def run_webhooks(url: str, db_url: str, *, backlog: int, rate: float, duration: 
         return {"endpoints": ENDPOINTS, "backlog_deliveries": total,
                 "deliveries_per_s": round(total / (logged_at - t0)),
                 "received_per_s": round(total / (received_at - t0)),
+                "server_cpu_us_per_delivery": round((cpu1 - cpu0) / total * 1e6) if procs else None,
+                "receivers_cpu_us_per_delivery": round((rcpu1 - rcpu0) / total * 1e6),
                 "traffic_events": events, "traffic_events_per_s": round(events / duration),
                 "event_to_first_attempt_p50_ms": pct(0.50), "event_to_first_attempt_p99_ms": pct(0.99),
                 "event_to_first_attempt_max_ms": pct(1.0),

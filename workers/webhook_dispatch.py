@@ -4,16 +4,19 @@ Claiming: `FOR UPDATE SKIP LOCKED` over the due pending deliveries of enabled en
 WEBHOOK_CONCURRENCY in flight per replica and WEBHOOK_ENDPOINT_CONCURRENCY per endpoint (one slow
 endpoint fills its own slots, never the others'). One statement walks the endpoints that have
 pending deliveries (a skip scan of the (endpoint, due time) index) and takes each one's oldest due
-deliveries up to its free slots, so a backlog on one endpoint never hides the others' work. A
-claim is a lease: it moves the delivery's `next_attempt_at` to the end of the lease and tags it
-with a claim id; a replica that dies mid-attempt leaves it due again when the lease ends, and a
-late writer whose lease another claim replaced writes its attempt but not the delivery's state.
+deliveries up to what the replica may hold for it (PREFETCH times the cap: attempts running and
+claimed ones queued for a slot, started as slots free without another round trip), so a backlog
+on one endpoint never hides the others' work. A claim is a lease: it moves the delivery's
+`next_attempt_at` to the end of the lease and tags it with a claim id; a replica that dies
+mid-attempt leaves it due again when the lease ends, and a late writer whose lease another claim
+replaced writes its attempt but not the delivery's state. A replica that stops hands back what it
+held but had not started.
 
 Sending: server/webhooks/sender.py (HTTP/1.1, kept-alive connections per origin, httptools),
 WEBHOOK_TIMEOUT (15 s) for the whole attempt, no redirects, no cookies, the SSRF guard at connect
-time (server/platform/ssrf.py). 2xx delivers. Anything else is retried on the
-schedule below (jittered ±20 %), honouring Retry-After on 429 and 503, ten attempts in all over
-about three days; then the delivery fails. 410 fails it at once and disables the endpoint, as do
+time (server/platform/ssrf.py). 2xx delivers. Anything else is retried on the schedule below
+(jittered ±20 %), honouring Retry-After on 429 and 503, ten attempts in all over about three
+days; then the delivery fails. 410 fails it at once and disables the endpoint, as do
 five days of unbroken failures. Results are written in batches (one transaction every ~20 ms):
 the attempt rows, the deliveries' new state and the endpoints' health.
 """
@@ -21,6 +24,7 @@ the attempt rows, the deliveries' new state and the endpoints' health.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import email.utils
 import logging
@@ -46,6 +50,7 @@ SCHEDULE_S = (5, 60, 600, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 18 * 3600, 24 * 3
 MAX_TRIES = len(SCHEDULE_S) + 1
 DISABLE_AFTER = "5 days"  # of unbroken failure
 MAX_RETRY_AFTER_S = 24 * 3600
+PREFETCH = 2
 
 _CLAIM = """
 WITH RECURSIVE pending_endpoints(ep) AS (  -- the endpoints with pending deliveries: a skip scan of the index
@@ -156,9 +161,15 @@ class Result:
 
 
 @dataclass
-class _Inflight:
+class _Held:
+    """The claimed deliveries this replica holds: an attempt under way (`running`) or queued for a
+    slot of its endpoint (`queued`). `total`/`per_endpoint` count both: what the claims may add to."""
+
     total: int = 0
     per_endpoint: dict[uuid.UUID, int] = field(default_factory=dict)
+    running_total: int = 0
+    running: dict[uuid.UUID, int] = field(default_factory=dict)
+    queued: dict[uuid.UUID, collections.deque[Job]] = field(default_factory=dict)
 
 
 class WebhookDispatcher:
@@ -173,8 +184,13 @@ class WebhookDispatcher:
         self.lease_s = 2 * settings.webhook_timeout + 5
         self.concurrency = settings.webhook_concurrency
         self.endpoint_cap = settings.webhook_endpoint_concurrency
+        # Claims hold up to PREFETCH times the caps: as an attempt ends, the next one starts from
+        # what is held, not after a claim's round trip. A queued delivery waits at most one attempt
+        # (every running one ends within the timeout), so its lease (2 x timeout + 5 s) covers it.
+        self.hold_cap = PREFETCH * self.endpoint_cap
+        self.hold_total = PREFETCH * self.concurrency
         self.allow_private = settings.webhooks_allow_private
-        self._inflight = _Inflight()
+        self._held = _Held()
         self._tasks: set[asyncio.Task[None]] = set()
         self._results: list[Result] = []
         self._have_results = asyncio.Event()
@@ -191,6 +207,15 @@ class WebhookDispatcher:
         if claim_loop is not None:
             claim_loop.cancel()
             await asyncio.gather(claim_loop, return_exceptions=True)
+        queued = [job for q in self._held.queued.values() for job in q]
+        self._held.queued.clear()
+        if queued:  # never started: due again now, not when their lease ends
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pool.execute(
+                    """UPDATE webhook_deliveries d SET claim = NULL, claimed_until = NULL, next_attempt_at = now()
+                       FROM unnest($1::uuid[], $2::uuid[]) AS q(id, claim)
+                       WHERE d.id = q.id AND d.claim = q.claim AND d.status = 'pending'""",
+                    [j.id for j in queued], [j.claim for j in queued]), 3)
         if self._tasks:  # attempts under way get a moment to finish; the rest are retried after their lease
             await asyncio.wait(set(self._tasks), timeout=3)
             for task in self._tasks:
@@ -213,11 +238,11 @@ class WebhookDispatcher:
                 if time.monotonic() - swept > 1:
                     self.sender.sweep()
                     swept = time.monotonic()
-                room = self.concurrency - self._inflight.total
+                room = self.hold_total - self._held.total
                 jobs = await self.claim(room) if room > 0 else []
                 for job in jobs:
                     self._begin(job)
-                saturated = any(n >= self.endpoint_cap for n in self._inflight.per_endpoint.values())
+                saturated = any(n >= self.hold_cap for n in self._held.per_endpoint.values())
                 if room <= 0 or (len(jobs) < room and saturated):
                     # Work may be waiting for a slot: claim again as soon as attempts finish.
                     self._slot_free.clear()
@@ -233,19 +258,38 @@ class WebhookDispatcher:
                 await asyncio.sleep(0.5)
 
     async def claim(self, limit: int) -> list[Job]:
-        per = self._inflight.per_endpoint
-        saturated = [ep for ep, n in per.items() if n >= self.endpoint_cap]
-        partial = [(ep, self.endpoint_cap - n) for ep, n in per.items() if 0 < n < self.endpoint_cap]
-        rows = await self.pool.fetch(_CLAIM, limit, self.endpoint_cap, saturated, [p[0] for p in partial],
+        per = self._held.per_endpoint
+        saturated = [ep for ep, n in per.items() if n >= self.hold_cap]
+        partial = [(ep, self.hold_cap - n) for ep, n in per.items() if 0 < n < self.hold_cap]
+        rows = await self.pool.fetch(_CLAIM, limit, self.hold_cap, saturated, [p[0] for p in partial],
                                      [p[1] for p in partial], uuid.uuid4(), self.lease_s)
         return [Job.of(r, is_event=r["event_id"] is not None) for r in rows]
 
     def _begin(self, job: Job) -> None:
-        self._inflight.total += 1
-        self._inflight.per_endpoint[job.endpoint_id] = self._inflight.per_endpoint.get(job.endpoint_id, 0) + 1
+        held = self._held
+        held.total += 1
+        held.per_endpoint[job.endpoint_id] = held.per_endpoint.get(job.endpoint_id, 0) + 1
+        if held.running.get(job.endpoint_id, 0) < self.endpoint_cap and held.running_total < self.concurrency:
+            self._start(job)
+        else:
+            held.queued.setdefault(job.endpoint_id, collections.deque()).append(job)
+
+    def _start(self, job: Job) -> None:
+        held = self._held
+        held.running_total += 1
+        held.running[job.endpoint_id] = held.running.get(job.endpoint_id, 0) + 1
         task = asyncio.create_task(self._run(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _pump(self, endpoint_id: uuid.UUID) -> None:
+        """Start the endpoint's queued deliveries its free slots allow."""
+        held = self._held
+        queue = held.queued.get(endpoint_id)
+        while queue and held.running.get(endpoint_id, 0) < self.endpoint_cap and held.running_total < self.concurrency:
+            self._start(queue.popleft())
+        if queue is not None and not queue:
+            del held.queued[endpoint_id]
 
     async def _run(self, job: Job) -> None:
         try:
@@ -254,12 +298,20 @@ class WebhookDispatcher:
             self._results.append(result)
             self._have_results.set()
         finally:
-            self._inflight.total -= 1
-            left = self._inflight.per_endpoint[job.endpoint_id] - 1
-            if left:
-                self._inflight.per_endpoint[job.endpoint_id] = left
-            else:
-                del self._inflight.per_endpoint[job.endpoint_id]
+            held, ep = self._held, job.endpoint_id
+            was_full = held.running_total >= self.concurrency
+            held.total -= 1
+            held.running_total -= 1
+            for counts in (held.per_endpoint, held.running):
+                left = counts[ep] - 1
+                if left:
+                    counts[ep] = left
+                else:
+                    del counts[ep]
+            self._pump(ep)
+            if was_full:  # the replica's cap, not the endpoint's, held the others back
+                for other in list(held.queued):
+                    self._pump(other)
             self._slot_free.set()
 
     # -- sending ----------------------------------------------------------------------------------
