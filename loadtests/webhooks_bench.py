@@ -26,7 +26,7 @@ from server.tenancy.workspaces import create_workspace
 from tests.support import http
 
 ENDPOINTS = 5
-TRAFFIC_PROCESSES = 2
+TRAFFIC_PROCESSES = 4
 
 
 class Receivers:
@@ -176,9 +176,30 @@ async def _stages(db_url: str, app_ids: list[uuid.UUID]) -> dict[str, float]:
         await conn.close()
 
 
+async def _latency_stages(db_url: str, app_ids: list[uuid.UUID], after_seq: int) -> dict[str, float]:
+    """Where the traffic's delay went, p50/p99 in ms: event commit -> delivery row (relay and the
+    `webhooks` consumer) -> first attempt (the dispatcher's claim)."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        row = await conn.fetchrow(
+            """WITH x AS (
+                   SELECT extract(epoch FROM d.created_at - d.event_at) * 1000 AS queued,
+                          extract(epoch FROM a.created_at - d.created_at) * 1000 AS claimed
+                   FROM webhook_deliveries d JOIN webhook_attempts a ON a.delivery_id = d.id AND a.attempt = 1
+                   WHERE d.app_id = ANY($1::uuid[]) AND d.event_id > $2)
+               SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY queued) AS to_delivery_row_p50_ms,
+                      percentile_cont(0.99) WITHIN GROUP (ORDER BY queued) AS to_delivery_row_p99_ms,
+                      percentile_cont(0.5) WITHIN GROUP (ORDER BY claimed) AS to_first_attempt_p50_ms,
+                      percentile_cont(0.99) WITHIN GROUP (ORDER BY claimed) AS to_first_attempt_p99_ms
+               FROM x""", app_ids, after_seq)
+        return {k: round(float(v), 1) for k, v in row.items() if v is not None}
+    finally:
+        await conn.close()
+
+
 async def _traffic(url: str, keys: list[str], rate: float, duration: float, tag: str) -> int:
-    """SDK messages at `rate` per second in all, spread over 4 clients per workspace key given."""
-    clients = [ReplyHQClient(url, key, user_id=f"bench-{tag}-{i}-{j}") for i, key in enumerate(keys) for j in range(4)]
+    """SDK messages at `rate` per second in all, spread over 2 clients per workspace key given."""
+    clients = [ReplyHQClient(url, key, user_id=f"bench-{tag}-{i}-{j}") for i, key in enumerate(keys) for j in range(2)]
     for c in clients:
         await c.connect()
     convs = [(await c.create_conversation(subject="bench"))["conversation"]["id"] for c in clients]
@@ -271,6 +292,7 @@ def run_webhooks(url: str, db_url: str, *, backlog: int, rate: float, duration: 
         while receivers.stats()["received"] < events and time.monotonic() < deadline:
             time.sleep(0.1)
         delays = sorted(receivers.delays())
+        traffic_stages = asyncio.run(_latency_stages(db_url, app_ids, before))
         tally = receivers.stats()
 
         def pct(q: float) -> float | None:
@@ -285,6 +307,7 @@ def run_webhooks(url: str, db_url: str, *, backlog: int, rate: float, duration: 
                 "event_to_first_attempt_p50_ms": pct(0.50), "event_to_first_attempt_p99_ms": pct(0.99),
                 "event_to_first_attempt_max_ms": pct(1.0),
                 "lost": backlog_lost + max(0, events - tally["received"]), "bad_signatures": tally["bad"],
-                "requests": tally["requests"], "backlog_stages": stages}
+                "requests": tally["requests"], "backlog_stages": stages,
+                "traffic_stages": traffic_stages}
     finally:
         receivers.stop()

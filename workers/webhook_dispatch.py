@@ -42,6 +42,7 @@ from server.platform import ssrf
 from server.platform.metrics import Metrics
 from server.settings import Settings
 from server.webhooks import signing, store
+from server.webhooks.deliveries import CHANNEL
 from server.webhooks.sender import RESPONSE_SNIPPET, Sender, SendError
 
 log = logging.getLogger("replyhq.workers.webhooks")
@@ -195,6 +196,8 @@ class WebhookDispatcher:
         self._results: list[Result] = []
         self._have_results = asyncio.Event()
         self._slot_free = asyncio.Event()
+        self._due = asyncio.Event()  # set by a notification: deliveries were just created
+        self._listener: Any = None  # the pool connection that LISTENs for them
         self._loops: list[asyncio.Task[None]] = []
         self.sender = Sender(allow_private=self.allow_private)
 
@@ -207,6 +210,7 @@ class WebhookDispatcher:
         if claim_loop is not None:
             claim_loop.cancel()
             await asyncio.gather(claim_loop, return_exceptions=True)
+        await self._unlisten()
         queued = [job for q in self._held.queued.values() for job in q]
         self._held.queued.clear()
         if queued:  # never started: due again now, not when their lease ends
@@ -231,13 +235,43 @@ class WebhookDispatcher:
 
     # -- claiming ---------------------------------------------------------------------------------
 
+    async def _listen(self) -> None:
+        """LISTEN for new deliveries on a connection of the pool, held (again, if it was lost)."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        await self._unlisten()
+        conn = await self.pool.acquire()
+        try:
+            await conn.add_listener(CHANNEL, self._notified)
+        except BaseException:
+            await self.pool.release(conn)
+            raise
+        self._listener = conn
+        self._due.set()  # what was created while no one listened
+
+    async def _unlisten(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.remove_listener(CHANNEL, self._notified)
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+
+    def _notified(self, *_: Any) -> None:
+        self._due.set()
+
     async def _claim_loop(self) -> None:
-        swept = time.monotonic()
+        swept = 0.0
         while True:
             try:
                 if time.monotonic() - swept > 1:
-                    self.sender.sweep()
                     swept = time.monotonic()
+                    self.sender.sweep()
+                    try:
+                        await self._listen()
+                    except Exception as exc:  # polling alone still finds everything
+                        log.warning("webhook dispatcher cannot listen: %r", exc)
+                self._due.clear()  # before the claim: what is created from now on wakes the next one
                 room = self.hold_total - self._held.total
                 jobs = await self.claim(room) if room > 0 else []
                 for job in jobs:
@@ -249,8 +283,9 @@ class WebhookDispatcher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._slot_free.wait(), self.poll_s)
                     await asyncio.sleep(0.002)  # let a few more finish: one claim for them all
-                elif len(jobs) < room:
-                    await asyncio.sleep(self.poll_s)
+                elif len(jobs) < room:  # nothing else due: until the poll, or new deliveries
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._due.wait(), self.poll_s)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Postgres away: leases keep what was claimed safe
