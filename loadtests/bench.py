@@ -394,7 +394,7 @@ def main() -> None:
             from loadtests.webhooks_bench import run_webhooks
 
             line = run_webhooks(urls[0], pg, backlog=args.webhooks_backlog, rate=args.webhooks_rate,
-                                duration=args.duration)
+                                duration=args.duration, procs=procs[:1])
             emit({"scenario": "webhooks", "replicas": args.replicas, **line})
         if "connect_storm" in scenarios:
             for line in run_storm(urls, api_key, args.storm_sockets, procs):

@@ -369,3 +369,74 @@ catch {{ console.log("refused"); }}
     out = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [body.decode(), "refused"]
+
+
+async def test_the_sender_keeps_connections_alive_and_guards_each_new_one() -> None:
+    """The dispatcher's HTTP client on its own: attempts to one origin reuse a kept-alive connection;
+    a connection the receiver closed while idle is replaced (the attempt still lands, once); a long
+    answer keeps its first KB and ends the connection; Retry-After is read; and with the guard on,
+    an address literal or a name resolving to loopback is refused before any connection."""
+    from aiohttp import web
+
+    from server.platform.ssrf import UrlRefused
+    from server.webhooks.sender import RESPONSE_SNIPPET, Sender
+
+    peers: list[Any] = []
+    bodies: list[bytes] = []
+
+    async def hook(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        bodies.append(await request.read())
+        if request.path == "/long":
+            return web.Response(text="x" * 5000)
+        if request.path == "/busy":
+            return web.Response(status=429, headers={"Retry-After": "7"})
+        if request.path == "/bye":
+            return web.Response(text="bye", headers={"Connection": "close"})
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    base = f"http://127.0.0.1:{port}"
+    sender = Sender(allow_private=True)
+    try:
+        assert await sender.post(base + "/a?x=1", b"content-type: application/json\r\n", b"{}") == (200, "ok", None)
+        assert await sender.post(base + "/b", b"", b"{}") == (200, "ok", None)
+        assert peers[0] == peers[1]  # one connection, kept alive
+        status, text, _ = await sender.post(base + "/long", b"", b"{}")
+        assert status == 200 and text == "x" * RESPONSE_SNIPPET
+        assert (await sender.post(base + "/busy", b"", b"{}"))[::2] == (429, "7")
+        assert await sender.post(base + "/bye", b"", b"{}") == (200, "bye", None)
+        # The receiver closes an idle kept-alive connection: the next attempt lands once, anew.
+        await sender.post(base + "/c", b"", b"{}")
+        for conns in sender._idle.values():
+            for conn in conns:
+                assert conn.transport is not None
+                conn.transport.abort()
+        await asyncio.sleep(0.05)
+        n = len(bodies)
+        assert await sender.post(base + "/d", b"", b'{"d":1}') == (200, "ok", None)
+        assert bodies[n:] == [b'{"d":1}']
+        # ... and when the close is only noticed as the attempt is written.
+        for conns in sender._idle.values():
+            for conn in conns:
+                assert conn.transport is not None
+                conn.transport.abort()
+        assert await sender.post(base + "/e", b"", b'{"e":1}') == (200, "ok", None)
+        assert bodies[n + 1:] == [b'{"e":1}']
+    finally:
+        await sender.close()
+    guarded = Sender(allow_private=False)
+    try:
+        for url in (base + "/x", f"http://localhost:{port}/x"):
+            with pytest.raises((UrlRefused, OSError), match="public"):
+                await guarded.post(url, b"", b"{}")
+    finally:
+        await guarded.close()
+        await runner.cleanup()
+    assert len(bodies) == 8  # nothing reached the receiver through the guard

@@ -2,15 +2,21 @@
 
 Claiming: `FOR UPDATE SKIP LOCKED` over the due pending deliveries of enabled endpoints, at most
 WEBHOOK_CONCURRENCY in flight per replica and WEBHOOK_ENDPOINT_CONCURRENCY per endpoint (one slow
-endpoint fills its own slots, never the others'). A claim is a lease: it moves the delivery's
+endpoint fills its own slots, never the others'). One statement walks the endpoints that have
+pending deliveries (a skip scan of the (endpoint, due time) index) and takes each one's oldest due
+deliveries up to what the replica may hold for it (PREFETCH times the cap: attempts running and
+claimed ones queued for a slot, started as slots free without another round trip), so a backlog
+on one endpoint never hides the others' work. A claim is a lease: it moves the delivery's
 `next_attempt_at` to the end of the lease and tags it with a claim id; a replica that dies
 mid-attempt leaves it due again when the lease ends, and a late writer whose lease another claim
-replaced writes its attempt but not the delivery's state.
+replaced writes its attempt but not the delivery's state. A replica that stops hands back what it
+held but had not started.
 
-Sending: aiohttp, WEBHOOK_TIMEOUT (15 s) for the whole attempt, no redirects, no cookies, the SSRF
-guard at connect time (server/platform/ssrf.py). 2xx delivers. Anything else is retried on the
-schedule below (jittered ±20 %), honouring Retry-After on 429 and 503, ten attempts in all over
-about three days; then the delivery fails. 410 fails it at once and disables the endpoint, as do
+Sending: server/webhooks/sender.py (HTTP/1.1, kept-alive connections per origin, httptools),
+WEBHOOK_TIMEOUT (15 s) for the whole attempt, no redirects, no cookies, the SSRF guard at connect
+time (server/platform/ssrf.py). 2xx delivers. Anything else is retried on the schedule below
+(jittered ±20 %), honouring Retry-After on 429 and 503, ten attempts in all over about three
+days; then the delivery fails. 410 fails it at once and disables the endpoint, as do
 five days of unbroken failures. Results are written in batches (one transaction every ~20 ms):
 the attempt rows, the deliveries' new state and the endpoints' health.
 """
@@ -18,6 +24,7 @@ the attempt rows, the deliveries' new state and the endpoints' health.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import email.utils
 import logging
@@ -28,7 +35,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import asyncpg
 
 from server.events.record import record
@@ -36,38 +42,44 @@ from server.platform import ssrf
 from server.platform.metrics import Metrics
 from server.settings import Settings
 from server.webhooks import signing, store
+from server.webhooks.deliveries import CHANNEL
+from server.webhooks.sender import RESPONSE_SNIPPET, Sender, SendError
 
 log = logging.getLogger("replyhq.workers.webhooks")
 # Seconds before the next attempt after attempt 1, 2, ... 9 failed: ten attempts over ~2.7 days.
 SCHEDULE_S = (5, 60, 600, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 18 * 3600, 24 * 3600)
 MAX_TRIES = len(SCHEDULE_S) + 1
 DISABLE_AFTER = "5 days"  # of unbroken failure
-RESPONSE_SNIPPET = 1024
 MAX_RETRY_AFTER_S = 24 * 3600
+PREFETCH = 2
 
 _CLAIM = """
-WITH candidates AS (  -- from the due index, bounded, before anything is sorted or numbered
-    SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d
-    WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND d.endpoint_id <> ALL($3::uuid[])
-    ORDER BY d.next_attempt_at LIMIT $1 * 4
-), due AS (
-    SELECT id, endpoint_id, row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rn
-    FROM candidates
+WITH RECURSIVE pending_endpoints(ep) AS (  -- the endpoints with pending deliveries: a skip scan of the index
+    (SELECT endpoint_id FROM webhook_deliveries WHERE status = 'pending' ORDER BY endpoint_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT d.endpoint_id FROM webhook_deliveries d
+            WHERE d.status = 'pending' AND d.endpoint_id > p.ep ORDER BY d.endpoint_id LIMIT 1)
+    FROM pending_endpoints p WHERE p.ep IS NOT NULL
 ), room AS (
     SELECT ep, n FROM unnest($4::uuid[], $5::int[]) AS r(ep, n)
-), picked AS (
-    SELECT d.id FROM webhook_deliveries d
-    JOIN due ON due.id = d.id
-    JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled
-    LEFT JOIN room ON room.ep = d.endpoint_id
-    WHERE due.rn <= coalesce(room.n, $2) AND d.status = 'pending' AND d.next_attempt_at <= now()
-    ORDER BY d.next_attempt_at LIMIT $1
-    FOR UPDATE OF d SKIP LOCKED
+), picked AS (  -- each endpoint's oldest due deliveries, up to its free slots
+    SELECT x.id, x.next_attempt_at FROM pending_endpoints p
+    JOIN webhook_endpoints e ON e.id = p.ep AND e.enabled
+    LEFT JOIN room ON room.ep = p.ep
+    CROSS JOIN LATERAL (
+        SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
+        WHERE d.endpoint_id = p.ep AND d.status = 'pending' AND d.next_attempt_at <= now()
+        ORDER BY d.next_attempt_at LIMIT coalesce(room.n, $2)
+        FOR UPDATE SKIP LOCKED
+    ) x
+    WHERE p.ep <> ALL($3::uuid[])
+), chosen AS (
+    SELECT id FROM picked ORDER BY next_attempt_at LIMIT $1
 )
 UPDATE webhook_deliveries d SET claim = $6, claimed_until = now() + $7 * interval '1 second',
        next_attempt_at = now() + $7 * interval '1 second'
-FROM picked, webhook_endpoints e
-WHERE d.id = picked.id AND e.id = d.endpoint_id
+FROM chosen, webhook_endpoints e
+WHERE d.id = chosen.id AND e.id = d.endpoint_id
 RETURNING d.id, d.app_id, d.endpoint_id, d.message_id, d.payload, d.attempts, d.tries, d.claim, d.event_at,
           d.event_id, e.url, e.secret,
           CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END AS previous_secret
@@ -150,9 +162,15 @@ class Result:
 
 
 @dataclass
-class _Inflight:
+class _Held:
+    """The claimed deliveries this replica holds: an attempt under way (`running`) or queued for a
+    slot of its endpoint (`queued`). `total`/`per_endpoint` count both: what the claims may add to."""
+
     total: int = 0
     per_endpoint: dict[uuid.UUID, int] = field(default_factory=dict)
+    running_total: int = 0
+    running: dict[uuid.UUID, int] = field(default_factory=dict)
+    queued: dict[uuid.UUID, collections.deque[Job]] = field(default_factory=dict)
 
 
 class WebhookDispatcher:
@@ -167,21 +185,23 @@ class WebhookDispatcher:
         self.lease_s = 2 * settings.webhook_timeout + 5
         self.concurrency = settings.webhook_concurrency
         self.endpoint_cap = settings.webhook_endpoint_concurrency
+        # Claims hold up to PREFETCH times the caps: as an attempt ends, the next one starts from
+        # what is held, not after a claim's round trip. A queued delivery waits at most one attempt
+        # (every running one ends within the timeout), so its lease (2 x timeout + 5 s) covers it.
+        self.hold_cap = PREFETCH * self.endpoint_cap
+        self.hold_total = PREFETCH * self.concurrency
         self.allow_private = settings.webhooks_allow_private
-        self._inflight = _Inflight()
+        self._held = _Held()
         self._tasks: set[asyncio.Task[None]] = set()
         self._results: list[Result] = []
         self._have_results = asyncio.Event()
         self._slot_free = asyncio.Event()
+        self._due = asyncio.Event()  # set by a notification: deliveries were just created
+        self._listener: Any = None  # the pool connection that LISTENs for them
         self._loops: list[asyncio.Task[None]] = []
-        self.session: aiohttp.ClientSession | None = None
+        self.sender = Sender(allow_private=self.allow_private)
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(resolver=ssrf.GuardedResolver(allow_private=self.allow_private),
-                                         limit=self.concurrency, ttl_dns_cache=30)
-        self.session = aiohttp.ClientSession(connector=connector, trust_env=False,
-                                             cookie_jar=aiohttp.DummyCookieJar(),
-                                             timeout=aiohttp.ClientTimeout(total=self.timeout))
         self._loops = [asyncio.create_task(self._claim_loop(), name="webhook-dispatch"),
                        asyncio.create_task(self._flush_loop(), name="webhook-results")]
 
@@ -190,6 +210,16 @@ class WebhookDispatcher:
         if claim_loop is not None:
             claim_loop.cancel()
             await asyncio.gather(claim_loop, return_exceptions=True)
+        await self._unlisten()
+        queued = [job for q in self._held.queued.values() for job in q]
+        self._held.queued.clear()
+        if queued:  # never started: due again now, not when their lease ends
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pool.execute(
+                    """UPDATE webhook_deliveries d SET claim = NULL, claimed_until = NULL, next_attempt_at = now()
+                       FROM unnest($1::uuid[], $2::uuid[]) AS q(id, claim)
+                       WHERE d.id = q.id AND d.claim = q.claim AND d.status = 'pending'""",
+                    [j.id for j in queued], [j.claim for j in queued]), 3)
         if self._tasks:  # attempts under way get a moment to finish; the rest are retried after their lease
             await asyncio.wait(set(self._tasks), timeout=3)
             for task in self._tasks:
@@ -201,27 +231,61 @@ class WebhookDispatcher:
         if self._results:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._write(self._results), 3)
-        if self.session is not None:
-            await self.session.close()
+        await self.sender.close()
 
     # -- claiming ---------------------------------------------------------------------------------
 
+    async def _listen(self) -> None:
+        """LISTEN for new deliveries on a connection of the pool, held (again, if it was lost)."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        await self._unlisten()
+        conn = await self.pool.acquire()
+        try:
+            await conn.add_listener(CHANNEL, self._notified)
+        except BaseException:
+            await self.pool.release(conn)
+            raise
+        self._listener = conn
+        self._due.set()  # what was created while no one listened
+
+    async def _unlisten(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.remove_listener(CHANNEL, self._notified)
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+
+    def _notified(self, *_: Any) -> None:
+        self._due.set()
+
     async def _claim_loop(self) -> None:
+        swept = 0.0
         while True:
             try:
-                room = self.concurrency - self._inflight.total
+                if time.monotonic() - swept > 1:
+                    swept = time.monotonic()
+                    self.sender.sweep()
+                    try:
+                        await self._listen()
+                    except Exception as exc:  # polling alone still finds everything
+                        log.warning("webhook dispatcher cannot listen: %r", exc)
+                self._due.clear()  # before the claim: what is created from now on wakes the next one
+                room = self.hold_total - self._held.total
                 jobs = await self.claim(room) if room > 0 else []
                 for job in jobs:
                     self._begin(job)
-                saturated = any(n >= self.endpoint_cap for n in self._inflight.per_endpoint.values())
+                saturated = any(n >= self.hold_cap for n in self._held.per_endpoint.values())
                 if room <= 0 or (len(jobs) < room and saturated):
                     # Work may be waiting for a slot: claim again as soon as attempts finish.
                     self._slot_free.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._slot_free.wait(), self.poll_s)
                     await asyncio.sleep(0.002)  # let a few more finish: one claim for them all
-                elif len(jobs) < room:
-                    await asyncio.sleep(self.poll_s)
+                elif len(jobs) < room:  # nothing else due: until the poll, or new deliveries
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._due.wait(), self.poll_s)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Postgres away: leases keep what was claimed safe
@@ -229,19 +293,38 @@ class WebhookDispatcher:
                 await asyncio.sleep(0.5)
 
     async def claim(self, limit: int) -> list[Job]:
-        per = self._inflight.per_endpoint
-        saturated = [ep for ep, n in per.items() if n >= self.endpoint_cap]
-        partial = [(ep, self.endpoint_cap - n) for ep, n in per.items() if 0 < n < self.endpoint_cap]
-        rows = await self.pool.fetch(_CLAIM, limit, self.endpoint_cap, saturated, [p[0] for p in partial],
+        per = self._held.per_endpoint
+        saturated = [ep for ep, n in per.items() if n >= self.hold_cap]
+        partial = [(ep, self.hold_cap - n) for ep, n in per.items() if 0 < n < self.hold_cap]
+        rows = await self.pool.fetch(_CLAIM, limit, self.hold_cap, saturated, [p[0] for p in partial],
                                      [p[1] for p in partial], uuid.uuid4(), self.lease_s)
         return [Job.of(r, is_event=r["event_id"] is not None) for r in rows]
 
     def _begin(self, job: Job) -> None:
-        self._inflight.total += 1
-        self._inflight.per_endpoint[job.endpoint_id] = self._inflight.per_endpoint.get(job.endpoint_id, 0) + 1
+        held = self._held
+        held.total += 1
+        held.per_endpoint[job.endpoint_id] = held.per_endpoint.get(job.endpoint_id, 0) + 1
+        if held.running.get(job.endpoint_id, 0) < self.endpoint_cap and held.running_total < self.concurrency:
+            self._start(job)
+        else:
+            held.queued.setdefault(job.endpoint_id, collections.deque()).append(job)
+
+    def _start(self, job: Job) -> None:
+        held = self._held
+        held.running_total += 1
+        held.running[job.endpoint_id] = held.running.get(job.endpoint_id, 0) + 1
         task = asyncio.create_task(self._run(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _pump(self, endpoint_id: uuid.UUID) -> None:
+        """Start the endpoint's queued deliveries its free slots allow."""
+        held = self._held
+        queue = held.queued.get(endpoint_id)
+        while queue and held.running.get(endpoint_id, 0) < self.endpoint_cap and held.running_total < self.concurrency:
+            self._start(queue.popleft())
+        if queue is not None and not queue:
+            del held.queued[endpoint_id]
 
     async def _run(self, job: Job) -> None:
         try:
@@ -250,42 +333,50 @@ class WebhookDispatcher:
             self._results.append(result)
             self._have_results.set()
         finally:
-            self._inflight.total -= 1
-            left = self._inflight.per_endpoint[job.endpoint_id] - 1
-            if left:
-                self._inflight.per_endpoint[job.endpoint_id] = left
-            else:
-                del self._inflight.per_endpoint[job.endpoint_id]
+            held, ep = self._held, job.endpoint_id
+            was_full = held.running_total >= self.concurrency
+            held.total -= 1
+            held.running_total -= 1
+            for counts in (held.per_endpoint, held.running):
+                left = counts[ep] - 1
+                if left:
+                    counts[ep] = left
+                else:
+                    del counts[ep]
+            self._pump(ep)
+            if was_full:  # the replica's cap, not the endpoint's, held the others back
+                for other in list(held.queued):
+                    self._pump(other)
             self._slot_free.set()
 
     # -- sending ----------------------------------------------------------------------------------
 
     async def send(self, job: Job) -> Result:
-        assert self.session is not None
         started_wall = datetime.now(UTC)
         if job.attempts == 0 and job.is_event and self.metrics is not None:
             self.metrics.webhook_first_attempt_delay.observe(max(0.0, (started_wall - job.event_at).total_seconds()))
         timestamp = int(time.time())
-        headers = signing.headers(job.secrets, job.message_id, timestamp, job.payload)
+        headers = signing.header_lines(job.secrets, job.message_id, timestamp, job.payload)
         started = time.perf_counter()
         status: int | None = None
         error: str | None = None
         text = ""
         retry_after: float | None = None
         try:
-            ssrf.check_literal(job.url, allow_private=self.allow_private)
-            async with self.session.post(job.url, data=job.payload, headers=headers, allow_redirects=False) as resp:
-                status = resp.status
-                text = (await resp.content.read(RESPONSE_SNIPPET)).decode("utf-8", "replace")
-                if status in (429, 503):
-                    retry_after = _retry_after(resp.headers.get("retry-after"))
+            async with asyncio.timeout(self.timeout):
+                status, text, retry_header = await self.sender.post(job.url, headers, job.payload)
+            if status in (429, 503):
+                retry_after = _retry_after(retry_header)
         except ssrf.UrlRefused as exc:
             error = f"refused by the SSRF guard: {exc}"
         except TimeoutError:
             error = f"timed out after {self.timeout:g} s"
-        except aiohttp.ClientConnectorError as exc:
-            error = f"connection failed: {exc.os_error or exc}"
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except SendError as exc:
+            error = str(exc)
+        except OSError as exc:
+            error = f"connection failed: {exc}"
+        except Exception as exc:  # whatever it was, the attempt is recorded and retried
+            log.warning("webhook attempt to %s: %r", job.url, exc)
             error = f"{type(exc).__name__}: {exc}"
         latency_ms = round((time.perf_counter() - started) * 1000)
         result = Result(job, status, _clean(error, 500) if error else None, latency_ms, _clean(text, RESPONSE_SNIPPET),

@@ -5,9 +5,9 @@ Two checks, because a name can resolve differently at save and at send (DNS rebi
 - at save, `check_url` parses the URL and resolves its host: any address that is not globally
   routable (loopback, RFC 1918 private, link-local, carrier-grade NAT, unique-local IPv6,
   cloud metadata such as 169.254.169.254 or fd00:ec2::254, multicast, reserved) is refused;
-- at connect time, `GuardedResolver` (an aiohttp resolver) drops every such address before the
-  connection is made, and `check_literal` refuses a URL whose host is an address literal (aiohttp
-  does not consult the resolver for those).
+- at connect time, `GuardedResolver` (an aiohttp resolver, also used by the webhook sender,
+  server/webhooks/sender.py) drops every such address before the connection is made, and
+  `check_literal` refuses a URL whose host is an address literal (no resolver is asked for those).
 
 `allow_private=True` (settings WEBHOOKS_ALLOW_PRIVATE) turns both off, for receivers on your own
 network and for tests.
@@ -64,7 +64,8 @@ def parse(url: str) -> tuple[str, str, int]:
     return scheme, host, port or (443 if scheme == "https" else 80)
 
 
-def _literal(host: str) -> IPAddress | None:
+def literal(host: str) -> IPAddress | None:
+    """The address when the host is an address literal (brackets allowed), else None."""
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -74,7 +75,7 @@ def _literal(host: str) -> IPAddress | None:
 def check_literal(url: str, *, allow_private: bool) -> None:
     """Connect time, for an address-literal host (the resolver is not asked for those)."""
     _, host, _ = parse(url)
-    ip = _literal(host)
+    ip = literal(host)
     if ip is not None and not allow_private and not is_public(ip):
         raise UrlRefused(f"{ip} is not a public address", "private_address")
 
@@ -83,7 +84,7 @@ async def check_url(url: str, *, allow_private: bool) -> str:
     """Save time: the URL is well formed and every address its host resolves to is public.
     Returns the URL as given."""
     _, host, port = parse(url)
-    ip = _literal(host)
+    ip = literal(host)
     if ip is None and not all(c.isalnum() or c in "-._" for c in host):
         raise UrlRefused("the URL's host is not a valid name", "malformed")
     if allow_private:

@@ -26,13 +26,22 @@ class Body(msgspec.Struct):
 
 _encode = msgspec.json.Encoder().encode
 
-_INSERT = """
-INSERT INTO webhook_deliveries (app_id, endpoint_id, event_id, message_id, event_type, payload, event_at)
-SELECT ep.app_id, ep.id, x.seq, 'evt_' || x.seq, x.type, x.payload, x.at
-FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) AS x(app_id, seq, type, payload, at)
-JOIN webhook_endpoints ep ON ep.app_id = x.app_id AND ep.enabled AND ep.created_at <= x.at
-     AND (ep.event_types IS NULL OR x.type = ANY(ep.event_types))
-ON CONFLICT (event_id, endpoint_id) DO NOTHING
+# The dispatchers LISTEN on this channel: the notification, sent when the transaction commits,
+# wakes them at once instead of at their next poll.
+CHANNEL = "webhook_deliveries"
+
+_INSERT = f"""
+WITH ins AS (
+    INSERT INTO webhook_deliveries (app_id, endpoint_id, event_id, message_id, event_type, payload, event_at)
+    SELECT ep.app_id, ep.id, x.seq, 'evt_' || x.seq, x.type, x.payload, x.at
+    FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])
+        AS x(app_id, seq, type, payload, at)
+    JOIN webhook_endpoints ep ON ep.app_id = x.app_id AND ep.enabled AND ep.created_at <= x.at
+         AND (ep.event_types IS NULL OR x.type = ANY(ep.event_types))
+    ON CONFLICT (event_id, endpoint_id) DO NOTHING
+    RETURNING 1
+)
+SELECT pg_notify('{CHANNEL}', '') FROM (SELECT 1 FROM ins LIMIT 1) AS any_inserted
 """
 
 
