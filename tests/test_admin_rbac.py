@@ -121,10 +121,27 @@ ROUTES: list[Route] = [
     Route("POST", "/admin/api/api-keys", "api_keys.write", {"kind": "secret", "name": "x"}, (
         *NOT_AN_OBJECT, b'{"kind": "root"}', b'{"kind": "secret", "name": "' + b"n" * 201 + b'"}',
         b'{"kind": "secret", "key": "mine"}')),
-    Route("GET", "/admin/api/account", "settings.read"),
-    Route("PATCH", "/admin/api/account", "settings.write", {"name": "Renamed"}, (
-        *NOT_AN_OBJECT, b'{"identity_verification_required": "yes"}', b'{"identity_secret": "mine"}',
-        b'{"name": ""}', _j({"name": "n" * 201}))),
+    Route("GET", "/admin/api/workspace", "settings.read"),
+    Route("PATCH", "/admin/api/workspace", "settings.write", {"name": "Renamed", "timezone": "Europe/Paris"}, (
+        *NOT_AN_OBJECT, b'{"identity_verification": "yes"}', b'{"identity_verification_required": true}',
+        b'{"identity_secret": "mine"}', b'{"name": ""}', _j({"name": "n" * 201}), b'{"timezone": "Mars/Olympus"}',
+        b'{"timezone": "../etc/passwd"}', b'{"timezone": ""}')),
+    Route("POST", "/admin/api/workspace/identity-secret/rotate", "settings.write", {"previous_valid_hours": 0}, (
+        *(b for b in NOT_AN_OBJECT if b), b'{"previous_valid_hours": 169}', b'{"previous_valid_hours": -1}',
+        b'{"identity_secret": "mine"}')),
+    Route("GET", "/admin/api/branding", "settings.read"),
+    Route("PATCH", "/admin/api/branding", "settings.write", {"color": "#12AB34", "greeting": "Hi there"}, (
+        *NOT_AN_OBJECT, b'{"color": "red"}', b'{"color": "#12345"}', b'{"color": "#GG0000"}',
+        b'{"launcher_position": "top"}', _j({"greeting": "g" * 281}), b'{"logo": "not base64!"}',
+        _j({"logo": "PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciLz4="}))),  # an SVG
+    Route("GET", "/admin/api/account", None),
+    Route("PATCH", "/admin/api/account", None, {"name": "Olive O."}, (
+        *NOT_AN_OBJECT, b'{"email": "new@acme.test"}', b'{"role": "owner"}',
+        _j({"name": "n" * 201}), b'{"email": "not-an-email", "current_password": "x"}')),
+    Route("POST", "/admin/api/account/password", None,
+          {"current_password": "correct horse battery", "new_password": "correct horse battery"}, (
+              *NOT_AN_OBJECT, b'{"new_password": "long enough"}',
+              b'{"current_password": "x", "new_password": "short"}')),
     Route("DELETE", "/admin/api/team/{admin_id}", "team.write"),
     Route("DELETE", "/admin/api/api-keys/{key_id}", "api_keys.write"),
 ]
@@ -289,7 +306,8 @@ async def test_a_role_lacking_the_permission_gets_403_and_changes_nothing(server
     assert diff(before, await stored_state(db, redis_url)) == {}
     # and what they may do, they can
     for who in ("viewer", "agent"):
-        for path in ("/admin/api/team", "/admin/api/account", "/admin/api/conversations", "/admin/api/users",
+        for path in ("/admin/api/team", "/admin/api/account", "/admin/api/workspace", "/admin/api/branding",
+                     "/admin/api/conversations", "/admin/api/users",
                      "/admin/api/dashboard/stats", f"/admin/api/conversations/{ids['conversation_id']}"):
             assert call(server, "GET", path, acme[who]["access_token"])[0] == 200, (who, path)
 
