@@ -1,6 +1,11 @@
 """The conversation actor: applies a partition's commands in order, numbering messages with a
 gapless per-conversation `seq` and committing each batch in one transaction (group commit).
 
+Every command on a conversation takes this one path, whoever sends it (SDK REST and socket, agent
+REST and socket, workers): the actor alone creates conversations, answers resends (a client_id
+already stored returns the original, fanned out again), and checks that a resend comes from the
+original's sender.
+
 Replies go out only after the commit; fan-out and domain events follow in seq order.
 """
 
@@ -17,6 +22,7 @@ import asyncpg
 import msgspec
 
 from actors.runtime.state_cache import StateCache
+from server.conversations import store
 from server.conversations.commit import (
     ConversationState,
     DuplicateClientIds,
@@ -31,14 +37,18 @@ from server.conversations.group_commit import GroupCommitter
 from server.conversations.models import (
     Conversation,
     ConversationCommand,
+    CreateCommand,
+    Created,
     Message,
     Receipt,
     ReceiptCommand,
     SendCommand,
+    Sent,
     UpdateCommand,
 )
+from server.conversations.ports import ConversationFanout
 from server.errors import ApiError, Conflict, NotFound, ServiceUnavailable
-from server.realtime.fanout import Fanout
+from server.platform.metrics import Metrics
 
 log = logging.getLogger("replyhq.actors.conversation")
 _encoder = msgspec.json.Encoder()
@@ -51,6 +61,7 @@ class _Result(msgspec.Struct, tag_field="t"):
 
 class MessageResult(_Result, tag="m"):
     value: Message
+    created: bool = True  # a Sent; the default reads a reply of a replica that predates the flag
 
 
 class ReceiptResult(_Result, tag="r"):
@@ -61,7 +72,11 @@ class ConversationResult(_Result, tag="c"):
     value: Conversation
 
 
-_result_decoder = msgspec.json.Decoder(MessageResult | ReceiptResult | ConversationResult)
+class CreatedResult(_Result, tag="n"):
+    value: Created
+
+
+_result_decoder = msgspec.json.Decoder(MessageResult | ReceiptResult | ConversationResult | CreatedResult)
 
 
 class Outcome(msgspec.Struct):
@@ -71,12 +86,14 @@ class Outcome(msgspec.Struct):
     new: bool  # False for a resent message: no second fan-out
     # The conversation as the batch saw it: fan-out needs it after the cache may have evicted it.
     state: ConversationState | None = None
+    # A create: the conversation as it was made, announced (conversation:created) before its message.
+    announce: Conversation | None = None
 
 
 class ConversationHandler:
     kind = "conversation"
 
-    def __init__(self, pool: asyncpg.Pool, fanout: Fanout, metrics: Any, commit_workers: int = 1,
+    def __init__(self, pool: asyncpg.Pool, fanout: ConversationFanout, metrics: Metrics, commit_workers: int = 1,
                  state_cache_size: int = 50_000) -> None:
         self.pool = pool
         self.fanout = fanout
@@ -87,6 +104,15 @@ class ConversationHandler:
         self.states: StateCache[UUID, ConversationState] = StateCache(state_cache_size)
         metrics.conversation_states_cached.set_function(lambda: len(self.states))
         self._pending_effects: dict[int, list[Outcome]] = {}
+
+    # ---- lifecycle (the app's, or a test's) ----------------------------------------------
+    async def start(self) -> None:
+        """Start the group-commit workers: before the actor host hands this handler a batch."""
+        await self.committer.start()
+
+    async def close(self) -> None:
+        """Stop them (they hold pool connections): after the actor host stopped, before the pool closes."""
+        await self.committer.close()
 
     # ---- codec ---------------------------------------------------------------------
     def key(self, command: ConversationCommand) -> str:
@@ -99,14 +125,19 @@ class ConversationHandler:
         return _command_decoder.decode(data)  # type: ignore[no-any-return]
 
     def encode_result(self, result: Any) -> bytes:
-        if isinstance(result, Message):
-            return _encoder.encode(MessageResult(result))
+        if isinstance(result, Sent):
+            return _encoder.encode(MessageResult(result.message, result.created))
         if isinstance(result, Receipt):
             return _encoder.encode(ReceiptResult(result))
+        if isinstance(result, Created):
+            return _encoder.encode(CreatedResult(result))
         return _encoder.encode(ConversationResult(result))
 
     def decode_result(self, data: bytes) -> Any:
-        return _result_decoder.decode(data).value
+        decoded = _result_decoder.decode(data)
+        if isinstance(decoded, MessageResult):
+            return Sent(message=decoded.value, created=decoded.created)
+        return decoded.value
 
     # ---- processing ------------------------------------------------------------------
     async def process(self, partition: int, commands: list[ConversationCommand]) -> list[Any]:
@@ -147,8 +178,11 @@ class ConversationHandler:
         # The batch works on its own copy of the states it needs: while it awaits Postgres, other
         # partitions' batches may evict them from the cache without touching this one.
         known: dict[UUID, ConversationState] = {}
+        # Conversations made first: nobody can name them in a command before their create answers.
+        born = await self._create([(c, i) for c, i in zip(commands, ids, strict=True)
+                                   if isinstance(c, CreateCommand) and i is not None], known)
         missing: list[UUID] = []
-        for i in {i for i in ids if i is not None}:
+        for i in {i for i in ids if i is not None and i not in known}:
             state = self.states.get(i)
             if state is None:
                 missing.append(i)
@@ -156,11 +190,15 @@ class ConversationHandler:
                 known[i] = state
         if missing:
             known.update(await load_states(self.pool, missing))
-        sends = [(c, i) for c, i in zip(commands, ids, strict=True) if isinstance(c, SendCommand)]
+        sends: list[tuple[SendCommand, UUID]] = []  # a resend's original is looked up by (conversation, client_id)
+        for c, cid in zip(commands, ids, strict=True):
+            send = c.first if isinstance(c, CreateCommand) else c
+            if isinstance(send, SendCommand) and cid is not None and cid in known:
+                sends.append((send, cid))
         prior: dict[tuple[UUID, str], Message] = {}
         while True:
             # Optimistic: assume no client_id is a resend; the commit says if one was.
-            outcomes, states, new = self._plan(commands, ids, known, prior)
+            outcomes, states, new = self._plan(commands, ids, known, born, prior)
             base = {i: known[i] for i in {m.conversation_id for m in new}}
             try:
                 await self.committer.commit(new, base)
@@ -169,7 +207,7 @@ class ConversationHandler:
                 if prior:
                     raise
                 async with self.pool.acquire() as conn:
-                    prior = await existing_messages(conn, [(i, c.client_id) for c, i in sends if i in known])
+                    prior = await existing_messages(conn, [(i, c.client_id) for c, i in sends])
         self.states.put_many(states)
         others = [n for n, o in enumerate(outcomes) if o is None]
         if others:  # receipts and conversation changes: rarer, one transaction, in order
@@ -184,10 +222,34 @@ class ConversationHandler:
                             outcomes[n] = Outcome(receipt, True, state)
                         elif isinstance(cmd, UpdateCommand):
                             outcomes[n] = Outcome(await apply_update(conn, state, cmd), True, state)
+        # A conversation created with its first message answers as it stands after that message.
+        grown = [o.result for o in outcomes if o is not None and isinstance(o.result, Created) and o.result.message]
+        if grown:
+            now = await store.by_ids(self.pool, [UUID(c.conversation.id) for c in grown])
+            for created in grown:
+                created.conversation = now.get(UUID(created.conversation.id), created.conversation)
         return [o for o in outcomes if o is not None]
 
+    async def _create(self, creates: list[tuple[CreateCommand, UUID]],
+                      known: dict[UUID, ConversationState]) -> dict[UUID, Conversation]:
+        """Make the conversations the batch creates (each in its own transaction, the creation
+        recorded once even if a create is processed again) and add their states to `known`."""
+        born: dict[UUID, Conversation] = {}
+        if not creates:
+            return born
+        async with self.pool.acquire() as conn:
+            for cmd, i in creates:
+                try:
+                    conv, _ = await store.create(conn, i, UUID(cmd.app_id), UUID(cmd.user_id), cmd.subject)
+                except asyncpg.ForeignKeyViolationError:  # the app or the user is gone: not found below
+                    continue
+                known[i] = ConversationState(i, UUID(conv.app_id), UUID(conv.user_id), conv.last_seq)
+                born[i] = conv
+        return born
+
     def _plan(self, commands: list[ConversationCommand], ids: list[UUID | None],
-              known: dict[UUID, ConversationState], prior: dict[tuple[UUID, str], Message]
+              known: dict[UUID, ConversationState], born: dict[UUID, Conversation],
+              prior: dict[tuple[UUID, str], Message]
               ) -> tuple[list[Outcome | None], dict[UUID, ConversationState], list[NewMessage]]:
         """Number the batch's new messages from each conversation's last_seq (nothing is written)."""
         states = {i: known[i] for i in ids if i is not None and i in known}
@@ -195,38 +257,57 @@ class ConversationHandler:
         new: list[NewMessage] = []
         fresh: dict[tuple[UUID, str], Message] = {}
         now = datetime.now(UTC)
-        created_at = now.isoformat().replace("+00:00", "Z")
+        stamp = (now, now.isoformat().replace("+00:00", "Z"))
         for n, cmd in enumerate(commands):
             cid = ids[n]
             state = states.get(cid) if cid is not None else None
-            if state is None or str(state.app_id) != cmd.app_id:
+            if (state is None or str(state.app_id) != cmd.app_id or (
+                    isinstance(cmd, CreateCommand) and (state.id not in born or str(state.user_id) != cmd.user_id))):
                 outcomes[n] = Outcome(NotFound("conversation not found", code="conversation_not_found"), False)
                 continue
-            if not isinstance(cmd, SendCommand):
-                continue
-            key = (state.id, cmd.client_id)
-            if key in prior or key in fresh:
-                original = prior.get(key) or fresh[key]
-                if (original.sender_kind, original.sender_id) != (cmd.sender_kind, cmd.sender_id):
-                    # client_id is unique per conversation: never hand someone else's message
-                    # (or a private note) back as "your original".
-                    outcomes[n] = Outcome(Conflict("client_id is already used in this conversation",
-                                                   {"path": "$.client_id"}, code="client_id_taken"), False)
-                else:
-                    outcomes[n] = Outcome(original, False, state)
-                continue
-            seq = state.last_seq + 1
-            states[state.id] = ConversationState(state.id, state.app_id, state.user_id, seq)
-            row = NewMessage(uuid.uuid4(), state.app_id, state.id, seq, cmd.client_id, cmd.sender_kind,
-                             UUID(cmd.sender_id) if cmd.sender_id else None, cmd.body,
-                             _encoder.encode(cmd.attachments).decode(), cmd.is_note, now)
-            new.append(row)
-            msg = Message(id=str(row.id), conversation_id=cmd.conversation_id, seq=seq, client_id=cmd.client_id,
-                          sender_kind=cmd.sender_kind, sender_id=cmd.sender_id, body=cmd.body,
-                          attachments=cmd.attachments, created_at=created_at, is_note=cmd.is_note)
-            fresh[key] = msg
-            outcomes[n] = Outcome(msg, True, state)
+            if isinstance(cmd, CreateCommand):
+                made = born[state.id]
+                if cmd.first is None:
+                    outcomes[n] = Outcome(Created(conversation=made), True, state, announce=made)
+                    continue
+                first = self._plan_send(cmd.first, state, states, stamp, prior, fresh, new)
+                if isinstance(first.result, Sent):
+                    first.result = Created(conversation=made, message=first.result.message)
+                first.announce = made
+                outcomes[n] = first
+            elif isinstance(cmd, SendCommand):
+                outcomes[n] = self._plan_send(cmd, state, states, stamp, prior, fresh, new)
         return outcomes, states, new
+
+    @staticmethod
+    def _plan_send(cmd: SendCommand, state: ConversationState, states: dict[UUID, ConversationState],
+                   stamp: tuple[datetime, str], prior: dict[tuple[UUID, str], Message],
+                   fresh: dict[tuple[UUID, str], Message], new: list[NewMessage]) -> Outcome:
+        """One send to `state` (the conversation as the batch has it so far): the original if its
+        client_id is stored (or earlier in the batch), else a new message numbered next (`states`
+        and `new` grow, `fresh` remembers it)."""
+        now, created_at = stamp
+        key = (state.id, cmd.client_id)
+        original = prior.get(key) or fresh.get(key)
+        if original is not None:
+            if (original.sender_kind, original.sender_id, original.is_note) != (cmd.sender_kind, cmd.sender_id,
+                                                                                 cmd.is_note):
+                # client_id is unique per conversation: never hand someone else's message (or a
+                # private note for a reply, or the reverse) back as "your original".
+                return Outcome(Conflict("client_id is already used in this conversation", {"path": "$.client_id"},
+                                        code="client_id_taken"), False)
+            return Outcome(Sent(message=original, created=False), False, state)
+        seq = state.last_seq + 1
+        states[state.id] = ConversationState(state.id, state.app_id, state.user_id, seq)
+        row = NewMessage(uuid.uuid4(), state.app_id, state.id, seq, cmd.client_id, cmd.sender_kind,
+                         UUID(cmd.sender_id) if cmd.sender_id else None, cmd.body,
+                         _encoder.encode(cmd.attachments).decode(), cmd.is_note, now)
+        new.append(row)
+        msg = Message(id=str(row.id), conversation_id=cmd.conversation_id, seq=seq, client_id=cmd.client_id,
+                      sender_kind=cmd.sender_kind, sender_id=cmd.sender_id, body=cmd.body,
+                      attachments=cmd.attachments, created_at=created_at, is_note=cmd.is_note)
+        fresh[key] = msg
+        return Outcome(Sent(message=msg, created=True), True, state)
 
     async def after_process(self, partition: int, results: list[Any]) -> asyncio.Future[None] | None:
         """Fan-out, in the order the batch was applied (domain events were recorded with the commit)."""
@@ -234,12 +315,15 @@ class ConversationHandler:
         for o in outcomes:
             r = o.result
             state = o.state
-            if isinstance(r, Message):
+            if o.announce is not None:  # before its first message, as a device expects
+                await self.fanout.conversation("conversation:created", o.announce)
+            message = r.message if isinstance(r, (Sent, Created)) else None
+            if message is not None:
                 if state is None:
                     continue
                 # A resend fans the original out again: the owner that committed it may have
                 # died before its fan-out, and devices drop what they already hold by seq.
-                await self.fanout.message_new(str(state.app_id), str(state.user_id), r)
+                await self.fanout.message_new(str(state.app_id), str(state.user_id), message)
                 continue
             if not o.new or isinstance(r, ApiError):
                 continue

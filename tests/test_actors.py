@@ -6,8 +6,10 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 
 import asyncpg
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 import socketio
@@ -17,9 +19,19 @@ from actors.runtime.host import ActorHost
 from actors.runtime.leases import PartitionCountMismatch, PartitionLeases
 from actors.runtime.partitions import partition_of
 from actors.runtime.state_cache import StateCache
-from server.conversations.models import ReceiptCommand, SendCommand
+from server.conversations.commit import NewMessage
+from server.conversations.group_commit import GroupCommitter
+from server.conversations.models import (
+    Conversation,
+    CreateCommand,
+    Created,
+    Message,
+    ReceiptCommand,
+    SendCommand,
+    Sent,
+)
 from server.conversations.service import MessagingService
-from server.errors import ServiceUnavailable
+from server.errors import Conflict, NotFound, ServiceUnavailable
 from server.platform.metrics import Metrics
 from server.platform.redis.writer import RedisWriter
 from server.realtime.fanout import Fanout
@@ -47,17 +59,18 @@ async def make_host(db: asyncpg.Pool, redis: aioredis.Redis) -> AsyncIterator[Ca
         writer = RedisWriter(redis, f"{name}-writer")  # one per replica, as the app has
         writers.append(writer)
         handler = ConversationHandler(db, fanout, metrics, state_cache_size=state_cache_size)
+        await handler.start()
         host: ActorHost = ActorHost(redis, handler, replica_id=name,
                                     partitions=PARTITIONS, writer=writer, metrics=metrics,
                                     call_timeout=call_timeout)
         await host.start()
         hosts.append(host)
-        return host, MessagingService(db, host, fanout)
+        return host, MessagingService(db, host)
 
     yield make
     for h in hosts:
         await h.stop()
-        await h.handler.committer.close()  # its workers hold pool connections
+        await h.handler.close()  # its group-commit workers hold pool connections
     for w in writers:
         await w.close()
 
@@ -188,8 +201,6 @@ async def test_receipts_are_high_water_marks(make_host, workspace) -> None:
 async def test_a_command_for_another_apps_conversation_is_not_found(make_host, workspace, other_workspace) -> None:
     _, svc = await make_host("replica-a")
     conv_id, user_id = await _conversation(svc, workspace, "u-4")
-    from server.errors import NotFound
-
     with pytest.raises(NotFound):
         await svc.send(SendCommand(conversation_id=conv_id, app_id=str(other_workspace.app_id),
                                    sender_kind="user", sender_id=user_id, client_id="evil", body="hi"))
@@ -201,11 +212,70 @@ async def test_a_client_id_used_by_another_sender_is_a_conflict_not_their_messag
     note = SendCommand(conversation_id=conv_id, app_id=str(workspace.app_id), sender_kind="admin",
                        sender_id=str(workspace.admin_id), client_id="shared", body="private note", is_note=True)
     await svc.send(note)
-    from server.errors import Conflict
-
     with pytest.raises(Conflict):
         await svc.send(SendCommand(conversation_id=conv_id, app_id=str(workspace.app_id), sender_kind="user",
                                    sender_id=user_id, client_id="shared", body="hi"))
+
+
+async def test_a_resend_is_answered_by_the_actor_as_not_created_and_only_to_its_sender(make_host, workspace,
+                                                                                      db) -> None:
+    _, svc = await make_host("replica-a")
+    conv_id, _ = await _conversation(svc, workspace, "u-6")
+    reply = SendCommand(conversation_id=conv_id, app_id=str(workspace.app_id), sender_kind="admin",
+                        sender_id=str(workspace.admin_id), client_id="agent-1", body="hello")
+    first = await svc.submit(reply)
+    again = await svc.submit(reply)
+    assert (first.created, again.created) == (True, False) and again.message == first.message
+    with pytest.raises(Conflict):  # the same agent's client_id as a note is another message
+        await svc.submit(SendCommand(**{**msgspec.structs.asdict(reply), "is_note": True}))
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", uuid.UUID(conv_id)) == 1
+
+
+async def test_a_create_processed_again_makes_one_conversation_message_and_event(make_host, workspace, db) -> None:
+    host, svc = await make_host("replica-a")
+    user = await svc.identify(workspace.app_id, external_id="u-7", anonymous_id=None)
+    conv_id = str(uuid.uuid4())
+    create = CreateCommand(conversation_id=conv_id, app_id=str(workspace.app_id), user_id=user.id, subject="once",
+                           first=SendCommand(conversation_id=conv_id, app_id=str(workspace.app_id),
+                                             sender_kind="user", sender_id=user.id, client_id="c1", body="hi"))
+    made = await host.call(create)
+    again = await host.call(create)  # what a claimed stream entry does after its owner died
+    assert isinstance(made, Created) and made.message is not None and made.conversation.last_seq == 1
+    assert again.conversation.id == conv_id and again.message == made.message
+    assert await db.fetchval("SELECT count(*) FROM conversations WHERE id = $1", uuid.UUID(conv_id)) == 1
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", uuid.UUID(conv_id)) == 1
+    assert await db.fetchval("SELECT count(*) FROM domain_events WHERE type = 'conversation.created' "
+                             "AND conversation_id = $1", uuid.UUID(conv_id)) == 1
+    other = await svc.identify(workspace.app_id, external_id="u-8", anonymous_id=None)
+    with pytest.raises(NotFound):  # the id is taken: never someone else's conversation
+        await host.call(CreateCommand(conversation_id=conv_id, app_id=str(workspace.app_id), user_id=other.id))
+
+
+def test_every_result_crosses_replicas_unchanged() -> None:
+    handler = ConversationHandler(None, None, Metrics())  # type: ignore[arg-type]
+    conv = msgspec.json.decode(b'''{"id": "c", "app_id": "a", "user_id": "u", "status": "open", "assignee_id": null,
+        "tags": [], "subject": null, "last_seq": 1, "last_message_at": null, "last_message_preview": null,
+        "user_unread": 0, "admin_unread": 1, "snoozed_until": null, "created_at": "t", "updated_at": "t"}''',
+                               type=Conversation)
+    msg = Message(id="m", conversation_id="c", seq=1, client_id="x", sender_kind="user", sender_id="u", body="b",
+                  attachments=[], created_at="t")
+    for result in (Sent(message=msg, created=False), Sent(message=msg, created=True),
+                   Created(conversation=conv, message=msg), Created(conversation=conv), conv):
+        assert handler.decode_result(handler.encode_result(result)) == result
+
+
+async def test_the_group_committer_starts_its_workers_in_start_not_in_its_constructor(db) -> None:
+    before = asyncio.all_tasks()
+    committer = GroupCommitter(db, Metrics(), workers=2)
+    assert asyncio.all_tasks() == before
+    row = NewMessage(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), 1, "c", "user", None, "b", "[]", False,
+                     datetime.now(UTC))
+    with pytest.raises(RuntimeError):  # nothing would ever commit it
+        await committer.commit([row], {})
+    await committer.start()
+    assert len(asyncio.all_tasks() - before) == 2
+    await committer.close()
+    assert asyncio.all_tasks() == before
 
 
 # ---- the conversation state cache: bounded, and what it forgets is read again correctly --------

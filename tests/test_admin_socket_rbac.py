@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from server.auth.rbac import AdminPrincipal
 from server.auth.tokens import issue_access_token
 from server.realtime.admin_ns import AdminNamespace
 from tests.admin_helpers import call
@@ -101,6 +102,20 @@ def test_the_matrix_lists_every_admin_event_with_its_permission() -> None:
     assert set(handlers) == set(EVENTS), "add new /admin events to EVENTS in tests/test_admin_socket_rbac.py"
     for event, (permission, _) in EVENTS.items():
         assert handlers[event].__permission__ == permission, event
+
+
+async def test_an_event_reads_the_sockets_admin_once_and_its_handler_gets_that_principal(monkeypatch) -> None:
+    principal = AdminPrincipal(uuid.uuid4(), uuid.uuid4(), "viewer", 10, frozenset({"conversations.read"}))
+    reads: list[str] = []
+
+    async def current_admin(self: AdminNamespace, sid: str) -> AdminPrincipal:
+        reads.append(sid)
+        return principal
+
+    monkeypatch.setattr(AdminNamespace, "current_admin", current_admin)
+    ack = await AdminNamespace(object()).trigger_event("me", "sid-1", None)
+    assert ack["ok"] and ack["admin_id"] == str(principal.admin_id) and ack["role"] == "viewer"
+    assert reads == ["sid-1"]  # @requires' read, and no second one in the handler
 
 
 async def test_handshakes_without_a_valid_admin_token_are_refused_with_an_error_body(

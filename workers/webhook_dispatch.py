@@ -33,6 +33,7 @@ import asyncpg
 
 from server.events.record import record
 from server.platform import ssrf
+from server.platform.metrics import Metrics
 from server.settings import Settings
 from server.webhooks import signing, store
 
@@ -155,7 +156,7 @@ class _Inflight:
 
 
 class WebhookDispatcher:
-    def __init__(self, pool: asyncpg.Pool, settings: Settings, *, metrics: Any = None, poll_s: float = 0.1,
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, *, metrics: Metrics | None = None, poll_s: float = 0.1,
                  flush_s: float = 0.02) -> None:
         self.pool = pool
         self.settings = settings

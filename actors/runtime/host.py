@@ -26,6 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 from actors.runtime.leases import PartitionLeases
 from actors.runtime.partitions import partition_of, stream_key
 from server.errors import ApiError, ServiceUnavailable
+from server.platform.metrics import Metrics
 from server.platform.redis.pubsub import subscriber
 from server.platform.redis.writer import RedisWriter
 
@@ -107,7 +108,7 @@ class ActorHost(Generic[C]):
     order = 1  # in a shared pipeline: after the fan-out its batches queued (see RedisWriter)
 
     def __init__(self, redis: aioredis.Redis, handler: Handler[C], *, replica_id: str, partitions: int,
-                 writer: RedisWriter, metrics: Any, call_timeout: float = 10.0, lease_ttl_ms: int = 2000) -> None:
+                 writer: RedisWriter, metrics: Metrics, call_timeout: float = 10.0, lease_ttl_ms: int = 2000) -> None:
         self.redis = redis
         self.handler = handler
         self.kind = handler.kind

@@ -1,8 +1,9 @@
 """The one way admin REST routes and /admin socket events check a permission: @requires(...).
 
 REST:    @bp.get("/admin/api/team") + @requires("team.read") -> request.ctx.admin is the caller.
-Socket:  @requires("conversations.read") on an AdminNamespace handler (self, sid, ...): the
-         namespace re-checks the socket's admin against the database before the handler runs.
+Socket:  @requires("conversations.read") on an AdminNamespace handler (self, sid, data, *, admin): the
+         namespace re-checks the socket's admin against the database before the handler runs, and
+         the handler receives that principal as `admin` (one read per event).
 """
 
 from __future__ import annotations
@@ -96,11 +97,14 @@ def requires(permission: Permission | None = None) -> Callable[[Handler[R]], Han
             if isinstance(first, Request):
                 principal = await authenticate_request(first)
                 first.ctx.admin = principal
-            else:  # a namespace method: (self, sid, *payload)
-                principal = await first.current_admin(args[1])
+                if permission is not None:
+                    principal.require(permission)
+                return await handler(*args, **kwargs)
+            # a namespace method (self, sid, *payload): the handler gets the principal just read
+            principal = await first.current_admin(args[1])
             if permission is not None:
                 principal.require(permission)
-            return await handler(*args, **kwargs)
+            return await handler(*args, admin=principal, **kwargs)
 
         checked.__permission__ = permission  # type: ignore[attr-defined]
         return checked

@@ -10,10 +10,9 @@ from uuid import UUID
 from server.auth.rbac import AdminPrincipal
 from server.context import AppContext
 from server.conversations import inbox_queries as inbox_sql
-from server.conversations import store as conversations
-from server.conversations.models import Conversation, Message, Receipt, ReceiptCommand, SendCommand, UpdateCommand
+from server.conversations.models import Conversation, Message, Receipt, SendCommand, UpdateCommand
 from server.conversations.requests import check_body_size
-from server.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from server.errors import Forbidden, NotFound, ValidationFailed
 
 
 def _admin_id(p: AdminPrincipal) -> str | None:
@@ -28,18 +27,16 @@ async def conversation(ctx: AppContext, p: AdminPrincipal, conversation_id: str)
 
 async def reply(ctx: AppContext, p: AdminPrincipal, conversation_id: str, *, client_id: str, body: str,
                 is_note: bool) -> tuple[Message, bool]:
-    """Send as the agent; returns (message, created). A resend with the same client_id returns the
-    original (created=False) — but only if it is this agent's message of the same kind."""
+    """Send as the agent; returns (message, created). The actor answers a resend with the same
+    client_id with the original (created=False) — but only if it is this agent's message of the
+    same kind (reply or note); otherwise a 409."""
     conv = await conversation(ctx, p, conversation_id)
     check_body_size(body, ctx.settings.max_message_bytes)
-    prior = await conversations.message_by_client_id(ctx.pool, UUID(conv.id), client_id)
-    message: Message = prior or await ctx.messaging.send(SendCommand(
+    sent = await ctx.messaging.submit(SendCommand(
         conversation_id=conv.id, app_id=str(p.app_id), sender_kind="admin", sender_id=_admin_id(p),
         client_id=client_id, body=body, is_note=is_note))
-    if message.sender_kind != "admin" or message.sender_id != _admin_id(p) or message.is_note != is_note:
-        raise Conflict("client_id is already used in this conversation", {"path": "$.client_id"},
-                       code="client_id_taken")
-    return message, prior is None
+    message: Message = sent.message
+    return message, sent.created
 
 
 async def assign(ctx: AppContext, p: AdminPrincipal, conversation_id: str, assignee_id: str | None) -> Conversation:
@@ -98,9 +95,7 @@ async def read(ctx: AppContext, p: AdminPrincipal, conversation_id: str, seq: in
     if p.admin_id is None:
         raise Forbidden("a legacy API-key session has no agent to record a read for", code="no_admin")
     conv = await conversation(ctx, p, conversation_id)
-    receipt: Receipt = await ctx.messaging.receipt(ReceiptCommand(
-        conversation_id=conv.id, app_id=str(p.app_id), participant_kind="admin",
-        participant_id=str(p.admin_id), read_seq=seq))
+    receipt: Receipt = await ctx.messaging.mark(p.app_id, conv.id, "admin", str(p.admin_id), "read", seq)
     return receipt
 
 

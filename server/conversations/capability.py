@@ -22,11 +22,12 @@ def setup(app: Sanic, ctx: AppContext) -> None:
                                       commit_workers=settings.commit_workers,
                                       state_cache_size=settings.conversation_state_cache_size)
         ctx.conversation_handler = handler
+        await handler.start()
         ctx.conversation_actors = ActorHost(ctx.redis, handler, replica_id=settings.replica_id,
                                             partitions=settings.actor_partitions, writer=ctx.redis_writer,
                                             metrics=ctx.metrics)
         await ctx.conversation_actors.start()
-        ctx.messaging = MessagingService(ctx.pool, ctx.conversation_actors, ctx.fanout)
+        ctx.messaging = MessagingService(ctx.pool, ctx.conversation_actors)
         ctx.snoozes = SnoozeWorker(ctx.pool, ctx.redis, ctx.messaging,
                                    replica_id=settings.replica_id, interval_s=settings.snooze_check_interval)
         await ctx.snoozes.start()
@@ -38,6 +39,6 @@ def setup(app: Sanic, ctx: AppContext) -> None:
             await ctx.conversation_actors.stop()
         if getattr(ctx, "conversation_handler", None) is not None:
             # Its group-commit workers hold pool connections: pool.close() would wait for them forever.
-            await ctx.conversation_handler.committer.close()
+            await ctx.conversation_handler.close()
 
     ctx.lifecycle.add("conversations", start, stop)

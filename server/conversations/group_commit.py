@@ -3,6 +3,9 @@ planned while the previous commit was in flight go to Postgres together, in one 
 
 Fewer, larger transactions is what lets one replica sustain thousands of messages a second;
 a batch that fails (a resend, a moved fence) is retried alone so it cannot fail its neighbours.
+
+Its owner (the conversation actor's handler) starts the workers with start() and stops them with
+close(): they hold pool connections, so they must stop before the pool closes.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class _Submission:
 class GroupCommitter:
     def __init__(self, pool: asyncpg.Pool, metrics: object, workers: int = 2, idle_release_s: float = 0.05) -> None:
         self.pool = pool
+        self.workers = workers
         self.idle_release_s = idle_release_s
         self.metrics = metrics
         self._pending: list[_Submission] = []
@@ -40,12 +44,19 @@ class GroupCommitter:
         self._hot: list[asyncio.Future[bool]] = []
         self._cold: list[asyncio.Future[bool]] = []
         self._called = False  # a worker is woken for what is pending and has not taken it yet
-        self._tasks = [asyncio.create_task(self._run(), name=f"group-commit-{i}") for i in range(workers)]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start the commit workers (once)."""
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._run(), name=f"group-commit-{i}") for i in range(self.workers)]
 
     async def commit(self, new: list[NewMessage], base: dict[UUID, ConversationState]) -> None:
         """Returns once `new` is committed; raises what a commit of `new` alone would raise."""
         if not new:
             return
+        if not self._tasks:
+            raise RuntimeError("the group committer is not started (or closed): nothing would commit this")
         sub = _Submission(new, base)
         self._pending.append(sub)
         if not self._called:
@@ -53,9 +64,11 @@ class GroupCommitter:
         await sub.done
 
     async def close(self) -> None:
-        for task in self._tasks:
+        """Stop the workers; they give their pool connections back."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _call_worker(self) -> None:
         for idle in (self._hot, self._cold):

@@ -148,4 +148,34 @@ class UpdateCommand(msgspec.Struct, tag="update", kw_only=True):
     remove_tags: list[str] = []
 
 
-ConversationCommand = SendCommand | ReceiptCommand | UpdateCommand
+class CreateCommand(msgspec.Struct, tag="create", kw_only=True):
+    """A new conversation of `user_id`, optionally with its first message (sent by that user).
+    The caller picks the id: it is the actor's key, so the create lands on the partition that will
+    own the conversation, and a create processed twice (a claimed entry) makes it only once."""
+
+    conversation_id: str
+    app_id: str
+    user_id: str
+    subject: str | None = None
+    first: SendCommand | None = None
+
+
+ConversationCommand = SendCommand | ReceiptCommand | UpdateCommand | CreateCommand
+ReceiptKind = Literal["delivered", "read"]
+
+
+# ---- actor results ---------------------------------------------------------------
+
+class Sent(msgspec.Struct, kw_only=True):
+    """What a SendCommand answers: the stored message, and whether this command stored it
+    (False: a resend, answered with the original)."""
+
+    message: Message
+    created: bool
+
+
+class Created(msgspec.Struct, kw_only=True):
+    """What a CreateCommand answers: the conversation (after its first message, if any)."""
+
+    conversation: Conversation
+    message: Message | None = None

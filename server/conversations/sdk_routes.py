@@ -14,9 +14,9 @@ from sanic.response import HTTPResponse, json
 
 from server.context import context_of
 from server.conversations import store as conversations
-from server.conversations.models import Conversation, Message, Receipt, ReceiptCommand
+from server.conversations.models import Conversation, Message, Receipt, ReceiptKind
 from server.conversations.requests import CreateConversationBody, NewMessageBody, ReceiptBody, check_body_size
-from server.conversations.sdk_messages import own_message, send_as_user
+from server.conversations.sdk_messages import send_as_user
 from server.conversations.sdk_schemas import CreatedConversation, MessagePage, SdkConversationPage
 from server.http.openapi import Operation, document
 from server.http.pagination import Cursor
@@ -124,24 +124,19 @@ async def send(request: Request, conversation_id: str) -> HTTPResponse:
     body = decode_body(request, NewMessageBody)
     service = context_of(request).messaging
     conv = await service.conversation_for_user(caller.app_id, UUID(user.id), conversation_id)
-    # A resend answers 200 with the original without going through the actor again.
-    prior = await conversations.message_by_client_id(context_of(request).pool, UUID(conv.id), body.client_id)
-    if prior is not None:
-        return json(msgspec.to_builtins(own_message(prior, user.id)), status=SEND.also[0])
-    message = await send_as_user(service, caller.app_id, user.id, conv.id, client_id=body.client_id,
-                                 body=body.body, attachments=body.attachments,
-                                 max_bytes=context_of(request).settings.max_message_bytes)
-    return json(msgspec.to_builtins(message), status=SEND.status)
+    # The actor answers a resend with the original (200), fanned out again like any resend.
+    sent = await send_as_user(service, caller.app_id, user.id, conv.id, client_id=body.client_id,
+                              body=body.body, attachments=body.attachments,
+                              max_bytes=context_of(request).settings.max_message_bytes)
+    return json(msgspec.to_builtins(sent.message), status=SEND.status if sent.created else SEND.also[0])
 
 
-async def _receipt(request: Request, conversation_id: str, kind: str) -> HTTPResponse:
+async def _receipt(request: Request, conversation_id: str, kind: ReceiptKind) -> HTTPResponse:
     caller, user = await sdk_user(request)
     body = decode_body(request, ReceiptBody)
     service = context_of(request).messaging
     conv = await service.conversation_for_user(caller.app_id, UUID(user.id), conversation_id)
-    command = ReceiptCommand(conversation_id=conv.id, app_id=str(caller.app_id), participant_kind="user",
-                             participant_id=user.id, **{f"{kind}_seq": body.seq})
-    receipt = await service.receipt(command)
+    receipt = await service.mark(caller.app_id, conv.id, "user", user.id, kind, body.seq)
     return json(msgspec.to_builtins(receipt))
 
 

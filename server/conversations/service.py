@@ -1,10 +1,12 @@
-"""What the edges (REST /v1, /client and /admin sockets) call. Every write of a message,
-receipt or conversation change goes through the conversation actor: one path, no second way."""
+"""What the edges (REST /v1, /client and /admin sockets) and workers call. Every write of a
+message, receipt or conversation change, and every creation of a conversation, goes through the
+conversation actor (actors/conversation.py): one path, no second way."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
@@ -13,30 +15,27 @@ from server.conversations import store as conversations
 from server.conversations.models import (
     Attachment,
     Conversation,
+    CreateCommand,
+    Created,
     EndUser,
     Message,
     Receipt,
     ReceiptCommand,
+    ReceiptKind,
     SendCommand,
+    Sent,
     UpdateCommand,
 )
+from server.conversations.ports import CommandRouter
 from server.conversations.sync import SyncPage, changes_since
 from server.errors import NotFound
-from server.realtime.fanout import Fanout
 from server.users import store as users
 
 
-class CommandRouter(Protocol):
-    """The actor host: runs a command on the conversation's owner, returns its result."""
-
-    async def call(self, command: SendCommand | ReceiptCommand | UpdateCommand) -> Any: ...
-
-
 class MessagingService:
-    def __init__(self, pool: asyncpg.Pool, router: CommandRouter, fanout: Fanout) -> None:
+    def __init__(self, pool: asyncpg.Pool, router: CommandRouter) -> None:
         self.pool = pool
         self.router = router
-        self.fanout = fanout
 
     # ---- users -------------------------------------------------------------------
     async def identify(self, app_id: UUID, *, external_id: str | None, anonymous_id: str | None,
@@ -48,23 +47,20 @@ class MessagingService:
 
     # ---- conversations -------------------------------------------------------------
     async def create_conversation(self, app_id: UUID, user_id: UUID, *, subject: str | None = None,
-                                  first_message: tuple[str, str, Sequence[Attachment]] | None = None,
-                                  sender_kind: str = "user", sender_id: str | None = None
+                                  first_message: tuple[str, str, Sequence[Attachment]] | None = None
                                   ) -> tuple[Conversation, Message | None]:
-        """Create a conversation, then (optionally) send its first message through the actor."""
-        async with self.pool.acquire() as conn:
-            conv = await conversations.create(conn, app_id, user_id, subject)
-        await self.fanout.conversation("conversation:created", conv)
-        await self.fanout.flush()
-        message = None
+        """A new conversation of the user, with (optionally) its first message (client_id, body,
+        attachments) from the user: one actor command, on the partition that will own it."""
+        conversation_id = str(uuid.uuid4())
+        first = None
         if first_message is not None:
             client_id, body, attachments = first_message
-            message = await self.send(SendCommand(
-                conversation_id=conv.id, app_id=str(app_id), sender_kind=sender_kind,  # type: ignore[arg-type]
-                sender_id=sender_id if sender_kind != "user" else str(user_id),
-                client_id=client_id, body=body, attachments=list(attachments)))
-            conv = await conversations.get(self.pool, app_id, UUID(conv.id)) or conv
-        return conv, message
+            first = SendCommand(conversation_id=conversation_id, app_id=str(app_id), sender_kind="user",
+                                sender_id=str(user_id), client_id=client_id, body=body,
+                                attachments=list(attachments))
+        created: Created = await self.router.call(CreateCommand(
+            conversation_id=conversation_id, app_id=str(app_id), user_id=str(user_id), subject=subject, first=first))
+        return created.conversation, created.message
 
     async def conversation_for_user(self, app_id: UUID, user_id: UUID, conversation_id: str) -> Conversation:
         """The user's own conversation, or 404 (another user's or app's id looks like no id at all)."""
@@ -80,9 +76,23 @@ class MessagingService:
         return conv
 
     # ---- commands through the actor -------------------------------------------------
-    async def send(self, command: SendCommand) -> Message:
-        result: Message = await self.router.call(command)
+    async def submit(self, command: SendCommand) -> Sent:
+        """Send a message. A resend (a client_id the conversation already holds, from the same
+        sender) answers the original with created=False; another sender's client_id is a 409."""
+        result: Sent = await self.router.call(command)
         return result
+
+    async def send(self, command: SendCommand) -> Message:
+        """submit(), when whether it was a resend does not matter."""
+        return (await self.submit(command)).message
+
+    async def mark(self, app_id: UUID, conversation_id: str, participant_kind: Literal["user", "admin"],
+                   participant_id: str, kind: ReceiptKind, seq: int) -> Receipt:
+        """Raise a participant's delivered or read high-water mark to `seq` (read implies delivered)."""
+        return await self.receipt(ReceiptCommand(
+            conversation_id=conversation_id, app_id=str(app_id), participant_kind=participant_kind,
+            participant_id=participant_id, delivered_seq=seq if kind == "delivered" else None,
+            read_seq=seq if kind == "read" else None))
 
     async def receipt(self, command: ReceiptCommand) -> Receipt:
         result: Receipt = await self.router.call(command)

@@ -1,5 +1,5 @@
-"""SQL of conversations, messages and receipts: creation and reads (writes of messages go
-through the conversation actor, see server/conversations/commit.py)."""
+"""SQL of conversations, messages and receipts: creation and reads (every write, creation included,
+is the conversation actor's: see actors/conversation.py and server/conversations/commit.py)."""
 
 from __future__ import annotations
 
@@ -16,21 +16,34 @@ from server.http.pagination import Cursor
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
-async def create(conn: asyncpg.Connection, app_id: UUID, user_id: UUID, subject: str | None) -> Conversation:
+async def create(conn: asyncpg.Connection, conversation_id: UUID, app_id: UUID, user_id: UUID,
+                 subject: str | None) -> tuple[Conversation, bool]:
+    """The conversation `conversation_id`, made now unless it exists (a create processed again after
+    its actor's replica died); and whether this call made it (only then is its creation recorded).
+    The row is returned as it stands, whoever it belongs to: the caller compares app and user."""
     async with conn.transaction():
         row = await conn.fetchrow(
-            "INSERT INTO conversations (app_id, user_id, subject) VALUES ($1, $2, $3) RETURNING *",
-            app_id, user_id, subject)
+            """INSERT INTO conversations (id, app_id, user_id, subject) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (id) DO NOTHING RETURNING *""", conversation_id, app_id, user_id, subject)
+        if row is None:
+            row = await conn.fetchrow("SELECT * FROM conversations WHERE id = $1", conversation_id)
+            assert row is not None  # conversations are only deleted with their app or user
+            return rows.conversation(row), False
         await record_user_changes(conn, [(user_id, "conversation", row["id"], None)])
         conv = rows.conversation(row)
         await record(conn, "conversation.created", app_id, {"conversation": conv}, conversation_id=row["id"],
                      user_id=user_id)
-    return conv
+    return conv, True
 
 
 async def get(conn: Conn, app_id: UUID, conversation_id: UUID) -> Conversation | None:
     row = await conn.fetchrow("SELECT * FROM conversations WHERE id = $1 AND app_id = $2", conversation_id, app_id)
     return rows.conversation(row) if row else None
+
+
+async def by_ids(conn: Conn, ids: list[UUID]) -> dict[UUID, Conversation]:
+    found = await conn.fetch("SELECT * FROM conversations WHERE id = ANY($1::uuid[])", ids)
+    return {r["id"]: rows.conversation(r) for r in found}
 
 
 async def get_for_user(conn: Conn, app_id: UUID, user_id: UUID, conversation_id: UUID) -> Conversation | None:
@@ -103,10 +116,3 @@ async def record_user_changes(conn: asyncpg.Connection,
         """INSERT INTO user_changes (user_id, change_seq, kind, conversation_id, message_seq)
            SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::uuid[], $5::int[])""",
         user_ids, seqs, kinds, convs, mseqs)
-
-
-async def message_by_client_id(conn: Conn, conversation_id: UUID, client_id: str) -> Message | None:
-    """A message already stored under this client id (a resend returns it)."""
-    row = await conn.fetchrow("SELECT * FROM messages WHERE conversation_id = $1 AND client_id = $2",
-                              conversation_id, client_id)
-    return rows.message(row) if row else None

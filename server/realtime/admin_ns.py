@@ -3,10 +3,11 @@
 Event handlers declare their permission with server.auth.rbac.requires, exactly like REST routes:
 
     @requires("conversations.read")
-    async def on_conversation_join(self, sid, data): ...
+    async def on_conversation_join(self, sid, data, *, admin): ...
 
-Each checked event re-reads the admin (a primary-key lookup), so a removed, disabled or demoted
-admin loses access on the very next event, not when the token expires. Broadcasts need no event
+Each checked event re-reads the admin once (a primary-key lookup) and hands the handler that
+principal as `admin`, so a removed, disabled or demoted admin loses access on the very next event,
+not when the token expires. Broadcasts need no event
 from the socket, so `recheck` re-reads every socket's admin every ADMIN_SOCKET_RECHECK_INTERVAL
 seconds and ends the sockets of signed-out sessions, removed or disabled admins and revoked keys.
 """
@@ -90,10 +91,10 @@ class AdminNamespace(EventNamespace):
         self.ctx.metrics.socket_connections.labels("/admin").inc()
 
     @requires()
-    async def on_me(self, sid: str, data: Any = None) -> dict[str, Any]:
+    async def on_me(self, sid: str, data: Any = None, *, admin: AdminPrincipal) -> dict[str, Any]:
         """Who this socket is, as of now: lets the dashboard check its socket session."""
         convert({} if data is None else data, NoPayload)
-        p = await self.current_admin(sid)
+        p = admin
         return {"ok": True, "admin_id": str(p.admin_id) if p.admin_id else None, "app_id": str(p.app_id),
                 "role": p.role, "permissions": sorted(p.permissions)}
 
@@ -126,66 +127,62 @@ class AdminNamespace(EventNamespace):
             await self.recheck()
 
     # ---- inbox events (payload contract: a plain conversation id string or {"conversation_id": ...}) ----
-    async def _conversation(self, sid: str, data: Any) -> tuple[AdminPrincipal, Any]:
+    async def _conversation(self, admin: AdminPrincipal, data: Any) -> Any:
         """The conversation a payload names, checked against the socket's app (another app's id: 404)."""
         if isinstance(data, str):
             data = {"conversation_id": data}
         if data is None:
             raise ValidationFailed("send a conversation id or {conversation_id}", {"path": "$"})
         ref = convert(data, ConversationRef)
-        p = await self.current_admin(sid)
-        return p, await agent.conversation(self.ctx, p, ref.conversation_id)
+        return await agent.conversation(self.ctx, admin, ref.conversation_id)
 
     @requires("conversations.read")
-    async def on_conversation_join(self, sid: str, data: Any = None) -> dict[str, Any]:
+    async def on_conversation_join(self, sid: str, data: Any = None, *, admin: AdminPrincipal) -> dict[str, Any]:
         """Watch one conversation: the socket enters its room `conversation:{id}`."""
-        _, conv = await self._conversation(sid, data)
+        conv = await self._conversation(admin, data)
         await self.enter_room(sid, conversation_room(conv.id))
         return {"ok": True, "conversation": _to_builtins(conv)}
 
     @requires("conversations.read")
-    async def on_conversation_leave(self, sid: str, data: Any = None) -> dict[str, Any]:
-        _, conv = await self._conversation(sid, data)
+    async def on_conversation_leave(self, sid: str, data: Any = None, *, admin: AdminPrincipal) -> dict[str, Any]:
+        conv = await self._conversation(admin, data)
         await self.leave_room(sid, conversation_room(conv.id))
         return {"ok": True, "conversation_id": conv.id}
 
-    async def _typing(self, sid: str, data: Any, typing: bool) -> dict[str, Any]:
-        p, conv = await self._conversation(sid, data)
+    async def _typing(self, sid: str, data: Any, typing: bool, p: AdminPrincipal) -> dict[str, Any]:
+        conv = await self._conversation(p, data)
         who = {"sender_kind": "admin", "sender_id": str(p.admin_id) if p.admin_id else None, "name": p.name or None}
         # To the SDK user's devices and to every other agent of the app (not back to this socket).
         await self.ctx.fanout.typing(str(p.app_id), conv.user_id, conv.id, who, typing, skip_sid=sid)
         return {"ok": True}
 
     @requires("conversations.reply")
-    async def on_typing_start(self, sid: str, data: Any = None) -> dict[str, Any]:
-        return await self._typing(sid, data, True)
+    async def on_typing_start(self, sid: str, data: Any = None, *, admin: AdminPrincipal) -> dict[str, Any]:
+        return await self._typing(sid, data, True, admin)
 
     @requires("conversations.reply")
-    async def on_typing_stop(self, sid: str, data: Any = None) -> dict[str, Any]:
-        return await self._typing(sid, data, False)
+    async def on_typing_stop(self, sid: str, data: Any = None, *, admin: AdminPrincipal) -> dict[str, Any]:
+        return await self._typing(sid, data, False, admin)
 
     @requires("users.read")
-    async def on_sessions_list(self, sid: str, data: Any = None) -> dict[str, Any]:
+    async def on_sessions_list(self, sid: str, data: Any = None, *, admin: AdminPrincipal) -> dict[str, Any]:
         """Live SDK sessions of this app on every replica."""
         convert({} if data is None else data, NoPayload)
-        p = await self.current_admin(sid)
-        found = await self.ctx.online.of_app(p.app_id)
+        found = await self.ctx.online.of_app(admin.app_id)
         return {"ok": True, "sessions": [_to_builtins(s) for s in found]}
 
     @requires("conversations.reply")
-    async def on_message_send(self, sid: str, data: Any = None) -> dict[str, Any]:
+    async def on_message_send(self, sid: str, data: Any = None, *, admin: AdminPrincipal) -> dict[str, Any]:
         """An agent reply (or note, with is_note) over the socket: the same path as the REST reply."""
         payload = convert(data, SocketSend)
-        p = await self.current_admin(sid)
-        message, created = await agent.reply(self.ctx, p, payload.conversation_id, client_id=payload.client_id,
+        message, created = await agent.reply(self.ctx, admin, payload.conversation_id, client_id=payload.client_id,
                                              body=payload.body, is_note=payload.is_note)
         return {"ok": True, "message": _to_builtins(message), "created": created}
 
     @requires("conversations.reply")
-    async def on_message_read(self, sid: str, data: Any = None) -> dict[str, Any]:
+    async def on_message_read(self, sid: str, data: Any = None, *, admin: AdminPrincipal) -> dict[str, Any]:
         payload = convert(data, SocketRead)
-        p = await self.current_admin(sid)
-        receipt = await agent.read(self.ctx, p, payload.conversation_id, payload.seq)
+        receipt = await agent.read(self.ctx, admin, payload.conversation_id, payload.seq)
         return {"ok": True, "receipt": _to_builtins(receipt)}
 
 

@@ -18,7 +18,7 @@ from uuid import UUID
 import msgspec
 
 from server.context import AppContext
-from server.conversations.models import ReceiptCommand
+from server.conversations.models import ReceiptKind
 from server.conversations.requests import (
     ClientAuth,
     CreateConversationBody,
@@ -124,10 +124,10 @@ class ClientNamespace(EventNamespace):
         client = self._client(sid)
         p = convert(data, SendPayload)
         await self._own(client, p.conversation_id)
-        message = await send_as_user(self.ctx.messaging, client.app_id, client.user_id, p.conversation_id,
-                                     client_id=p.client_id, body=p.body, attachments=p.attachments,
-                                     max_bytes=self.ctx.settings.max_message_bytes)
-        return {"ok": True, "message": _to_builtins(message)}
+        sent = await send_as_user(self.ctx.messaging, client.app_id, client.user_id, p.conversation_id,
+                                  client_id=p.client_id, body=p.body, attachments=p.attachments,
+                                  max_bytes=self.ctx.settings.max_message_bytes)
+        return {"ok": True, "message": _to_builtins(sent.message)}
 
     async def on_conversation_create(self, sid: str, data: Any = None) -> dict[str, Any]:
         client = self._client(sid)
@@ -142,13 +142,12 @@ class ClientNamespace(EventNamespace):
         return {"ok": True, "conversation": _to_builtins(conv),
                 "message": _to_builtins(message) if message else None}
 
-    async def _receipt(self, sid: str, data: Any, kind: str) -> dict[str, Any]:
+    async def _receipt(self, sid: str, data: Any, kind: ReceiptKind) -> dict[str, Any]:
         client = self._client(sid)
         p = convert(data, ReceiptPayload)
         await self._own(client, p.conversation_id)
-        receipt = await self.ctx.messaging.receipt(ReceiptCommand(
-            conversation_id=p.conversation_id, app_id=str(client.app_id), participant_kind="user",
-            participant_id=client.user_id, **{f"{kind}_seq": p.seq}))
+        receipt = await self.ctx.messaging.mark(client.app_id, p.conversation_id, "user", client.user_id, kind,
+                                                p.seq)
         return {"ok": True, "receipt": _to_builtins(receipt)}
 
     async def on_message_delivered(self, sid: str, data: Any = None) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from typing import Any
 import msgspec
 
 from server.conversations.models import Conversation, Message, Receipt
+from server.platform.metrics import Metrics
+from server.realtime.transport.socket_server import SocketServer
 
 CLIENT = "/client"
 ADMIN = "/admin"
@@ -27,7 +29,7 @@ def admins_room(app_id: str) -> str:
 
 
 class Fanout:
-    def __init__(self, sio: Any, metrics: Any) -> None:
+    def __init__(self, sio: SocketServer, metrics: Metrics) -> None:
         self.sio = sio
         self.metrics = metrics
         self._emit_counters: dict[str, Any] = {}  # labelled children, looked up once per event name

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from server.realtime import sessions
 from server.realtime.fanout import ADMIN, admins_room
+from server.realtime.transport.socket_server import SocketServer
 
 log = logging.getLogger("replyhq.presence")
 TTL_SECONDS = 86_400  # a user hash outlives no connect by more than a day, whatever happens
@@ -46,7 +47,7 @@ def _sids_key(incarnation: str) -> str:
 
 
 class Presence:
-    def __init__(self, redis: aioredis.Redis, sio: Any, replica_id: str) -> None:
+    def __init__(self, redis: aioredis.Redis, sio: SocketServer, replica_id: str) -> None:
         self.redis = redis
         self.sio = sio
         self.replica_id = replica_id
