@@ -374,7 +374,7 @@ def test_app_config_follows_branding_with_an_etag(brand_server: ServerProcess, o
     assert config["branding"]["logo_url"].startswith("/v1/app/logo/")
     assert fetch(s.url + config["branding"]["logo_url"])[2] == png(4, 4)
     call(s, "PATCH", "/admin/api/workspace", token, {"name": "Acme Renamed"})
-    status, headers2, body = fetch(url, {"X-API-Key": pk, "If-None-Match": headers["etag"]})
+    status, _, body = fetch(url, {"X-API-Key": pk, "If-None-Match": headers["etag"]})
     assert status == 200 and json.loads(body)["app"]["name"] == "Acme Renamed"
     # the key alone is enough (no user headers), a secret key works too; no key or a wrong one is a 401
     secret = call(s, "POST", "/admin/api/api-keys", token, {"kind": "secret", "name": "srv"})[1]["key"]
