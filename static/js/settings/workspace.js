@@ -37,7 +37,7 @@ export async function renderWorkspace(el, me) {
   const secret = h("div", { class: "stack narrow", id: "identity-secret" },
     h("h3", {}, "Identity secret"),
     h("p", { class: "muted" }, "Your backend signs each user id with it: user_hash = HMAC-SHA256(secret, user_id). ",
-      "It is shown only when it is created or rotated."),
+      "It is shown only once, when rotated: rotate it to get one you can copy."),
     ws.identity_secret_hint
       ? h("p", {}, "Current secret ends in ", h("code", { class: "mono", "data-testid": "identity-secret-hint" },
         ws.identity_secret_hint), ws.identity_secret_rotated_at ? ` · rotated ${formatDate(ws.identity_secret_rotated_at)}` : "")
