@@ -46,7 +46,7 @@ export async function renderBranding(el, me) {
     h("strong", {}, workspaceName));
   const pvGreeting = h("p", { class: "pv-greeting", "data-testid": "preview-greeting" });
   const pvIntro = h("p", { class: "pv-intro", "data-testid": "preview-intro" });
-  const pvLauncher = h("div", { class: "pv-launcher", "data-testid": "preview-launcher", "aria-hidden": "true" }, "💬");
+  const pvLauncher = h("div", { class: "pv-launcher", "data-testid": "preview-launcher", "aria-hidden": "true" });
   const preview = h("div", { class: "messenger-preview", "data-testid": "messenger-preview" },
     h("div", { class: "pv-window" }, pvHeader, h("div", { class: "pv-body" }, pvGreeting, pvIntro)), pvLauncher);
   let logoSrc = b.logo ? b.logo.url : null;
