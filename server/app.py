@@ -30,6 +30,7 @@ from server.realtime import capability as realtime
 from server.realtime.capability import SOCKETIO_PATH
 from server.settings import Settings
 from server.tenancy import capability as tenancy
+from server.usage import capability as usage
 from server.users import capability as users
 from server.webhooks import capability as webhooks
 
@@ -37,7 +38,7 @@ log = logging.getLogger("replyhq.app")
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT / "static"
 # Each sets up its routes and its lifecycle steps (started in this order, stopped in reverse).
-CAPABILITIES = (tenancy, auth, users, conversations, analytics, events, webhooks)
+CAPABILITIES = (tenancy, auth, users, conversations, analytics, events, webhooks, usage)
 
 
 def create_app(settings: Settings, name: str = "replyhq") -> Sanic:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from server.realtime.transport.socket_server import SocketServer
     from server.settings import Settings
     from server.tenancy.key_usage import KeyUsage
+    from server.usage.api_calls import ApiCallMeter
     from server.users.identity import SdkIdentity
     from workers.snoozes import SnoozeWorker
     from workers.webhook_dispatch import WebhookDispatcher
@@ -74,6 +75,7 @@ class AppContext:
     sdk_identity: SdkIdentity = field(init=False)
     event_workers: list[Any] = field(default_factory=list)
     webhooks: WebhookDispatcher = field(init=False)
+    usage: ApiCallMeter = field(init=False)  # counts secret-key API calls (server/usage/api_calls.py)
     roles: dict[str, Role] | None = None  # read once per process (server/auth/roles.py)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 

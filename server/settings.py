@@ -56,6 +56,7 @@ ENV_VARS: dict[str, str] = {
     "WEBHOOK_RETRY_SCALE": "webhook_retry_scale",
     "WEBHOOK_CONCURRENCY": "webhook_concurrency",
     "WEBHOOK_ENDPOINT_CONCURRENCY": "webhook_endpoint_concurrency",
+    "USAGE_FLUSH_INTERVAL": "usage_flush_interval",
 }
 _BOOLEANS = {"bootstrap_demo", "webhooks_allow_private"}
 FIELD_TO_ENV = {v: k for k, v in ENV_VARS.items()}
@@ -110,8 +111,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     conversation_state_cache_size: Annotated[int, Meta(ge=1, le=10_000_000)] = 50_000
     # Days domain events are kept in Postgres (workers/event_retention.py); consumers must keep up.
     event_retention_days: Annotated[int, Meta(ge=1, le=3650)] = 30
-    # Seconds the event relay waits when it found nothing new: the floor of event latency.
-    event_relay_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.01
+    # Seconds the event relay waits between reads (not when a read filled its batch): the floor of
+    # event latency, and what relaying and consuming cost per second (a read, an append and a
+    # consumer transaction per cycle, however few events; docs/benchmarks.md).
+    event_relay_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.03
     # SDK edge rate limits per SDK_RATE_WINDOW seconds (server/http/sdk_limits.py; 0 turns one off).
     # Per API key: /v1 requests + /client handshakes and events of all the key's users together.
     sdk_key_rate_limit: Annotated[int, Meta(ge=0)] = 200_000
@@ -131,6 +134,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Attempts one replica keeps in flight, over all endpoints, and to any one endpoint.
     webhook_concurrency: Annotated[int, Meta(ge=1, le=10_000)] = 256
     webhook_endpoint_concurrency: Annotated[int, Meta(ge=1, le=1000)] = 16
+    # Seconds between moves of the secret-key API call counters from Redis to usage_daily.
+    usage_flush_interval: Annotated[float, Meta(gt=0, le=3600)] = 5.0
 
     @property
     def embedded(self) -> bool:

@@ -30,7 +30,8 @@ async def add_restricted_roles(db: asyncpg.Pool) -> None:
 
 # Moved by background workers from what earlier calls recorded (domain_events, which is compared,
 # is their source): a refused call cannot change them except through domain_events.
-_DERIVED_TABLES = ("schema_migrations", "event_relay", "event_consumers", "event_counts", "event_retention")
+_DERIVED_TABLES = ("schema_migrations", "event_relay", "event_consumers", "event_counts", "event_retention",
+                   "usage_daily", "usage_active_users", "usage_flushes")
 _DERIVED_STREAMS = (EVENT_STREAM,)
 
 

@@ -88,6 +88,8 @@ ROUTES: list[Route] = [
     # domain events
     Route("GET", "/admin/api/events?type=conversation.created&limit=5", "events.read",
           bad=("?type=message.exploded", "?cursor=x", "?limit=0", "?limit=201")),
+    # usage
+    Route("GET", "/admin/api/usage?month=2024-02", "usage.read", bad=("?month=2024-13", "?month=x", "?month=%00")),
     # inbox
     Route("GET", "/admin/api/conversations", "conversations.read", bad=INBOX_QUERY_BAD),
     Route("GET", "/admin/api/conversations?q={marker}&status=open&unread=true&tag={tag}", "conversations.read"),

@@ -2,8 +2,9 @@
 
 Runs on every replica, works on one at a time (the "event-relay" lease; a dead holder's lease
 expires and another replica resumes from the checkpoint in Postgres). Each stream entry carries
-its position and the position before it (`prev`), so a consumer can tell when the stream lacks
-something it needs (Redis restarted empty, FLUSHALL, trimming) and read that from Postgres.
+up to ENTRY_EVENTS consecutive events, the position of the last (`pos`) and the position before
+the first (`prev`), so a consumer can tell when the stream lacks something it needs (Redis
+restarted empty, FLUSHALL, trimming) and read that from Postgres.
 A relay that dies between appending and saving its checkpoint appends some events again: the
 consumers' checkpoints make the repeat a no-op.
 """
@@ -15,7 +16,6 @@ import time
 from typing import Any
 
 import asyncpg
-import msgspec
 import redis.asyncio as aioredis
 
 from server.events import store
@@ -26,13 +26,15 @@ from workers.runtime.leased_worker import LeasedWorker
 log = logging.getLogger("replyhq.workers.event_relay")
 LEASE_KIND = "event-relay"
 CHECKPOINT_EVERY_S = 0.1
-_CHUNK = 1000  # entries per script call: Redis runs one call without interleaving other clients
-_encode = msgspec.json.Encoder().encode
+# Events per stream entry at most: Redis, the relay and the consumers handle an entry, not each
+# event (a few µs each, and most of what relaying cost), and the stream's length bound (in entries)
+# still bounds its memory: `maxlen` entries hold 1 to ENTRY_EVENTS events each.
+ENTRY_EVENTS = 100
 
-# One EVAL per chunk: XADD has many arguments, and redis-py packs each and reads each reply in Python.
+# One EVAL per batch: XADD has several arguments, and redis-py packs each and reads each reply in Python.
 _APPEND_LUA = """
 for i = 2, #ARGV, 3 do
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'pos', ARGV[i], 'prev', ARGV[i + 1], 'e', ARGV[i + 2])
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'pos', ARGV[i], 'prev', ARGV[i + 1], 'es', ARGV[i + 2])
 end
 return (#ARGV - 1) / 3
 """
@@ -43,7 +45,7 @@ class EventRelay(LeasedWorker):
     log = log
 
     def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, *, replica_id: str, metrics: Any = None,
-                 interval_s: float = 0.01, batch: int = 5000, maxlen: int = 100_000) -> None:
+                 interval_s: float = 0.01, batch: int = 5000, maxlen: int = 1_000) -> None:
         super().__init__(redis, replica_id=replica_id, interval_s=interval_s)
         self.pool = pool
         self.redis = redis
@@ -53,6 +55,10 @@ class EventRelay(LeasedWorker):
         self._pos: Position | None = None  # where this relay has got to while it holds the lease
         self._saved_at = 0.0  # monotonic time of the last checkpoint saved
         self._unsaved = False  # _pos is ahead of the saved checkpoint
+        self._caught_up = False  # the last read found nothing new
+        # One connection held while relaying: a pool round trip per cycle resets the connection
+        # (a statement of its own) on every release.
+        self._conn: asyncpg.Connection | None = None
 
     async def tick(self) -> bool:
         return await self.relay_once() == self.batch
@@ -63,35 +69,43 @@ class EventRelay(LeasedWorker):
     def on_error(self) -> None:
         self._pos, self._unsaved = None, False  # the checkpoint in Postgres keeps our place
 
+    async def rest(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await self.pool.release(conn)
+            except Exception as exc:  # a broken connection: the pool replaces it
+                log.debug("event relay: releasing its connection: %r", exc)
+
     async def relay_once(self) -> int:
         """Append the next batch of committed events; returns how many."""
+        if self._conn is None:
+            self._conn = await self.pool.acquire()
+        conn = self._conn
         if self._pos is None:
-            self._pos = await store.relay_checkpoint(self.pool)
-        events = await store.read_envelopes_after(self.pool, self._pos, self.batch)
-        if not events:
-            if self._unsaved:  # caught up: keep the checkpoint exact while idle
-                await store.save_relay_checkpoint(self.pool, self._pos)
-                self._unsaved = False
+            self._pos = await store.relay_checkpoint(conn)
+        now = time.monotonic()
+        # The checkpoint rides on the read, at most every CHECKPOINT_EVERY_S and once caught up:
+        # a checkpoint a moment old only makes a successor append a few events again, which the
+        # consumers' checkpoints skip.
+        save = self._unsaved and (self._caught_up or now - self._saved_at >= CHECKPOINT_EVERY_S)
+        entries = await store.read_entries_after(conn, self._pos, self.batch, ENTRY_EVENTS, save_checkpoint=save)
+        if save:
+            self._saved_at, self._unsaved = now, False
+        self._caught_up = not entries
+        if not entries:
             return 0
         prev = self._pos
-        for start in range(0, len(events), _CHUNK):
-            args: list[Any] = [self.maxlen]
-            for position, envelope in events[start:start + _CHUNK]:
-                args += (str(position), str(prev), envelope)
-                prev = position
-            await self.redis.eval(_APPEND_LUA, 1, STREAM, *args)  # type: ignore[misc]
+        args: list[Any] = [self.maxlen]
+        for entry in entries:
+            args += (entry.last, str(prev), entry.events)
+            prev = Position.parse(entry.last)
+        await self.redis.eval(_APPEND_LUA, 1, STREAM, *args)  # type: ignore[misc]
         self._pos = prev
         self._unsaved = True
-        now = time.monotonic()
-        if now - self._saved_at >= CHECKPOINT_EVERY_S:
-            # Not after every batch: a checkpoint a moment old only makes a successor append a few
-            # events again, which the consumers' checkpoints skip.
-            await store.save_relay_checkpoint(self.pool, prev)
-            self._saved_at, self._unsaved = now, False
+        count = sum(entry.size for entry in entries)
         if self.metrics is not None:
-            self.metrics.events_relayed.inc(len(events))
+            self.metrics.events_relayed.inc(count)
             # The oldest event's wait, the longest in the batch (a sample per batch is enough).
-            oldest = store.decode_event(events[0][1])
-            self.metrics.events_relay_delay.observe(oldest.age_s(time.time()))
-        return len(events)
-
+            self.metrics.events_relay_delay.observe(max(0.0, time.time() - min(e.oldest for e in entries)))
+        return count

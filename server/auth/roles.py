@@ -17,7 +17,7 @@ Permission = Literal[
     "workflows.read", "workflows.write", "analytics.read",
     "settings.read", "settings.write", "team.read", "team.write",
     "api_keys.read", "api_keys.write", "billing.read", "billing.write",
-    "webhooks.read", "webhooks.write", "events.read",
+    "webhooks.read", "webhooks.write", "events.read", "usage.read",
 ]
 ALL_PERMISSIONS: frozenset[str] = frozenset(get_args(Permission))
 

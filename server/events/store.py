@@ -37,17 +37,45 @@ START = Position(0, 0)
 # an output column of the same name would sort as text ("1001" before "991").
 # Postgres builds the envelope (server/events/catalog.py DomainEvent) as JSON text: the relay
 # passes it on as it is, and a consumer decodes it in one call.
-_COLUMNS = """tx::text AS tx, seq, json_build_object(
-    'id', 'evt_' || seq, 'type', type, 'app_id', app_id,
-    'occurred_at', to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-    'conversation_id', conversation_id, 'user_id', user_id, 'admin_id', admin_id, 'version', version,
-    'data', data, 'position', tx::text || '.' || seq)::text AS envelope"""
+# Concatenated rather than json_build_object: the same document (no spaces) at half the cost,
+# about 2 µs an event instead of 4.5. Every piece is JSON already: the type through to_json,
+# the ids are uuids, the rest numbers and jsonb.
+_ENVELOPE = """('{"id":"evt_' || seq || '","type":' || to_json(type)::text || ',"app_id":"' || app_id
+    || '","occurred_at":"' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    || '","conversation_id":' || coalesce('"' || conversation_id || '"', 'null')
+    || ',"user_id":' || coalesce('"' || user_id || '"', 'null')
+    || ',"admin_id":' || coalesce('"' || admin_id || '"', 'null')
+    || ',"version":' || version || ',"data":' || data::text || ',"position":"' || tx::text || '.' || seq || '"}')"""
+_COLUMNS = f"tx::text AS tx, seq, {_ENVELOPE} AS envelope"
+_VISIBLE_AFTER = """(tx, seq) > ($1::text::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot())"""
 
 _AFTER_SQL = f"""
-SELECT {_COLUMNS} FROM domain_events
-WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot())
+SELECT {_COLUMNS} FROM domain_events WHERE {_VISIBLE_AFTER}
 ORDER BY domain_events.tx, domain_events.seq LIMIT $3
 """
+
+# The relay's read: the same events, as stream entries of up to $4 events each: an entry's
+# envelopes as one JSON array, the position of its last event, how many, and the oldest commit
+# time of the entry (Unix seconds). Redis and both ends handle an entry, not each event.
+_ENTRIES_SQL = f"""
+SELECT count(*)::int AS n, '[' || string_agg(envelope, ',' ORDER BY rn) || ']' AS events,
+       (array_agg(tx::text || '.' || seq ORDER BY rn DESC))[1] AS last,
+       extract(epoch FROM min(occurred_at))::float8 AS oldest
+FROM (SELECT b.*, row_number() OVER (ORDER BY b.tx, b.seq) AS rn
+      FROM (SELECT tx, seq, occurred_at, {_ENVELOPE} AS envelope FROM domain_events WHERE {_VISIBLE_AFTER}
+            ORDER BY domain_events.tx, domain_events.seq LIMIT $3) b) c
+GROUP BY (rn - 1) / $4 ORDER BY (rn - 1) / $4
+"""
+
+# The relay's read, saving its checkpoint at the position read after (everything up to it is
+# on the stream) in the same statement: no round trip of its own. Not waiting for the WAL flush: a
+# checkpoint lost in a crash only makes the relay append some events again, which the consumers'
+# checkpoints skip. Never backwards: a relay that lost its lease must not undo its successor's progress.
+_SAVE_AND_ENTRIES_SQL = f"""
+WITH off AS (SELECT set_config('synchronous_commit', 'off', true)),
+saved AS (UPDATE event_relay SET tx = $1::text::xid8, seq = $2 FROM off
+          WHERE id = 1 AND (tx, seq) < ($1::text::xid8, $2::bigint) RETURNING 1)
+{_ENTRIES_SQL}"""
 
 # The same window, bounded above: what a consumer lacks between its checkpoint and a stream entry.
 _BETWEEN_SQL = f"""
@@ -58,6 +86,7 @@ ORDER BY domain_events.tx, domain_events.seq LIMIT $5
 
 
 decode_event = msgspec.json.Decoder(DomainEvent).decode
+decode_events = msgspec.json.Decoder(list[DomainEvent]).decode
 
 
 def event_from_row(row: asyncpg.Record) -> DomainEvent:
@@ -70,11 +99,22 @@ async def read_after(conn: asyncpg.Connection | asyncpg.Pool, after: Position, l
     return [event_from_row(r) for r in rows]
 
 
-async def read_envelopes_after(conn: asyncpg.Connection | asyncpg.Pool, after: Position,
-                               limit: int) -> list[tuple[Position, str]]:
-    """read_after for the relay: each event's position and its envelope, as JSON text."""
-    rows = await conn.fetch(_AFTER_SQL, str(after.tx), after.n, limit)
-    return [(Position(int(r["tx"]), r["seq"]), r["envelope"]) for r in rows]
+class Entry(NamedTuple):
+    """Consecutive events as the relay appends them to the stream: one entry."""
+
+    last: str  # the position of the last event, as text
+    size: int  # how many events
+    events: str  # their envelopes, a JSON array
+    oldest: float  # the oldest commit time among them (Unix seconds)
+
+
+async def read_entries_after(conn: asyncpg.Connection | asyncpg.Pool, after: Position, limit: int,
+                             per_entry: int, *, save_checkpoint: bool = False) -> list[Entry]:
+    """read_after for the relay: up to `limit` events as entries of up to `per_entry` events, in
+    position order. With `save_checkpoint`, the same statement saves the relay's checkpoint at `after`."""
+    rows = await conn.fetch(_SAVE_AND_ENTRIES_SQL if save_checkpoint else _ENTRIES_SQL, str(after.tx), after.n,
+                            limit, per_entry)
+    return [Entry(r["last"], r["n"], r["events"], r["oldest"]) for r in rows]
 
 
 async def read_between(conn: asyncpg.Connection | asyncpg.Pool, after: Position, before: Position,
@@ -86,15 +126,6 @@ async def read_between(conn: asyncpg.Connection | asyncpg.Pool, after: Position,
 async def relay_checkpoint(conn: asyncpg.Connection | asyncpg.Pool) -> Position:
     row = await conn.fetchrow("SELECT tx::text AS tx, seq FROM event_relay WHERE id = 1")
     return Position(int(row["tx"]), row["seq"]) if row else START
-
-
-async def save_relay_checkpoint(conn: asyncpg.Connection | asyncpg.Pool, pos: Position) -> None:
-    # Never backwards: a relay that lost its lease mid-batch must not undo its successor's progress.
-    # Not waiting for the WAL flush: a checkpoint lost in a crash only makes the relay append some
-    # events again, which the consumers' checkpoints skip.
-    await conn.execute("""WITH off AS (SELECT set_config('synchronous_commit', 'off', true))
-                          UPDATE event_relay SET tx = $1::text::xid8, seq = $2 FROM off
-                          WHERE id = 1 AND (tx, seq) < ($1::text::xid8, $2)""", str(pos.tx), pos.n)
 
 
 async def list_for_app(conn: asyncpg.Connection | asyncpg.Pool, app_id: UUID, *, types: list[str] | None,

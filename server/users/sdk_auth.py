@@ -37,6 +37,8 @@ async def sdk_caller(request: Request, *, external_id: str | None = None,
         note_verdicts(request, exc.verdicts)
         raise
     note_verdicts(request, verdicts)
+    if caller.key_kind == "secret":
+        context_of(request).usage.secret_call(caller.app_id)  # usage: secret-key API calls
     return caller
 
 

@@ -5,6 +5,7 @@ import { renderAccount } from "./settings/account.js";
 import { renderKeys } from "./settings/api-keys.js";
 import { renderBranding } from "./settings/branding.js";
 import { renderTeam } from "./settings/team.js";
+import { renderUsage } from "./settings/usage.js";
 import { renderWebhooks } from "./settings/webhooks.js";
 import { renderWorkspace } from "./settings/workspace.js";
 
@@ -18,6 +19,7 @@ const SECTIONS = [
   ["team", "Team", renderTeam],
   ["api-keys", "API keys", renderKeys],
   ["webhooks", "Webhooks", renderWebhooks],
+  ["usage", "Usage", renderUsage],
 ];
 const cards = SECTIONS.map(([id]) => h("section", { class: "card", id }));
 main.append(

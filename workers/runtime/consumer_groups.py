@@ -13,9 +13,11 @@ also reads Postgres past its checkpoint, so it never waits on the relay to notic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from typing import Any, NamedTuple, Protocol
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -25,7 +27,7 @@ from server.events import store
 from server.events.catalog import STREAM, DomainEvent
 from server.events.store import Position
 
-log = logging.getLogger("replyhq.workers.event_consumers")
+log = logging.getLogger("replyhq.workers.consumer_groups")
 # The group's checkpoint, locked for the batch, with what retention deleted and how far the relay
 # got. The effect and the checkpoint commit together, so a commit lost in a Postgres crash loses
 # both and those events are applied again, once: the transaction need not wait for the WAL flush.
@@ -36,6 +38,23 @@ FROM event_consumers c, event_retention r, event_relay l
 WHERE c.name = $1 AND r.id = 1 AND l.id = 1
 FOR UPDATE OF c
 """
+
+
+# The batch's checkpoint move when this replica knows where the checkpoint is (it moved it last)
+# and the batch follows on from it: the row is locked and moved in one statement, fenced on the
+# position it should still have; the effect follows in the same transaction. Nothing updated: the
+# checkpoint moved under us (another replica, or a commit lost in a crash), so the batch is redone
+# the careful way above.
+_MOVE_SQL = """
+UPDATE event_consumers c SET tx = $4::text::xid8, seq = $5, applied = c.applied + $6, updated_at = now()
+FROM event_retention r, event_relay l, (SELECT set_config('synchronous_commit', 'off', true)) AS off
+WHERE c.name = $1 AND c.tx = $2::text::xid8 AND c.seq = $3 AND r.id = 1 AND l.id = 1
+RETURNING r.tx::text AS kept_tx, r.seq AS kept_seq, l.seq AS relayed_seq
+"""
+
+
+class _CheckpointMoved(Exception):
+    """The fenced move found the checkpoint elsewhere: roll back and redo the batch carefully."""
 
 
 class Consumer(Protocol):
@@ -57,12 +76,22 @@ class ConsumerGroup:
         self.replica_id = replica_id
         self.metrics = metrics
         self.batch = batch
+        # Stream entries per read: the relay's hold up to 100 events each (workers/event_relay.py).
+        self.read_entries = max(1, batch // 20)
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
         self.idle_catch_up_s = idle_catch_up_s
         self._task: asyncio.Task[None] | None = None
         self._warned_retention = False
         self._next_claim = 0.0  # loop time of the next look for entries a dead replica left
+        # The checkpoint as this replica last committed it (None: unknown, read it locked).
+        self._cursor: Position | None = None
+        # Entries applied but not yet acknowledged: the acknowledgement rides on the next read.
+        self._unacked: list[bytes] = []
+        # One connection held by the running loop (a pool round trip resets the connection, a
+        # statement of its own, on every release); handle() and catch_up() called from outside
+        # take one from the pool.
+        self._conn: asyncpg.Connection | None = None
 
     async def start(self) -> None:
         await self.pool.execute(
@@ -74,6 +103,25 @@ class ConsumerGroup:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self._release()
+
+    async def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        self._cursor = None
+        self._unacked = []  # still pending: claimed later, and skipped by the checkpoint
+        if conn is not None:
+            try:
+                await self.pool.release(conn)
+            except Exception as exc:  # a broken connection: the pool replaces it
+                log.debug("event consumer %s: releasing its connection: %r", self.name, exc)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._conn is not None:
+            yield self._conn
+        else:
+            async with self.pool.acquire() as conn:
+                yield conn
 
     async def _ensure_group(self) -> None:
         try:
@@ -91,9 +139,11 @@ class ConsumerGroup:
                 if not group_ready:
                     await self._ensure_group()
                     group_ready = True
+                if self._conn is None:
+                    self._conn = await self.pool.acquire()
                 entries = await self._read()
                 if entries:
-                    await self.handle(entries)
+                    await self.handle(entries, ack=False)
                     quiet_since = loop.time()
                 elif loop.time() - quiet_since >= self.idle_catch_up_s:
                     await self.catch_up()
@@ -101,6 +151,7 @@ class ConsumerGroup:
             except asyncio.CancelledError:
                 raise
             except ResponseError as exc:
+                self._unacked = []
                 if "NOGROUP" in str(exc):  # Redis lost the stream and its groups: make them again
                     group_ready = False
                     continue
@@ -109,6 +160,7 @@ class ConsumerGroup:
             except Exception as exc:  # Postgres or Redis away: the checkpoint keeps our place
                 log.warning("event consumer %s: %r; retrying", self.name, exc)
                 group_ready = False
+                await self._release()
                 await asyncio.sleep(0.5)
 
     async def _read(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
@@ -118,22 +170,40 @@ class ConsumerGroup:
         if now >= self._next_claim:
             self._next_claim = now + self.claim_idle_ms / 4000
             claimed: Any = await self.redis.xautoclaim(STREAM, self.name, self.replica_id, self.claim_idle_ms,
-                                                       start_id="0-0", count=self.batch)
+                                                       start_id="0-0", count=self.read_entries)
             if claimed and claimed[1]:
                 self._next_claim = now  # there may be more
                 return [e for e in claimed[1] if e[1]]
-        found: Any = await self.redis.xreadgroup(self.name, self.replica_id, {STREAM: ">"}, count=self.batch,
-                                                 block=self.block_ms)
+        acks, self._unacked = self._unacked, []
+        found: Any
+        if acks:  # the last batch's acknowledgement and the next read: one round trip
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xack(STREAM, self.name, *acks)
+            pipe.xreadgroup(self.name, self.replica_id, {STREAM: ">"}, count=self.read_entries, block=self.block_ms)
+            _, found = await pipe.execute()
+        else:
+            found = await self.redis.xreadgroup(self.name, self.replica_id, {STREAM: ">"}, count=self.read_entries,
+                                                block=self.block_ms)
         return list(found[0][1]) if found else []  # RESP2: [[stream, [(id, fields), ...]]]
 
-    async def handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
-        """Apply a batch of stream entries once; returns how many events were applied."""
-        events = []
+    async def handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]], *, ack: bool = True) -> int:
+        """Apply a batch of stream entries once; returns how many events were applied. Without
+        `ack`, the entries are acknowledged with the next read."""
+        runs = []
         for _, fields in entries:
-            event = store.decode_event(fields[b"e"])
-            events.append((Position.parse(fields[b"prev"]), event))
-        applied = await self._apply(events)
-        await self.redis.xack(STREAM, self.name, *[entry_id for entry_id, _ in entries])
+            prev = Position.parse(fields[b"prev"])
+            many = fields.get(b"es")
+            if many is not None:  # what the relay appends: consecutive events, up to the entry's `pos`
+                runs.append(_Run(prev, Position.parse(fields[b"pos"]), store.decode_events(many)))
+            else:  # one event (`e`) per entry
+                event = store.decode_event(fields[b"e"])
+                runs.append(_Run(prev, Position.parse(event.position), [event]))
+        applied = await self._apply(sorted(runs, key=lambda run: run.last))
+        ids = [entry_id for entry_id, _ in entries]
+        if ack:
+            await self.redis.xack(STREAM, self.name, *ids)
+        else:
+            self._unacked += ids
         return applied
 
     async def catch_up(self) -> int:
@@ -145,43 +215,72 @@ class ConsumerGroup:
             if applied < self.batch:
                 return total
 
-    async def _apply(self, events: list[tuple[Position, DomainEvent]] | None) -> int:
-        async with self.pool.acquire() as conn, conn.transaction():
+    async def _apply(self, runs: list[_Run] | None) -> int:
+        if runs is not None and self._cursor is not None:
+            todo, cursor = _follows_on(self._cursor, runs)
+            if todo is not None:  # the usual case: the next events, none lacking
+                if not todo:
+                    return 0  # all applied before (a redelivery, or the relay appending again)
+                try:
+                    return await self._apply_following(self._cursor, cursor, todo)
+                except _CheckpointMoved:
+                    self._cursor = None
+        async with self._connection() as conn, conn.transaction():
             row = await conn.fetchrow(_CHECKPOINT_SQL, self.name)  # one round trip: it is on every batch
             checkpoint = Position(int(row["tx"]), row["seq"])
-            self._check_retention(checkpoint, Position(int(row["kept_tx"]), row["kept_seq"]))
-            if self.metrics is not None:  # numbers follow commit order closely: a fair estimate of the lag
-                self.metrics.event_consumer_lag.labels(self.name).set(max(0, row["relayed_seq"] - checkpoint.n))
-            todo: list[DomainEvent] = []
+            self._observe(checkpoint, row)
+            todo = []
             cursor = checkpoint
-            if events is None:
+            if runs is None:
                 todo = await store.read_after(conn, cursor, self.batch)
                 if todo:
                     cursor = Position.parse(todo[-1].position)
             else:
-                for prev, event in sorted(events, key=lambda pe: Position.parse(pe[1].position)):
-                    pos = Position.parse(event.position)
-                    if pos <= cursor:
+                for run in runs:
+                    if run.last <= cursor:
                         continue  # applied before: a redelivery, or the relay appending again
-                    if prev != cursor:
+                    if run.prev > cursor:
                         # The stream lacks what lies between: every event before a relayed one is
                         # committed and visible, so Postgres has it all.
-                        todo += await _all_between(conn, cursor, pos)
-                    todo.append(event)
-                    cursor = pos
-            if not todo:
-                return 0
+                        todo += await _all_between(conn, cursor, Position.parse(run.events[0].position))
+                    todo += _past(run, cursor)
+                    cursor = run.last
+            if todo:
+                await self.consumer.apply(conn, todo)
+                await conn.execute(
+                    """UPDATE event_consumers SET tx = $2::text::xid8, seq = $3, applied = applied + $4,
+                       updated_at = now() WHERE name = $1""", self.name, str(cursor.tx), cursor.n, len(todo))
+        self._cursor = cursor
+        self._applied(todo)
+        return len(todo)
+
+    async def _apply_following(self, checkpoint: Position, cursor: Position, todo: list[DomainEvent]) -> int:
+        """Apply events that follow on from `checkpoint`, where this replica left it, up to `cursor`."""
+        async with self._connection() as conn, conn.transaction():
+            row = await conn.fetchrow(_MOVE_SQL, self.name, str(checkpoint.tx), checkpoint.n, str(cursor.tx),
+                                      cursor.n, len(todo))
+            if row is None:
+                raise _CheckpointMoved
+            self._observe(checkpoint, row)
             await self.consumer.apply(conn, todo)
-            await conn.execute(
-                """UPDATE event_consumers SET tx = $2::text::xid8, seq = $3, applied = applied + $4,
-                   updated_at = now() WHERE name = $1""", self.name, str(cursor.tx), cursor.n, len(todo))
+        self._cursor = cursor
+        self._applied(todo)
+        return len(todo)
+
+    def _observe(self, checkpoint: Position, row: asyncpg.Record) -> None:
+        self._check_retention(checkpoint, Position(int(row["kept_tx"]), row["kept_seq"]))
+        if self.metrics is not None:  # numbers follow commit order closely: a fair estimate of the lag
+            self.metrics.event_consumer_lag.labels(self.name).set(max(0, row["relayed_seq"] - checkpoint.n))
+
+    def _applied(self, todo: list[DomainEvent]) -> None:
+        if not todo:
+            return
         if self.metrics is not None:
             self.metrics.event_consumer_applied.labels(self.name).inc(len(todo))
             now = time.time()
             delay = self.metrics.event_consumer_delay.labels(self.name)
             for event in todo[:: max(1, len(todo) // 20)]:  # a sample per batch is enough for the histogram
                 delay.observe(event.age_s(now))
-        return len(todo)
 
     def _check_retention(self, checkpoint: Position, mark: Position) -> None:
         behind = checkpoint < mark
@@ -192,6 +291,35 @@ class ConsumerGroup:
                       "already deleted (up to %s); the events in between are lost to it. Raise "
                       "EVENT_RETENTION_DAYS or fix the consumer.", self.name, checkpoint, mark)
         self._warned_retention = behind
+
+
+class _Run(NamedTuple):
+    """Consecutive events from one stream entry: every committed event after `prev` up to `last`."""
+
+    prev: Position
+    last: Position
+    events: list[DomainEvent]
+
+
+def _past(run: _Run, cursor: Position) -> list[DomainEvent]:
+    """The run's events after `cursor` (at or after the run's `prev`)."""
+    if run.prev >= cursor:
+        return run.events
+    return [e for e in run.events if Position.parse(e.position) > cursor]  # applied in part before
+
+
+def _follows_on(cursor: Position, runs: list[_Run]) -> tuple[list[DomainEvent] | None, Position]:
+    """The events of `runs` (ordered) past `cursor`, and the position after them, if they follow on
+    from it with none lacking; None if some are lacking."""
+    todo: list[DomainEvent] = []
+    for run in runs:
+        if run.last <= cursor:
+            continue
+        if run.prev > cursor:
+            return None, cursor
+        todo += _past(run, cursor)
+        cursor = run.last
+    return todo, cursor
 
 
 async def _all_between(conn: asyncpg.Connection, after: Position, before: Position) -> list[DomainEvent]:

@@ -34,6 +34,7 @@ class LeasedWorker:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self.rest()
         await self.lease.stop()
 
     @property
@@ -50,6 +51,10 @@ class LeasedWorker:
     def on_error(self) -> None:
         """Called after a failed tick, before the retry delay."""
 
+    async def rest(self) -> None:
+        """Called when this replica stops working (another holds the lease, a tick failed, stop):
+        give back what the ticks held on to (a connection)."""
+
     async def _run(self) -> None:
         while True:
             more = False
@@ -58,11 +63,13 @@ class LeasedWorker:
                     more = await self.tick()
                 else:
                     self.on_inactive()
+                    await self.rest()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Postgres or Redis away: try again shortly
                 self.log.warning("%s tick failed: %r; retrying", self.kind, exc)
                 self.on_error()
+                await self.rest()
                 await asyncio.sleep(self.error_delay_s)
             if not more:
                 await asyncio.sleep(self.interval_s)

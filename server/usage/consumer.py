@@ -1,0 +1,85 @@
+"""The `usage` consumer group: daily usage counts and the month's active users from domain events.
+
+Runs inside the transaction that moves the group's checkpoint (workers/runtime/consumer_groups.py):
+a batch's counts and the progress past it commit together, so a redelivered batch adds nothing and
+`usage_daily` always equals a recount of the rows the events describe.
+
+  conversation.created                  conversations
+  message.created                       messages.<user|admin|bot|system>, or messages.note for a
+                                        private note; a user's message marks its sender active
+  broadcast.message_sent                broadcast_recipients (one event per recipient message)
+  workflow.run_started                  workflow_runs
+
+Broadcasts and workflows record no events yet: their series stay at zero until those types exist,
+and are counted from the day they do with no change here.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+
+from server.events.catalog import DomainEvent
+
+SENDER_KINDS = ("user", "admin", "note", "bot", "system")
+# The metrics this group counts (webhook deliveries and API calls are counted elsewhere).
+COUNTED = {"conversation.created": "conversations", "broadcast.message_sent": "broadcast_recipients",
+           "workflow.run_started": "workflow_runs"}
+
+
+class _Message(msgspec.Struct):
+    sender_kind: str = "user"
+    sender_id: str | None = None
+    is_note: bool = False
+
+
+class _MessageData(msgspec.Struct):
+    message: _Message
+
+
+_decode_message = msgspec.json.Decoder(_MessageData).decode
+
+_ADD = """
+INSERT INTO usage_daily (app_id, day, metric, count)
+SELECT a, d::date, m, n FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[]) AS x(a, d, m, n)
+ON CONFLICT (app_id, day, metric) DO UPDATE SET count = usage_daily.count + EXCLUDED.count
+"""
+_SEEN = """
+INSERT INTO usage_active_users (app_id, month, user_id, first_day)
+SELECT a, date_trunc('month', d::date)::date, u, d::date FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS x(a, d, u)
+ORDER BY 1, 2, 3
+ON CONFLICT DO NOTHING
+"""
+
+
+def message_metric(kind: str, is_note: bool) -> str:
+    return "messages.note" if is_note else f"messages.{kind}"
+
+
+class UsageCounts:
+    name = "usage"
+
+    async def apply(self, conn: asyncpg.Connection, events: list[DomainEvent]) -> None:
+        counts: dict[tuple[str, str, str], int] = {}
+        seen: dict[tuple[str, str, str], str] = {}  # (app, month, user) -> its first day in this batch
+        for e in events:
+            if e.type == "message.created":
+                m = _decode_message(e.data).message
+                metric = message_metric(m.sender_kind, m.is_note)
+                if m.sender_kind == "user" and m.sender_id:
+                    seen.setdefault((e.app_id, e.occurred_at[:7], m.sender_id), e.occurred_at[:10])
+            else:
+                found = COUNTED.get(e.type)
+                if found is None:
+                    continue
+                metric = found
+            key = (e.app_id, e.occurred_at[:10], metric)
+            counts[key] = counts.get(key, 0) + 1
+        if counts:
+            # Sorted: two transactions adding to the same rows lock them in the same order.
+            keys = sorted(counts)
+            await conn.execute(_ADD, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+                               [counts[k] for k in keys])
+        if seen:
+            users = sorted(seen)
+            await conn.execute(_SEEN, [u[0] for u in users], [seen[u] for u in users], [u[2] for u in users])
