@@ -67,9 +67,8 @@ async def update(ctx: AppContext, admin_id: UUID, app_id: UUID, *, name: str | N
             raise Conflict("another account uses this email", {"path": "$.email"}, code="email_taken") from None
         changes = [f for f in ("name", "email") if new[f] != getattr(row, f)]
         if changes:
-            await record(conn, "account.updated", app_id, {"admin": _public(admin_id, new["email"], new["name"]),
-                                                                 "changes": changes},
-                         admin_id=admin_id)
+            admin = _public(admin_id, new["email"], new["name"])
+            await record(conn, "account.updated", app_id, {"admin": admin, "changes": changes}, admin_id=admin_id)
     return await own_row(ctx, admin_id, app_id)
 
 
