@@ -157,22 +157,22 @@ def test_secret_keys_can_be_created_and_bad_kinds_are_422(server: ServerProcess)
     assert status == 422 and body["error"]["details"]["path"] == "$.kind"
 
 
-def test_account_settings_show_the_identity_secret_only_to_settings_writers(server: ServerProcess) -> None:
+def test_workspace_settings_show_the_identity_secret_hint_only_to_settings_writers(server: ServerProcess) -> None:
     owner = signup(server, app_name="Acme")
-    status, account = call(server, "GET", "/admin/api/account", owner["access_token"])
-    assert status == 200 and account["name"] == "Acme" and account["identity_verification_required"] is False
-    assert len(account["identity_secret"]) > 20
+    status, ws = call(server, "GET", "/admin/api/workspace", owner["access_token"])
+    assert status == 200 and ws["name"] == "Acme" and ws["identity_verification"] == "off"
+    assert ws["identity_secret_hint"].startswith("…") and len(ws["identity_secret_hint"]) == 5
     agent = invite_and_join(server, owner["access_token"], "agent")
-    status, seen = call(server, "GET", "/admin/api/account", agent["access_token"])
-    assert status == 200 and "identity_secret" not in seen and seen["name"] == "Acme"
-    status, _ = call(server, "PATCH", "/admin/api/account", agent["access_token"], {"name": "Hijacked"})
+    status, seen = call(server, "GET", "/admin/api/workspace", agent["access_token"])
+    assert status == 200 and "identity_secret_hint" not in seen and seen["name"] == "Acme"
+    status, _ = call(server, "PATCH", "/admin/api/workspace", agent["access_token"], {"name": "Hijacked"})
     assert status == 403
-    status, updated = call(server, "PATCH", "/admin/api/account", owner["access_token"],
-                           {"name": "Acme Corp", "identity_verification_required": True})
-    assert status == 200 and updated["name"] == "Acme Corp" and updated["identity_verification_required"]
-    status, updated = call(server, "PATCH", "/admin/api/account", owner["access_token"], {})
+    status, updated = call(server, "PATCH", "/admin/api/workspace", owner["access_token"],
+                           {"name": "Acme Corp", "identity_verification": "enforce"})
+    assert status == 200 and updated["name"] == "Acme Corp" and updated["identity_verification"] == "enforce"
+    status, updated = call(server, "PATCH", "/admin/api/workspace", owner["access_token"], {})
     assert status == 200 and updated["name"] == "Acme Corp"  # omitted fields are kept
-    assert call(server, "PATCH", "/admin/api/account", owner["access_token"], {"name": ""})[0] == 422
+    assert call(server, "PATCH", "/admin/api/workspace", owner["access_token"], {"name": ""})[0] == 422
     assert call(server, "GET", "/admin/auth/me", owner["access_token"])[1]["app"]["name"] == "Acme Corp"
 
 

@@ -173,7 +173,7 @@ def test_an_expired_access_token_is_refreshed_silently(page: Page, app_server: S
     page.goto(app_server.url + "/settings.html")
     # the page loads fully, with data fetched after one rotation shared by its parallel requests
     expect(page.locator("main[data-ready=true]")).to_be_visible()
-    expect(page.get_by_test_id("identity-secret")).to_have_value(re.compile(r".{20,}"))
+    expect(page.get_by_test_id("identity-secret-hint")).to_have_text(re.compile(r"^….{4}$"))
     expect(page).to_have_url(re.compile(r"/settings\.html$"))
     stored = json.loads(page.evaluate("localStorage.getItem('replyhq.session')"))
     assert stored["access_token"] != expired and stored["refresh_token"] != owner["refresh_token"]
@@ -202,11 +202,11 @@ def test_invite_a_teammate_who_joins_through_the_link(page: Page, app_server: Se
     expect(invitee.get_by_test_id("admin-name")).to_have_text("Ada")
     invitee.goto(app_server.url + "/settings.html")
     expect(invitee.locator("main[data-ready=true]")).to_be_visible()
-    # an agent sees the team but cannot change it, nor see API keys or the identity secret
+    # an agent sees the team but cannot change it, nor see API keys or the identity secret's hint
     expect(invitee.locator("#team-table")).to_contain_text("olive@acme.test")
     expect(invitee.locator("#invite-form")).to_have_count(0)
     expect(invitee.locator("#api-keys")).to_contain_text("cannot see API keys")
-    expect(invitee.get_by_test_id("identity-secret")).to_have_count(0)
+    expect(invitee.get_by_test_id("identity-secret-hint")).to_have_count(0)
     other.close()
 
     # the owner changes Ada's role in the table

@@ -136,7 +136,7 @@ async def test_sync_returns_exactly_what_was_missed_after_a_cursor_paged(server:
 
 async def test_identity_verification_requires_a_matching_user_hash(server: ServerProcess, workspace,
                                                                    db: asyncpg.Pool) -> None:
-    await db.execute("UPDATE apps SET identity_verification_required = true WHERE id = $1", workspace.app_id)
+    await db.execute("UPDATE apps SET identity_verification = 'enforce' WHERE id = $1", workspace.app_id)
     good = user_hash(workspace.identity_secret, "user-1")
     pk = workspace.publishable_key
     before = await counts(db)

@@ -161,7 +161,7 @@ async def test_sync_event_pages_from_a_cursor(server: ServerProcess, workspace) 
 
 
 async def test_handshake_identity_verification(server: ServerProcess, workspace, db: asyncpg.Pool) -> None:
-    await db.execute("UPDATE apps SET identity_verification_required = true WHERE id = $1", workspace.app_id)
+    await db.execute("UPDATE apps SET identity_verification = 'enforce' WHERE id = $1", workspace.app_id)
     pk = workspace.publishable_key
     before = await counts(db)
     for auth, code in (({"api_key": pk, "user_id": "user-1"}, "invalid_user_hash"),

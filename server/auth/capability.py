@@ -6,13 +6,13 @@ import asyncio
 
 from sanic import Sanic
 
-from server.auth import routes, team_routes
+from server.auth import account_routes, routes, team_routes
 from server.auth.activity import AdminActivity
 from server.context import AppContext
 
 
 def setup(app: Sanic, ctx: AppContext) -> None:
-    for bp in (routes.bp, team_routes.bp):
+    for bp in (routes.bp, team_routes.bp, account_routes.bp):
         app.blueprint(bp)
     task: asyncio.Task[None] | None = None
 

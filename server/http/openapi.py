@@ -44,6 +44,7 @@ class Operation:
     errors: tuple[int, ...] = ()
     status: int = 200  # the success status: a handler answers with op.status, so the two cannot differ
     also: tuple[int, ...] = ()  # other success statuses with the same body (a resend's 200 after a 201)
+    empty: tuple[int, ...] = ()  # statuses answered without a body (a conditional GET's 304)
     content_type: str = JSON  # of the success response
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -99,6 +100,8 @@ def _operation(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
         ok["content"] = {op.content_type: {"schema": {"type": "string"}}}
     for status in (op.status, *op.also):
         entry["responses"][str(status)] = ok
+    for status in op.empty:
+        entry["responses"][str(status)] = {"description": "Not Modified" if status == 304 else "No body"}
     for status in op.error_statuses():
         entry["responses"][str(status)] = {"description": "Error", "content": {JSON: {
             "schema": {"$ref": ERROR_REF}}}}

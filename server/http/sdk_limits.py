@@ -50,6 +50,10 @@ class SdkLimits:
         """A /v1 request by `user` with the key `key_id`: what it counted against, for the headers."""
         return self._check((self.key, str(key_id)), (self.user, user))
 
+    def use_key(self, key_id: Any) -> list[Verdict]:
+        """A /v1 request about the app, not a user (GET /v1/app/config): the key's limit only."""
+        return self._check((self.key, str(key_id)))
+
     def admit(self, key_id: str, user: str) -> None:
         """A /client handshake or event: `use` without the headers (this runs per message)."""
         counters = self.counters

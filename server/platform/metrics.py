@@ -58,6 +58,10 @@ class Metrics:
             "replyhq_event_consumer_behind_retention",
             "1 when the group's checkpoint is older than what retention has deleted: it missed events",
             ["group"], registry=r)
+        self.identity_unverified = Counter(
+            "replyhq_identity_unverified_total",
+            "SDK users accepted without a valid user_hash because the app's identity verification is "
+            "log_only, by reason: missing or wrong", ["reason"], registry=r)
         self.webhook_deliveries = Counter(
             "replyhq_webhook_deliveries_total",
             "Webhook delivery attempts by what followed: delivered, retrying (another attempt is scheduled), "

@@ -1,4 +1,5 @@
-"""Tenancy: workspaces, their account settings and API keys (checks, changes across replicas, last use)."""
+"""Tenancy: workspaces (settings, identity secret, branding and the SDK's app config) and API keys
+(checks, changes across replicas, last use)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import asyncio
 from sanic import Sanic
 
 from server.context import AppContext
-from server.tenancy import account_routes, api_key_routes
+from server.tenancy import api_key_routes, branding_routes, sdk_config_routes, workspace_routes
 from server.tenancy.key_checks import KeyChanges, KeyVerifier
 from server.tenancy.key_usage import KeyUsage
 
 
 def setup(app: Sanic, ctx: AppContext) -> None:
-    for bp in (api_key_routes.bp, account_routes.bp):
+    for bp in (api_key_routes.bp, workspace_routes.bp, branding_routes.bp, sdk_config_routes.bp):
         app.blueprint(bp)
     tasks: list[asyncio.Task[None]] = []
 

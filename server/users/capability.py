@@ -19,6 +19,6 @@ def setup(app: Sanic, ctx: AppContext) -> None:
         counters = WindowCounters(ctx.redis)
         ctx.spawn(counters.run(), "rate-limit-sync")
         ctx.sdk_limits = SdkLimits(ctx.settings, counters)
-        ctx.sdk_identity = SdkIdentity(ctx.pool, ctx.key_verifier, ctx.key_usage)
+        ctx.sdk_identity = SdkIdentity(ctx.pool, ctx.key_verifier, ctx.key_usage, ctx.metrics)
 
     ctx.lifecycle.add("sdk identity", start)

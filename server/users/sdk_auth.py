@@ -3,6 +3,8 @@ SDK rate limits."""
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from sanic import Request
 
 from server.context import context_of
@@ -49,6 +51,20 @@ async def sdk_caller(request: Request, *, external_id: str | None = None,
     if caller.key_kind == "secret":
         context_of(request).usage.secret_call(caller.app_id)  # usage: secret-key API calls
     return caller
+
+
+async def sdk_app(request: Request) -> UUID:
+    """The app of the API key in X-API-Key, for routes about the app rather than a user (no user headers);
+    counted against the key's rate limit only."""
+    ctx = context_of(request)
+    key = await ctx.sdk_identity.key(request.headers.get("x-api-key"), source_address(request))
+    try:
+        verdicts = ctx.sdk_limits.use_key(key.id)
+    except SdkRateLimited as exc:
+        note_verdicts(request, exc.verdicts)
+        raise
+    note_verdicts(request, verdicts)
+    return key.app_id
 
 
 async def sdk_user(request: Request) -> tuple[SdkCaller, EndUser]:

@@ -3,15 +3,19 @@ import { h } from "./dom.js";
 import { mountShell } from "./shell.js";
 import { renderAccount } from "./settings/account.js";
 import { renderKeys } from "./settings/api-keys.js";
+import { renderBranding } from "./settings/branding.js";
 import { renderTeam } from "./settings/team.js";
 import { renderUsage } from "./settings/usage.js";
 import { renderWebhooks } from "./settings/webhooks.js";
+import { renderWorkspace } from "./settings/workspace.js";
 
 const { main, me } = await mountShell({ page: "settings", title: "Settings" });
 
 // [id, tab label, render]: the order of the tabs and the cards.
 const SECTIONS = [
   ["account", "Account", renderAccount],
+  ["workspace", "Workspace & security", renderWorkspace],
+  ["branding", "Branding", renderBranding],
   ["team", "Team", renderTeam],
   ["api-keys", "API keys", renderKeys],
   ["webhooks", "Webhooks", renderWebhooks],
