@@ -1,7 +1,8 @@
--- The cost of an event on the commit path, measured (docs/benchmarks.md, "The event log on and
--- off"): most of it was not the insert but ANALYZE. Autovacuum re-analyzes a growing table at every
--- 10 % of growth, sampling up to 30,000 rows, and for a jsonb column it sorts the sample with jsonb
--- comparison to build statistics no plan uses (no query filters on `data` or the subject ids).
+-- The cost of an event on the commit path, measured (docs/benchmarks.md, "The Postgres cost of an
+-- event"): a large part of it was not the insert but autovacuum's ANALYZE. A young, growing table is
+-- re-analyzed at every 10 % of growth, each time sampling up to 30,000 rows and computing
+-- statistics for every column, `data` and the subject ids included, though no plan uses them:
+-- 32 - 37 µs of autovacuum time an event in a messages bench run, 7 µs with this migration.
 --
 -- `data` as json: written as built (json_build_object, no binary form), read back as the text it
 -- is (the relay concatenates it into the envelope). Nothing queries inside it. The rewrite takes
