@@ -139,9 +139,9 @@ logged AS (
 ),
 ev AS (  -- message.created, in this same statement: the event commits with its message or not at all
     INSERT INTO domain_events (type, app_id, conversation_id, user_id, data)
-    SELECT 'message.created', new.a, new.c, adv.user_id, jsonb_build_object('message', jsonb_build_object(
+    SELECT 'message.created', new.a, new.c, adv.user_id, json_build_object('message', json_build_object(
                'id', new.i, 'conversation_id', new.c, 'seq', new.s, 'client_id', new.cid, 'sender_kind', new.sk,
-               'sender_id', new.sid, 'body', new.b, 'attachments', new.att::jsonb, 'is_note', new.n,
+               'sender_id', new.sid, 'body', new.b, 'attachments', new.att::json, 'is_note', new.n,
                'created_at', to_char(new.t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))
     FROM new JOIN adv ON adv.id = new.c ORDER BY new.ord
     RETURNING 1

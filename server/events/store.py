@@ -39,7 +39,7 @@ START = Position(0, 0)
 # passes it on as it is, and a consumer decodes it in one call.
 # Concatenated rather than json_build_object: the same document (no spaces) at half the cost,
 # about 2 µs an event instead of 4.5. Every piece is JSON already: the type through to_json,
-# the ids are uuids, the rest numbers and jsonb.
+# the ids are uuids, the rest numbers and json (`data`, stored as the text it is: migration 035).
 _ENVELOPE = """('{"id":"evt_' || seq || '","type":' || to_json(type)::text || ',"app_id":"' || app_id
     || '","occurred_at":"' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
     || '","conversation_id":' || coalesce('"' || conversation_id || '"', 'null')
