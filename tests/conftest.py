@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -74,23 +75,44 @@ def template_db(pg_admin_url: str) -> str:
     return "replyhq_template"
 
 
+@contextlib.contextmanager
+def cloned_database(pg_admin_url: str, template_db: str, name: str) -> Iterator[str]:
+    """A database cloned from the migrated template for as long as the block runs; its URL."""
+    async def sql(statement: str) -> None:
+        conn = await asyncpg.connect(pg_admin_url)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    run_sync(sql(f'CREATE DATABASE "{name}" TEMPLATE {template_db}'))
+    try:
+        yield pg_admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        run_sync(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.contextmanager
+def module_server(services: EmbeddedServices, database_url: str, tmp: Path, *, redis_db: int,
+                  **env: str) -> Iterator[ServerProcess]:
+    """One real server process for a test module (its own database, a Redis logical DB, its own
+    socket channel), started for the block; `env` adds or overrides settings."""
+    assert services.redis is not None
+    server = ServerProcess({"DATABASE_URL": database_url, "REDIS_URL": f"redis://127.0.0.1:{services.redis.port}/{redis_db}",
+                            "REPLYHQ_ENV": "test", "JWT_SECRET": TEST_JWT_SECRET, "DATA_DIR": str(tmp / "data"),
+                            "SOCKETIO_CHANNEL": f"sio-{tmp.name}", "HOST": "127.0.0.1", **env},
+                           log_path=tmp / "server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
-    name = f"t_{os.getpid()}_{next(_counter)}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(pg_admin_url)
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE {template_db}')
-        await conn.close()
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(pg_admin_url)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
-
-    run_sync(create())
-    yield pg_admin_url.rsplit("/", 1)[0] + "/" + name
-    run_sync(drop())
+    with cloned_database(pg_admin_url, template_db, f"t_{os.getpid()}_{next(_counter)}") as url:
+        yield url
 
 
 @pytest.fixture

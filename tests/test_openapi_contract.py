@@ -11,7 +11,6 @@ import secrets
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -23,7 +22,7 @@ from schemathesis.config import SchemathesisConfig
 from server.dev.embedded import EmbeddedServices
 from tests.api_contract import CHECKS, Credentials, provision
 from tests.api_contract import settings as contract_settings
-from tests.conftest import TEST_JWT_SECRET, run_sync
+from tests.conftest import TEST_JWT_SECRET, cloned_database, module_server
 from tests.support import ServerProcess, http
 
 # What the app serves besides the API: the dashboard's pages and assets, its vendor libraries, Socket.IO.
@@ -91,27 +90,10 @@ def test_every_schema_reference_resolves() -> None:
 def contract_server(services: EmbeddedServices, pg_admin_url: str, template_db: str,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for the module: the fuzz pass runs many operations against it."""
-    name = f"contract_{os.getpid()}"
-    base = pg_admin_url.rsplit("/", 1)[0]
-
-    async def sql(statement: str) -> None:
-        conn = await asyncpg.connect(pg_admin_url)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    run_sync(sql(f'CREATE DATABASE "{name}" TEMPLATE {template_db}'))
-    assert services.redis is not None
-    tmp = tmp_path_factory.mktemp("contract")
-    server = ServerProcess({"DATABASE_URL": f"{base}/{name}", "REDIS_URL": f"redis://127.0.0.1:{services.redis.port}/15",
-                            "REPLYHQ_ENV": "test", "JWT_SECRET": TEST_JWT_SECRET, "DATA_DIR": str(tmp / "data"),
-                            "LOG_LEVEL": "WARNING", "SOCKETIO_CHANNEL": f"sio-{tmp.name}", "HOST": "127.0.0.1"},
-                           log_path=tmp / "server.log")
-    server.start()
-    yield server
-    server.stop()
-    run_sync(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with cloned_database(pg_admin_url, template_db, f"contract_{os.getpid()}") as url, \
+            module_server(services, url, tmp_path_factory.mktemp("contract"), redis_db=15,
+                          LOG_LEVEL="WARNING") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

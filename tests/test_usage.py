@@ -23,7 +23,7 @@ from server.tenancy.workspaces import NewWorkspace, create_workspace
 from server.usage.api_calls import BATCH, COUNTERS, ApiCallMeter
 from server.usage.consumer import UsageCounts
 from tests.admin_helpers import PASSWORD, call
-from tests.conftest import TEST_JWT_SECRET, run_sync
+from tests.conftest import cloned_database, module_server
 from tests.inbox_helpers import owner_token, teammate
 from tests.support import ServerProcess
 from tests.usage_helpers import drive_traffic, month_start, recount
@@ -32,33 +32,17 @@ from workers.runtime.consumer_groups import ConsumerGroup
 
 @pytest.fixture(scope="module")
 def usage_db(pg_admin_url: str, template_db: str) -> Iterator[str]:
-    name = f"usage_{os.getpid()}"
-
-    async def sql(statement: str) -> None:
-        conn = await asyncpg.connect(pg_admin_url)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    run_sync(sql(f'CREATE DATABASE "{name}" TEMPLATE {template_db}'))
-    yield pg_admin_url.rsplit("/", 1)[0] + "/" + name
-    run_sync(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with cloned_database(pg_admin_url, template_db, f"usage_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def usage_server(services: EmbeddedServices, usage_db: str,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    assert services.redis is not None
-    tmp = tmp_path_factory.mktemp("usage")
-    server = ServerProcess({"DATABASE_URL": usage_db, "REDIS_URL": f"redis://127.0.0.1:{services.redis.port}/13",
-                            "REPLYHQ_ENV": "test", "JWT_SECRET": TEST_JWT_SECRET, "DATA_DIR": str(tmp / "data"),
-                            "SOCKETIO_CHANNEL": f"sio-{tmp.name}", "HOST": "127.0.0.1", "REPLICA_ID": "usage-1",
-                            "USAGE_FLUSH_INTERVAL": "0.2", "WEBHOOKS_ALLOW_PRIVATE": "true",
-                            "WEBHOOK_RETRY_SCALE": "100"}, log_path=tmp / "server.log")
-    server.start()
-    yield server
-    server.stop()
+    with module_server(services, usage_db, tmp_path_factory.mktemp("usage"), redis_db=13, REPLICA_ID="usage-1",
+                       USAGE_FLUSH_INTERVAL="0.2", WEBHOOKS_ALLOW_PRIVATE="true",
+                       WEBHOOK_RETRY_SCALE="100") as server:
+        yield server
 
 
 @pytest.fixture

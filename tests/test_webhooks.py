@@ -16,7 +16,7 @@ import pytest
 
 from server.dev.embedded import EmbeddedServices
 from tests.admin_helpers import call, invite_and_join, signup
-from tests.conftest import TEST_JWT_SECRET, run_sync
+from tests.conftest import cloned_database, module_server
 from tests.support import ServerProcess, http
 from tests.webhook_helpers import FAST_ENV, Receiver
 
@@ -25,18 +25,8 @@ EVENTS = ["conversation.created", "message.created"]
 
 @pytest.fixture(scope="module")
 def hooks_db(pg_admin_url: str, template_db: str) -> Iterator[str]:
-    name = f"hooks_{os.getpid()}"
-
-    async def sql(statement: str) -> None:
-        conn = await asyncpg.connect(pg_admin_url)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    run_sync(sql(f'CREATE DATABASE "{name}" TEMPLATE {template_db}'))
-    yield pg_admin_url.rsplit("/", 1)[0] + "/" + name
-    run_sync(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with cloned_database(pg_admin_url, template_db, f"hooks_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +34,9 @@ def hooks_server(services: EmbeddedServices, hooks_db: str,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for the module (each test signs up its own workspace), with receivers on 127.0.0.1
     allowed, a 1 s timeout and retries 100 times sooner than in production."""
-    assert services.redis is not None
-    tmp = tmp_path_factory.mktemp("hooks")
-    server = ServerProcess({"DATABASE_URL": hooks_db, "REDIS_URL": f"redis://127.0.0.1:{services.redis.port}/14",
-                            "REPLYHQ_ENV": "test", "JWT_SECRET": TEST_JWT_SECRET, "DATA_DIR": str(tmp / "data"),
-                            "SOCKETIO_CHANNEL": f"sio-{tmp.name}", "HOST": "127.0.0.1", "REPLICA_ID": "hooks-1",
-                            **FAST_ENV}, log_path=tmp / "server.log")
-    server.start()
-    yield server
-    server.stop()
+    with module_server(services, hooks_db, tmp_path_factory.mktemp("hooks"), redis_db=14, REPLICA_ID="hooks-1",
+                       **FAST_ENV) as server:
+        yield server
 
 
 @pytest.fixture

@@ -27,25 +27,15 @@ from server.dev.embedded import EmbeddedServices
 from server.platform.db.pool import init_connection
 from server.users.identity import user_hash
 from tests.admin_helpers import PASSWORD, call, invite_and_join, login, signup
-from tests.conftest import TEST_JWT_SECRET, run_sync
+from tests.conftest import cloned_database, module_server, run_sync
 from tests.image_helpers import GIF, HTML_AS_PNG, SVG, TRUNCATED_PNG, jpeg, png, png_claiming, webp, webp_lossless
 from tests.support import ServerProcess, http
 
 
 @pytest.fixture(scope="module")
 def brand_db(pg_admin_url: str, template_db: str) -> Iterator[str]:
-    name = f"brand_{os.getpid()}"
-
-    async def sql(statement: str) -> None:
-        conn = await asyncpg.connect(pg_admin_url)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    run_sync(sql(f'CREATE DATABASE "{name}" TEMPLATE {template_db}'))
-    yield pg_admin_url.rsplit("/", 1)[0] + "/" + name
-    run_sync(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with cloned_database(pg_admin_url, template_db, f"brand_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +50,9 @@ def brand_server(services: EmbeddedServices, brand_db: str,
         await r.aclose()
 
     run_sync(flush())
-    tmp = tmp_path_factory.mktemp("brand")
-    server = ServerProcess({"DATABASE_URL": brand_db, "REDIS_URL": redis_url,
-                            "REPLYHQ_ENV": "test", "JWT_SECRET": TEST_JWT_SECRET, "DATA_DIR": str(tmp / "data"),
-                            "SOCKETIO_CHANNEL": f"sio-{tmp.name}", "HOST": "127.0.0.1", "REPLICA_ID": "brand-1"},
-                           log_path=tmp / "server.log")
-    server.start()
-    yield server
-    server.stop()
+    with module_server(services, brand_db, tmp_path_factory.mktemp("brand"), redis_db=13,
+                       REPLICA_ID="brand-1") as server:
+        yield server
 
 
 @pytest.fixture
