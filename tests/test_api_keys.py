@@ -207,7 +207,7 @@ async def test_legacy_plaintext_keys_are_hashed_on_first_use_and_legacy_auth_off
     row = await db.fetchrow("SELECT api_key, api_key_hash, prefix FROM api_keys WHERE id = $1", key_id)
     assert row["api_key"] is None and row["api_key_hash"] == hashlib.sha256(plain.encode()).hexdigest()
     assert await db.fetchval("SELECT count(*) FROM domain_events WHERE type = 'api_key.updated' "
-                             "AND data->'changes' = '[\"hashed\"]'") == 1
+                             "AND data::jsonb->'changes' = '[\"hashed\"]'::jsonb") == 1
     assert sdk(on, "GET", "/v1/users/me", plain)[0] == 200  # now by its hash
 
     off = start_server(LEGACY_AUTH="off")
