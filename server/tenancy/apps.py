@@ -26,7 +26,7 @@ class Workspace:
     id: UUID
     name: str
     timezone: str
-    identity_verification: str
+    identity_verification: IdentityVerification
     identity_secret: str
     identity_secret_rotated_at: datetime | None
     previous_identity_secret_expires_at: datetime | None

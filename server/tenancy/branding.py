@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
@@ -21,6 +21,7 @@ from server.tenancy.images import ImageInfo
 
 DEFAULT_COLOR = "#1F6FEB"
 LOGO_PATH = "/v1/app/logo/"
+LauncherPosition = Literal["left", "right"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Branding:
     app_id: UUID
     app_name: str
     color: str
-    launcher_position: str
+    launcher_position: LauncherPosition
     greeting: str
     team_intro: str
     logo: Logo | None

@@ -12,7 +12,7 @@ import base64
 import binascii
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -27,11 +27,11 @@ from server.errors import ValidationFailed
 from server.http.openapi import Operation, document
 from server.http.payloads import decode_body
 from server.tenancy import branding, images
+from server.tenancy.branding import LauncherPosition
 
 bp = Blueprint("admin_branding", url_prefix="/admin/api/branding")
 
 Color = Annotated[str, Meta(pattern=r"^#[0-9A-Fa-f]{6}$", description="#RRGGBB")]
-LauncherPosition = Literal["left", "right"]
 Greeting = Annotated[str, Meta(max_length=280, pattern=NO_NUL)]
 TeamIntro = Annotated[str, Meta(max_length=500, pattern=NO_NUL)]
 # base64 of at most 256 KB is 349,528 characters; a little more is let through so that an oversized
@@ -81,7 +81,7 @@ document(
 def branding_out(b: branding.Branding) -> BrandingOut:
     logo = LogoOut(url=b.logo.url, content_type=b.logo.content_type, width=b.logo.width,
                    height=b.logo.height) if b.logo else None
-    return BrandingOut(color=b.color, launcher_position=b.launcher_position,  # type: ignore[arg-type]
+    return BrandingOut(color=b.color, launcher_position=b.launcher_position,
                        greeting=b.greeting, team_intro=b.team_intro, logo=logo, updated_at=b.updated_at)
 
 

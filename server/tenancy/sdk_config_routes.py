@@ -74,7 +74,7 @@ def config_of(b: branding.Branding) -> AppConfig:
     logo = LogoOut(url=b.logo.url, content_type=b.logo.content_type, width=b.logo.width,
                    height=b.logo.height) if b.logo else None
     return AppConfig(app=AppInfo(id=str(b.app_id), name=b.app_name), branding=BrandingConfig(
-        color=b.color, launcher_position=b.launcher_position,  # type: ignore[arg-type]
+        color=b.color, launcher_position=b.launcher_position,
         greeting=b.greeting, team_intro=b.team_intro, logo_url=logo.url if logo else None, logo=logo))
 
 

@@ -92,7 +92,7 @@ def check_timezone(name: str) -> str:
 def workspace_out(ws: apps.Workspace, viewer: AdminPrincipal) -> WorkspaceOut:
     return WorkspaceOut(
         id=str(ws.id), name=ws.name, timezone=ws.timezone,
-        identity_verification=ws.identity_verification,  # type: ignore[arg-type]
+        identity_verification=ws.identity_verification,
         identity_secret_rotated_at=ws.identity_secret_rotated_at,
         previous_secret_valid_until=ws.previous_identity_secret_expires_at, created_at=ws.created_at,
         identity_secret_hint="…" + ws.identity_secret[-4:] if viewer.can("settings.write") else None)
