@@ -95,10 +95,19 @@ def cloned_database(pg_admin_url: str, template_db: str, name: str) -> Iterator[
 @contextlib.contextmanager
 def module_server(services: EmbeddedServices, database_url: str, tmp: Path, *, redis_db: int,
                   **env: str) -> Iterator[ServerProcess]:
-    """One real server process for a test module (its own database, a Redis logical DB, its own
-    socket channel), started for the block; `env` adds or overrides settings."""
+    """One real server process for a test module (its own database, a Redis logical DB flushed first
+    (throttle counters of an earlier module), its own socket channel), started for the block; `env`
+    adds or overrides settings."""
     assert services.redis is not None
-    server = ServerProcess({"DATABASE_URL": database_url, "REDIS_URL": f"redis://127.0.0.1:{services.redis.port}/{redis_db}",
+    redis_url = f"redis://127.0.0.1:{services.redis.port}/{redis_db}"
+
+    async def flush() -> None:
+        r = aioredis.from_url(redis_url)
+        await r.flushdb()
+        await r.aclose()
+
+    run_sync(flush())
+    server = ServerProcess({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
                             "REPLYHQ_ENV": "test", "JWT_SECRET": TEST_JWT_SECRET, "DATA_DIR": str(tmp / "data"),
                             "SOCKETIO_CHANNEL": f"sio-{tmp.name}", "HOST": "127.0.0.1", **env},
                            log_path=tmp / "server.log")

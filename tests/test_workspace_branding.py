@@ -18,7 +18,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 import socketio
 
 from loadtests.sdk_client import ReplyHQClient
@@ -27,7 +26,7 @@ from server.dev.embedded import EmbeddedServices
 from server.platform.db.pool import init_connection
 from server.users.identity import user_hash
 from tests.admin_helpers import PASSWORD, call, invite_and_join, login, signup
-from tests.conftest import cloned_database, module_server, run_sync
+from tests.conftest import cloned_database, module_server
 from tests.image_helpers import GIF, HTML_AS_PNG, SVG, TRUNCATED_PNG, jpeg, png, png_claiming, webp, webp_lossless
 from tests.support import ServerProcess, http
 
@@ -41,15 +40,6 @@ def brand_db(pg_admin_url: str, template_db: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def brand_server(services: EmbeddedServices, brand_db: str,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    assert services.redis is not None
-    redis_url = f"redis://127.0.0.1:{services.redis.port}/13"
-
-    async def flush() -> None:  # sign-in throttling counters of an earlier run
-        r = aioredis.from_url(redis_url)
-        await r.flushdb()
-        await r.aclose()
-
-    run_sync(flush())
     with module_server(services, brand_db, tmp_path_factory.mktemp("brand"), redis_db=13,
                        REPLICA_ID="brand-1") as server:
         yield server
