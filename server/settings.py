@@ -58,6 +58,11 @@ ENV_VARS: dict[str, str] = {
     "WEBHOOK_ENDPOINT_CONCURRENCY": "webhook_endpoint_concurrency",
     "USAGE_FLUSH_INTERVAL": "usage_flush_interval",
     "LEGACY_AUTH": "legacy_auth",
+    "BROADCAST_DEFAULT_RATE": "broadcast_default_rate",
+    "BROADCAST_MAX_RATE": "broadcast_max_rate",
+    "BROADCAST_MIN_INTERVAL": "broadcast_min_interval",
+    "BROADCAST_SCHEDULER_INTERVAL": "broadcast_scheduler_interval",
+    "BROADCAST_BATCH_SIZE": "broadcast_batch_size",
 }
 _BOOLEANS = {"bootstrap_demo", "webhooks_allow_private", "legacy_auth"}
 FIELD_TO_ENV = {v: k for k, v in ENV_VARS.items()}
@@ -140,6 +145,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Legacy authentication paths: plaintext API keys of pre-hash installs (hashed on first use) and a
     # secret API key as the /admin socket's admin_token. LEGACY_AUTH=off refuses them all.
     legacy_auth: bool = True
+    # Broadcasts (server/broadcasts, actors/broadcast.py, workers/broadcast_scheduler.py): recipients/s
+    # when a broadcast names no rate, and the most one may ask for (the per-app cap).
+    broadcast_default_rate: Annotated[int, Meta(ge=1, le=1_000_000)] = 100
+    broadcast_max_rate: Annotated[int, Meta(ge=1, le=1_000_000)] = 1_000
+    # Seconds a recurring broadcast's occurrences must at least be apart.
+    broadcast_min_interval: Annotated[int, Meta(ge=1, le=31 * 86400)] = 3600
+    # Seconds between the scheduler's ticks (every replica ticks; each occurrence runs once).
+    broadcast_scheduler_interval: Annotated[float, Meta(gt=0, le=3600)] = 1.0
+    # Recipients the actor moves to sent in one transaction (at most; the token bucket may ask fewer).
+    broadcast_batch_size: Annotated[int, Meta(ge=1, le=50_000)] = 2_000
 
     @property
     def embedded(self) -> bool:
