@@ -20,10 +20,12 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from sanic import Request
 
+    from actors.broadcast import BroadcastHandler
     from actors.conversation import ConversationHandler
     from actors.runtime.host import ActorHost
     from server.auth.activity import AdminActivity
     from server.auth.roles import Role
+    from server.broadcasts.ports import BroadcastCommands
     from server.conversations.service import MessagingService
     from server.http.sdk_limits import SdkLimits
     from server.platform.metrics import Metrics
@@ -69,6 +71,9 @@ class AppContext:
     conversation_handler: ConversationHandler = field(init=False)
     conversation_actors: ActorHost = field(init=False)
     messaging: MessagingService = field(init=False)
+    broadcast_handler: BroadcastHandler = field(init=False)
+    broadcast_actors: ActorHost = field(init=False)
+    broadcast_commands: BroadcastCommands = field(init=False)  # the per-broadcast actor (actors/broadcast.py)
     snoozes: SnoozeWorker = field(init=False)
     presence: Presence = field(init=False)
     online: LiveSessions = field(init=False)
