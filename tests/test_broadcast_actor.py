@@ -187,7 +187,8 @@ async def _send_through_fault(db_url: str, app_id: uuid.UUID, admin_id: uuid.UUI
             await w.__aenter__()
         try:
             _, run_id = await create_broadcast(db, app_id, admin_id, rate=rate, broadcast_id=broadcast_id)
-            await wait_run(db, run_id, sent_at_least=users // 5)
+            before = await wait_run(db, run_id, sent_at_least=users // 5)
+            assert before["sent"] < users  # the fault hits mid-send
             await fault()
             done = await wait_run(db, run_id, status=("completed",), timeout=120)
             assert done["broadcast_status"] == "completed"

@@ -249,7 +249,8 @@ async def send_batch(pool: asyncpg.Pool, run: Run, old: int, new: int, now: date
         if sent:
             await conn.execute("UPDATE broadcast_stats SET sent = sent + $2 WHERE run_id = $1", run.id, len(sent))
             await conn.execute(
-                """INSERT INTO broadcast_stats_minutes (run_id, minute, sent) VALUES ($1, date_trunc('minute', $2::timestamptz), $3)
+                """INSERT INTO broadcast_stats_minutes (run_id, minute, sent)
+                   VALUES ($1, date_trunc('minute', $2::timestamptz), $3)
                    ON CONFLICT (run_id, minute) DO UPDATE SET sent = broadcast_stats_minutes.sent + EXCLUDED.sent""",
                 run.id, now, len(sent))
             await record(conn, "broadcast.messages_sent", run.app_id,
