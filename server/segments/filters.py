@@ -19,6 +19,7 @@ from server.errors import ValidationFailed
 
 MAX_DEPTH = 4  # the root group is depth 1
 MAX_CONDITIONS = 50
+MAX_GROUPS = 50  # the root included: empty groups would otherwise make a body's worth of SQL
 MAX_IN_VALUES = 100
 MAX_STRING = 1000
 MAX_DAYS_AGO = 36_500
@@ -111,6 +112,7 @@ def _fail(path: str, reason: str) -> ValidationFailed:
 class _Budget:
     def __init__(self) -> None:
         self.conditions = 0
+        self.groups = 0
 
 
 def parse_filter(obj: object, path: str = "$.filter") -> Filter:
@@ -123,6 +125,9 @@ def _group(obj: object, path: str, depth: int, budget: _Budget) -> Group:
         raise _fail(path, "a group must be an object: {\"all\": [...]} or {\"any\": [...]}")
     if depth > MAX_DEPTH:
         raise _fail(path, f"groups nest at most {MAX_DEPTH} deep")
+    budget.groups += 1
+    if budget.groups > MAX_GROUPS:
+        raise _fail(path, f"a filter has at most {MAX_GROUPS} groups")
     for key in obj:
         if key not in ("all", "any"):
             raise _fail(f"{path}.{key}", "unknown key in a group: expected all or any")
