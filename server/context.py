@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from actors.runtime.host import ActorHost
     from server.auth.activity import AdminActivity
     from server.auth.roles import Role
+    from server.broadcasts.ports import BroadcastCommands
     from server.conversations.service import MessagingService
     from server.http.sdk_limits import SdkLimits
     from server.platform.metrics import Metrics
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from server.tenancy.key_usage import KeyUsage
     from server.usage.api_calls import ApiCallMeter
     from server.users.identity import SdkIdentity
+    from workers.broadcast_scheduler import BroadcastScheduler
     from workers.snoozes import SnoozeWorker
     from workers.webhook_dispatch import WebhookDispatcher
 
@@ -81,6 +83,8 @@ class AppContext:
     event_workers: list[Any] = field(default_factory=list)
     webhooks: WebhookDispatcher = field(init=False)
     usage: ApiCallMeter = field(init=False)  # counts secret-key API calls (server/usage/api_calls.py)
+    broadcast_commands: BroadcastCommands = field(init=False)  # the per-broadcast actors (actors/broadcast.py)
+    broadcast_scheduler: BroadcastScheduler = field(init=False)
     roles: dict[str, Role] | None = None  # read once per process (server/auth/roles.py)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
