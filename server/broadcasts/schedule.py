@@ -150,9 +150,10 @@ def validate(schedule: Schedule, now: datetime, min_interval: int) -> Schedule:
             raise _fail("$.schedule.at", "at must be a local time YYYY-MM-DDTHH:MM in the schedule's timezone",
                         code="invalid_schedule") from None
         # Checked on the naive time first, so the zone arithmetic below cannot overflow (year 1 or 9999).
-        if local - datetime.now() > MAX_AHEAD + timedelta(days=2):
+        naive_now = now.astimezone(UTC).replace(tzinfo=None)
+        if local - naive_now > MAX_AHEAD + timedelta(days=2):
             raise _fail("$.schedule.at", "at is more than ten years ahead", code="schedule_too_far")
-        if datetime.now() - local > timedelta(days=2):
+        if naive_now - local > timedelta(days=2):
             raise _fail("$.schedule.at", "at must be in the future", code="schedule_in_past")
         at = _utc(local, tz)
         if at <= now:
