@@ -418,7 +418,8 @@ async def _sent_run(pool: asyncpg.Pool, app_id: str, broadcast_id: str, users: i
             app, f"u-{uuid.uuid4().hex[:8]}", name, f"u{n}@example.test")
         state = 3 if n <= 2 else 2 if n <= 5 else 1
         await pool.execute(
-            """INSERT INTO broadcast_recipients (run_id, ord, user_id, state, sent_at, delivered_at, read_at, clicked_at)
+            """INSERT INTO broadcast_recipients (run_id, ord, user_id, state, sent_at, delivered_at, read_at,
+                                                 clicked_at)
                VALUES ($1, $2::bigint, $3, $4::smallint, now(), CASE WHEN $4 >= 2 THEN now() END,
                        CASE WHEN $4 >= 3 THEN now() END, CASE WHEN $2 = 1 THEN now() END)""",
             run_id, n, user_id, state)
@@ -430,6 +431,11 @@ async def _sent_run(pool: asyncpg.Pool, app_id: str, broadcast_id: str, users: i
            VALUES ($1, date_trunc('minute', now()) - interval '2 minutes', $2, 3, 0, 0),
                   ($1, date_trunc('minute', now()) - interval '1 minute', 0, 2, 2, 1)""", run_id, users)
     return run_id
+
+
+def _csv(server: ServerProcess, token: str, path: str) -> tuple[dict[str, str], list[list[str]]]:
+    with urlopen(Request(server.url + path, headers=bearer(token)), timeout=10) as resp:
+        return dict(resp.headers.items()), list(csv.reader(io.StringIO(resp.read().decode())))
 
 
 async def test_runs_stats_recipients_and_csv_show_what_a_run_did(bc_server: ServerProcess, owner,
@@ -477,17 +483,12 @@ async def test_runs_stats_recipients_and_csv_show_what_a_run_did(bc_server: Serv
     status, read = call(bc_server, "GET", _path(draft, f"/recipients?run_id={older}&state=read"), token)
     assert [r["ord"] for r in read["recipients"]] == [1, 2]
 
-    req = Request(bc_server.url + _path(draft, "/recipients.csv"), headers=bearer(token))
-    with urlopen(req, timeout=10) as resp:
-        assert resp.headers["content-type"].startswith("text/csv")
-        assert "attachment" in resp.headers["content-disposition"]
-        rows = list(csv.reader(io.StringIO(resp.read().decode())))
+    headers, rows = _csv(bc_server, token, _path(draft, "/recipients.csv"))
+    assert headers["content-type"].startswith("text/csv") and "attachment" in headers["content-disposition"]
     assert rows[0][:3] == ["delivery_id", "run_id", "ord"] and len(rows) == 9
     assert [r[2] for r in rows[1:]] == [str(n) for n in range(1, 9)]
     assert rows[1][5] == "'=HYPERLINK(\"evil\")"  # never a formula in a spreadsheet
-    with urlopen(Request(bc_server.url + _path(draft, "/recipients.csv?state=delivered"), headers=bearer(token)),
-                 timeout=10) as resp:
-        assert len(list(csv.reader(io.StringIO(resp.read().decode())))) == 4
+    assert len(_csv(bc_server, token, _path(draft, "/recipients.csv?state=delivered"))[1]) == 4
 
 
 @pytest.mark.parametrize("query", ["/recipients?state=lost", "/recipients?cursor=abc", "/recipients?cursor=-1",
