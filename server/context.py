@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from server.tenancy.key_usage import KeyUsage
     from server.usage.api_calls import ApiCallMeter
     from server.users.identity import SdkIdentity
+    from workers.broadcast_scheduler import BroadcastScheduler
     from workers.snoozes import SnoozeWorker
     from workers.webhook_dispatch import WebhookDispatcher
 
@@ -73,7 +74,6 @@ class AppContext:
     messaging: MessagingService = field(init=False)
     broadcast_handler: BroadcastHandler = field(init=False)
     broadcast_actors: ActorHost = field(init=False)
-    broadcast_commands: BroadcastCommands = field(init=False)  # the per-broadcast actor (actors/broadcast.py)
     snoozes: SnoozeWorker = field(init=False)
     presence: Presence = field(init=False)
     online: LiveSessions = field(init=False)
@@ -86,6 +86,8 @@ class AppContext:
     event_workers: list[Any] = field(default_factory=list)
     webhooks: WebhookDispatcher = field(init=False)
     usage: ApiCallMeter = field(init=False)  # counts secret-key API calls (server/usage/api_calls.py)
+    broadcast_commands: BroadcastCommands = field(init=False)  # the per-broadcast actors (actors/broadcast.py)
+    broadcast_scheduler: BroadcastScheduler = field(init=False)
     roles: dict[str, Role] | None = None  # read once per process (server/auth/roles.py)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 

@@ -10,11 +10,12 @@ import uuid
 from typing import Any
 
 import asyncpg
-import msgspec
 import redis.asyncio as aioredis
 
-from actors.runtime.partitions import partition_of, stream_key
+from actors.runtime.partitions import partition_of
 from server.settings import Settings
+from tests.admin_helpers import call, login
+from tests.support import ServerProcess
 
 PARTITIONS = Settings().actor_partitions  # the servers under test run with the default
 
@@ -48,14 +49,38 @@ async def create_broadcast(conn: asyncpg.Pool | asyncpg.Connection, app_id: uuid
     return bid, run_id
 
 
-async def command(redis_url: str, op: str, app_id: uuid.UUID, broadcast_id: uuid.UUID) -> None:
-    """A command onto the broadcast's partition stream, as a replica that does not own it sends it."""
-    r = aioredis.from_url(redis_url)
-    try:
-        body = msgspec.json.encode({"op": op, "app_id": str(app_id), "broadcast_id": str(broadcast_id)})
-        await r.xadd(stream_key("broadcast", partition_of(str(broadcast_id), PARTITIONS)), {"c": body})
-    finally:
-        await r.aclose()
+def admin_token(server: ServerProcess, email: str) -> str:
+    status, session = login(server, email)
+    assert status == 200, session
+    return str(session["access_token"])
+
+
+def new_broadcast(server: ServerProcess, token: str, *, text: str = "Hi {{user.name|there}}, see what's new",
+                  rate: int = 1000, audience: dict[str, Any] | None = None) -> uuid.UUID:
+    """A send-now draft through the admin API; its id."""
+    status, body = call(server, "POST", "/admin/api/broadcasts", token, {
+        "name": "Spring release", "rate_per_s": rate, "schedule": {"kind": "now"},
+        "audience": audience or {"filter": {"all": []}},
+        "message": {"text": text, "button_url": "https://example.com/new", "button_label": "See what's new"}})
+    assert status == 201, body
+    return uuid.UUID(body["id"])
+
+
+async def send_now(server: ServerProcess, token: str, db: asyncpg.Pool | asyncpg.Connection,
+                   broadcast_id: uuid.UUID) -> uuid.UUID:
+    """POST send-now; the run it made."""
+    status, body = await asyncio.to_thread(call, server, "POST", f"/admin/api/broadcasts/{broadcast_id}/send-now",
+                                           token)
+    assert status == 200 and body["status"] == "sending", body
+    return uuid.UUID(str(await db.fetchval("SELECT id FROM broadcast_runs WHERE broadcast_id = $1", broadcast_id)))
+
+
+async def act(server: ServerProcess, token: str, broadcast_id: uuid.UUID, command: str) -> str:
+    """POST pause, resume or cancel; the status the actor answered."""
+    status, body = await asyncio.to_thread(call, server, "POST", f"/admin/api/broadcasts/{broadcast_id}/{command}",
+                                           token)
+    assert status == 200, body
+    return str(body["status"])
 
 
 async def owner_of(redis_url: str, broadcast_id: uuid.UUID) -> str | None:

@@ -94,7 +94,7 @@ def cloned_database(pg_admin_url: str, template_db: str, name: str) -> Iterator[
 
 @contextlib.contextmanager
 def module_server(services: EmbeddedServices, database_url: str, tmp: Path, *, redis_db: int,
-                  **env: str) -> Iterator[ServerProcess]:
+                  module: str = "server", **env: str) -> Iterator[ServerProcess]:
     """One real server process for a test module (its own database, a Redis logical DB flushed first
     (throttle counters of an earlier module), its own socket channel), started for the block; `env`
     adds or overrides settings."""
@@ -110,7 +110,7 @@ def module_server(services: EmbeddedServices, database_url: str, tmp: Path, *, r
     server = ServerProcess({"DATABASE_URL": database_url, "REDIS_URL": redis_url,
                             "REPLYHQ_ENV": "test", "JWT_SECRET": TEST_JWT_SECRET, "DATA_DIR": str(tmp / "data"),
                             "SOCKETIO_CHANNEL": f"sio-{tmp.name}", "HOST": "127.0.0.1", **env},
-                           log_path=tmp / "server.log")
+                           log_path=tmp / "server.log", module=module)
     server.start()
     try:
         yield server

@@ -21,13 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class ServerProcess:
-    """One replica: `python -m server run` with the given environment."""
+    """One replica: `python -m server run` with the given environment (`module`: another entry point
+    that runs the same server, e.g. with a test double of a port not built yet)."""
 
     env: dict[str, str]
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    module: str = "server"
 
     @property
     def url(self) -> str:
@@ -38,7 +40,7 @@ class ServerProcess:
         env = {**os.environ, **self.env, "PORT": str(self.port)}
         assert self.log_path is not None
         logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "server", "run"], cwd=ROOT, env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module, "run"], cwd=ROOT, env=env,
                                      stdout=logf, stderr=subprocess.STDOUT)
         logf.close()
         if wait:

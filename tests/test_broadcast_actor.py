@@ -21,14 +21,15 @@ from server.dev.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.platform.db.migrate import migrate
 from server.platform.db.pool import init_connection
 from server.tenancy.workspaces import NewWorkspace, create_workspace
-from tests.admin_helpers import login
 from tests.broadcast_helpers import (
+    act,
+    admin_token,
     assert_counters_match_recount,
-    command,
-    create_broadcast,
+    new_broadcast,
     owner_of,
     run_row,
     seed_users,
+    send_now,
     wait_run,
 )
 from tests.conftest import TEST_JWT_SECRET
@@ -74,16 +75,16 @@ async def test_a_send_reaches_each_online_client_once_personalised_and_the_other
     server = start_server()
     users = await seed_users(db, workspace.app_id, 300)
     by_external = {ext: (uid, name) for uid, ext, name in users}
-    status, session = login(server, workspace.email)
-    assert status == 200, session
+    token = admin_token(server, workspace.email)
     online = ["u-1", "u-2", "u-3", "u-4"]  # u-3 has no name: the fallback
     devices = [Device(server.url, workspace.publishable_key, ext) for ext in online]
     second = Device(server.url, workspace.publishable_key, "u-1")  # the same user's other device
-    async with admin_socket(server, session["access_token"]) as admin:
+    async with admin_socket(server, token) as admin:
         for d in [*devices, second]:
             await d.__aenter__()
         try:
-            bid, run_id = await create_broadcast(db, workspace.app_id, workspace.admin_id, rate=1000)
+            bid = new_broadcast(server, token, rate=1000)
+            run_id = await send_now(server, token, db, bid)
             done = await wait_run(db, run_id, status=("completed",))
             await asyncio.sleep(0.5)  # anything sent twice would arrive by now
             for ext, d in zip(online, devices, strict=True):
@@ -131,18 +132,21 @@ async def test_a_send_reaches_each_online_client_once_personalised_and_the_other
 
 
 async def test_the_rate_holds_pause_stops_and_resume_finishes_and_cancel_stops(
-        start_server, workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str) -> None:
-    start_server()
+        start_server, workspace: NewWorkspace, db: asyncpg.Pool) -> None:
+    server = start_server()
+    token = admin_token(server, workspace.email)
     await seed_users(db, workspace.app_id, 240)
     rate = 40  # a batch of 8 every 0.2 s
-    bid, run_id = await create_broadcast(db, workspace.app_id, workspace.admin_id, rate=rate)
+    bid = new_broadcast(server, token, rate=rate)
+    run_id = await send_now(server, token, db, bid)
     await wait_run(db, run_id, sent_at_least=40)
-    await command(redis_url, "pause", workspace.app_id, bid)
-    paused = await wait_run(db, run_id, status=("paused",))
+    assert await act(server, token, bid, "pause") == "paused"
+    paused = await run_row(db, run_id)
+    assert paused["status"] == "paused"
     assert paused["broadcast_status"] == "paused" and paused["sent"] < 240
     await asyncio.sleep(1.0)  # a paused broadcast sends nothing more
     assert (await run_row(db, run_id))["sent"] == paused["sent"]
-    await command(redis_url, "resume", workspace.app_id, bid)
+    assert await act(server, token, bid, "resume") == "sending"
     done = await wait_run(db, run_id, status=("completed",))
     assert done["broadcast_status"] == "completed"
     assert await assert_counters_match_recount(db, run_id) == {"targeted": 240, "sent": 240}
@@ -153,10 +157,12 @@ async def test_the_rate_holds_pause_stops_and_resume_finishes_and_cancel_stops(
     busiest = max(sum(1 for t in sent_at[i:] if t - start < 1.0) for i, start in enumerate(sent_at))
     assert busiest <= rate + 2 * 8, busiest
 
-    bid2, run2 = await create_broadcast(db, workspace.app_id, workspace.admin_id, rate=rate)
+    bid2 = new_broadcast(server, token, rate=rate)
+    run2 = await send_now(server, token, db, bid2)
     await wait_run(db, run2, sent_at_least=16)
-    await command(redis_url, "cancel", workspace.app_id, bid2)
-    cancelled = await wait_run(db, run2, status=("cancelled",))
+    assert await act(server, token, bid2, "cancel") == "cancelled"
+    cancelled = await run_row(db, run2)
+    assert cancelled["status"] == "cancelled"
     assert cancelled["broadcast_status"] == "cancelled" and cancelled["sent"] < 240
     await asyncio.sleep(1.0)
     assert (await run_row(db, run2))["sent"] == cancelled["sent"]
@@ -164,8 +170,9 @@ async def test_the_rate_holds_pause_stops_and_resume_finishes_and_cancel_stops(
     assert counted == {"targeted": 240, "sent": cancelled["sent"]}
     changes = await db.fetch("""SELECT data ->> 'previous_status' AS previous, data -> 'broadcast' ->> 'status' AS now
                                 FROM domain_events WHERE type = 'broadcast.status_changed' ORDER BY seq""")
-    assert [(c["previous"], c["now"]) for c in changes] == [("sending", "paused"), ("paused", "sending"),
-                                                            ("sending", "cancelled")]
+    assert [(c["previous"], c["now"]) for c in changes] == [
+        ("draft", "sending"), ("sending", "paused"), ("paused", "sending"),  # send-now, pause, resume
+        ("draft", "sending"), ("sending", "cancelled")]
 
 
 # ---- faults -------------------------------------------------------------------------------------------
@@ -173,7 +180,7 @@ FAULT_USERS = 50_000
 WATCHERS = 12  # connected SDK clients that must each see the message once
 
 
-async def _send_through_fault(db_url: str, app_id: uuid.UUID, admin_id: uuid.UUID, watch_on: ServerProcess,
+async def _send_through_fault(db_url: str, app_id: uuid.UUID, email: str, watch_on: ServerProcess,
                               key: str, fault, *, users: int, rate: int,  # type: ignore[no-untyped-def]
                               broadcast_id: uuid.UUID | None = None) -> None:
     """Seed `users`, connect WATCHERS clients to `watch_on`, send to all, run `fault` a fifth of the way
@@ -186,7 +193,9 @@ async def _send_through_fault(db_url: str, app_id: uuid.UUID, admin_id: uuid.UUI
         for w in watchers:
             await w.__aenter__()
         try:
-            _, run_id = await create_broadcast(db, app_id, admin_id, rate=rate, broadcast_id=broadcast_id)
+            token = admin_token(watch_on, email)
+            bid = broadcast_id or new_broadcast(watch_on, token, rate=rate)
+            run_id = await send_now(watch_on, token, db, bid)
             before = await wait_run(db, run_id, sent_at_least=users // 5)
             assert before["sent"] < users  # the fault hits mid-send
             await fault()
@@ -213,9 +222,10 @@ async def _send_through_fault(db_url: str, app_id: uuid.UUID, admin_id: uuid.UUI
 
 async def test_killing_the_owner_mid_send_finishes_the_run_sending_nobody_twice(
         start_server, workspace: NewWorkspace, db_url: str, redis_url: str) -> None:
-    replicas = {"replica-1": start_server(), "replica-2": start_server(), "replica-3": start_server()}
+    replicas = {name: start_server(BROADCAST_MAX_RATE="10000") for name in ("replica-1", "replica-2", "replica-3")}
     await asyncio.sleep(1.5)  # leases settle: each replica owns a third of the partitions
-    broadcast_id = uuid.uuid4()
+    broadcast_id = new_broadcast(replicas["replica-1"], admin_token(replicas["replica-1"], workspace.email),
+                                 rate=10_000)
     owner = await owner_of(redis_url, broadcast_id)
     assert owner in replicas
     survivor = next(srv for name, srv in replicas.items() if name != owner)
@@ -223,7 +233,7 @@ async def test_killing_the_owner_mid_send_finishes_the_run_sending_nobody_twice(
     async def kill_owner() -> None:
         replicas[owner].stop(signal.SIGKILL)
 
-    await _send_through_fault(db_url, workspace.app_id, workspace.admin_id, survivor, workspace.publishable_key,
+    await _send_through_fault(db_url, workspace.app_id, workspace.email, survivor, workspace.publishable_key,
                               kill_owner, users=FAULT_USERS, rate=10_000, broadcast_id=broadcast_id)
     assert await owner_of(redis_url, broadcast_id) not in (None, owner)
 
@@ -233,7 +243,7 @@ async def test_redis_restarting_mid_send_finishes_the_run_sending_nobody_twice(
     redis = EmbeddedRedis(tmp_path / "redis")
     redis.start()
     try:
-        srv = start_server(REDIS_URL=redis.url)
+        srv = start_server(REDIS_URL=redis.url, BROADCAST_MAX_RATE="10000")
 
         async def restart_redis() -> None:
             port = redis.port
@@ -242,7 +252,7 @@ async def test_redis_restarting_mid_send_finishes_the_run_sending_nobody_twice(
             redis.port = port
             redis.start()
 
-        await _send_through_fault(db_url, workspace.app_id, workspace.admin_id, srv, workspace.publishable_key,
+        await _send_through_fault(db_url, workspace.app_id, workspace.email, srv, workspace.publishable_key,
                                   restart_redis, users=20_000, rate=5_000)
     finally:
         redis.stop()
@@ -259,7 +269,7 @@ async def test_postgres_restarting_mid_send_finishes_the_run_sending_nobody_twic
         ws = await create_workspace(pool, app_name="Restart", email="owner@restart.test",
                                     password="correct horse battery", owner_name="Olive Owner")
         await pool.close()
-        srv = start_server(DATABASE_URL=url)
+        srv = start_server(DATABASE_URL=url, BROADCAST_MAX_RATE="10000")
 
         async def restart_postgres() -> None:
             port = pg.port
@@ -268,7 +278,7 @@ async def test_postgres_restarting_mid_send_finishes_the_run_sending_nobody_twic
             pg.port = port
             await asyncio.to_thread(pg.start)
 
-        await _send_through_fault(url, ws.app_id, ws.admin_id, srv, ws.publishable_key, restart_postgres,
+        await _send_through_fault(url, ws.app_id, ws.email, srv, ws.publishable_key, restart_postgres,
                                   users=20_000, rate=5_000)
     finally:
         pg.stop()

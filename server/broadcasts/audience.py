@@ -7,6 +7,9 @@ from uuid import UUID
 
 import asyncpg
 
+from server.segments.compile import compile_filter
+from server.segments.filters import parse_filter
+
 
 class AudienceGone(Exception):
     """The audience cannot be read any more (its segment was deleted, or its filter is invalid)."""
@@ -15,11 +18,7 @@ class AudienceGone(Exception):
 def compile_audience(filter_: Any, params: list[Any]) -> str:
     """The filter's SQL condition; its values are appended to `params` (never formatted in)."""
     try:
-        from server.segments.compile import compile_filter  # lands with the segments capability
-    except ImportError:
-        return "TRUE"
-    try:
-        return str(compile_filter(filter_, params))
+        return compile_filter(parse_filter(filter_), params)
     except Exception as exc:  # a stored filter that no longer validates
         raise AudienceGone(f"the audience filter is invalid: {exc}") from None
 

@@ -1,4 +1,9 @@
-"""Broadcasts: the per-broadcast actors (and, with the routes, the scheduler and the statistics)."""
+"""Broadcasts: the admin routes, the scheduler that turns due occurrences into runs (every replica),
+and the per-broadcast actors (actors/broadcast.py) that snapshot and send the runs.
+
+The actors set `ctx.broadcast_commands` in their own step; the scheduler reads it at each call, so
+it may start first and a start it could not ask is asked again.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,13 @@ from sanic import Sanic
 
 from actors.broadcast import BroadcastCommandsClient, BroadcastHandler
 from actors.runtime.host import ActorHost
+from server.broadcasts import routes
 from server.context import AppContext
+from workers.broadcast_scheduler import BroadcastScheduler
 
 
 def setup(app: Sanic, ctx: AppContext) -> None:
+    app.blueprint(routes.bp)
     settings = ctx.settings
 
     async def start_actors() -> None:
@@ -30,4 +38,14 @@ def setup(app: Sanic, ctx: AppContext) -> None:
         if getattr(ctx, "broadcast_handler", None) is not None:
             await ctx.broadcast_handler.close()  # its runners hold pool connections
 
+    async def start_scheduler() -> None:
+        ctx.broadcast_scheduler = BroadcastScheduler(ctx.pool, lambda: ctx.broadcast_commands,
+                                                     interval_s=settings.broadcast_scheduler_interval)
+        await ctx.broadcast_scheduler.start()
+
+    async def stop_scheduler() -> None:
+        if getattr(ctx, "broadcast_scheduler", None) is not None:
+            await ctx.broadcast_scheduler.stop()
+
     ctx.lifecycle.add("broadcast actors", start_actors, stop_actors)
+    ctx.lifecycle.add("broadcast-scheduler", start_scheduler, stop_scheduler)

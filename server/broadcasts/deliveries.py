@@ -15,7 +15,7 @@ import asyncpg
 import msgspec
 
 from server.broadcasts import click_tokens
-from server.broadcasts.personalise import personalise
+from server.broadcasts.personalise import compile_template
 
 MAX_PENDING = 50
 
@@ -53,7 +53,7 @@ class MessageTemplate:
     def __init__(self, broadcast_id: str, message: Mapping[str, Any], sender_name: str | None,
                  base_url: str, signing_key: str) -> None:
         self.broadcast_id = broadcast_id
-        self.text = str(message.get("text") or "")
+        self.text = compile_template(str(message.get("text") or ""))
         sender_id = message.get("sender_admin_id")
         self.sender = Sender(id=str(sender_id) if sender_id else None, name=sender_name or "")
         self.button_label = message.get("button_label") or None
@@ -67,7 +67,7 @@ class MessageTemplate:
         if self.has_button:
             button = Button(label=str(self.button_label or "Open"),
                             url=self.click_base + click_tokens.sign(self.signing_key, did))
-        return BroadcastDelivery(delivery_id=did, broadcast_id=self.broadcast_id, text=personalise(self.text, user),
+        return BroadcastDelivery(delivery_id=did, broadcast_id=self.broadcast_id, text=self.text.render(user),
                                  sender=self.sender, button=button, sent_at=sent_at)
 
 

@@ -17,12 +17,12 @@ from uuid import UUID
 
 import asyncpg
 
+from server.broadcasts import store
 from server.broadcasts.audience import audience_filter, compile_audience
 from server.errors import Conflict, NotFound
 from server.events.record import record
 
 ACTIVE = ("pending", "snapshotting", "sending")
-STAT_FIELDS = ("targeted", "sent", "delivered", "read", "replied", "clicked", "failed")
 
 
 @dataclass(frozen=True)
@@ -106,24 +106,9 @@ async def load_broadcast(conn: asyncpg.Pool | asyncpg.Connection, broadcast_id: 
                      r["rate_per_s"], r["sender_name"])
 
 
-async def broadcast_view(conn: asyncpg.Connection | asyncpg.Pool, broadcast_id: UUID) -> dict[str, Any] | None:
-    """The broadcast as the admin API shows it, with its stats summed over its runs."""
-    r = await conn.fetchrow(
-        """SELECT b.*, coalesce(s.targeted, 0) AS targeted, coalesce(s.sent, 0) AS sent,
-                  coalesce(s.delivered, 0) AS delivered, coalesce(s.read, 0) AS read,
-                  coalesce(s.replied, 0) AS replied, coalesce(s.clicked, 0) AS clicked,
-                  coalesce(s.failed, 0) AS failed
-           FROM broadcasts b LEFT JOIN LATERAL (
-               SELECT sum(targeted) AS targeted, sum(sent) AS sent, sum(delivered) AS delivered, sum(read) AS read,
-                      sum(replied) AS replied, sum(clicked) AS clicked, sum(failed) AS failed
-               FROM broadcast_stats WHERE broadcast_id = b.id) s ON true
-           WHERE b.id = $1""", broadcast_id)
-    if r is None:
-        return None
-    return {"id": str(r["id"]), "name": r["name"], "status": r["status"], "message": r["message"],
-            "audience": r["audience"], "schedule": r["schedule"], "rate_per_s": r["rate_per_s"],
-            "next_run_at": _iso(r["next_run_at"]), "created_at": _iso(r["created_at"]),
-            "updated_at": _iso(r["updated_at"]), "stats": {f: int(r[f]) for f in STAT_FIELDS}}
+async def _event_data(conn: asyncpg.Connection, app_id: UUID, broadcast_id: UUID) -> dict[str, Any]:
+    """{"broadcast": the broadcast as the admin API shows it, with its stats}."""
+    return store.event_data(await store.must_get(conn, app_id, broadcast_id))
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -288,9 +273,9 @@ async def complete(pool: asyncpg.Pool, run: Run) -> dict[str, Any] | None:
                WHERE id = $1 AND status = 'sending'
                  AND NOT EXISTS (SELECT 1 FROM broadcast_runs WHERE broadcast_id = $1 AND id <> $2
                                  AND status = ANY($3::text[]))""", run.broadcast_id, run.id, list(ACTIVE))
-        view = await broadcast_view(conn, run.broadcast_id)
-        await record(conn, "broadcast.run_completed", run.app_id, {"broadcast": view})
-        return view
+        data = await _event_data(conn, run.app_id, run.broadcast_id)
+        await record(conn, "broadcast.run_completed", run.app_id, data)
+        return data
 
 
 async def fail(pool: asyncpg.Pool, run: Run, error: str) -> None:
@@ -305,7 +290,7 @@ async def fail(pool: asyncpg.Pool, run: Run, error: str) -> None:
         await conn.execute("""UPDATE broadcasts SET status = 'failed', updated_at = now()
                               WHERE id = $1 AND status IN ('sending', 'scheduled')""", run.broadcast_id)
         await record(conn, "broadcast.run_completed", run.app_id,
-                     {"broadcast": await broadcast_view(conn, run.broadcast_id)})
+                     await _event_data(conn, run.app_id, run.broadcast_id))
 
 
 async def progress(conn: asyncpg.Pool | asyncpg.Connection, run_id: UUID) -> dict[str, Any] | None:
@@ -330,7 +315,7 @@ async def _lock(conn: asyncpg.Connection, app_id: UUID, broadcast_id: UUID) -> a
 
 async def _changed(conn: asyncpg.Connection, app_id: UUID, broadcast_id: UUID, previous: str) -> None:
     await record(conn, "broadcast.status_changed", app_id,
-                 {"broadcast": await broadcast_view(conn, broadcast_id), "previous_status": previous})
+                 {**await _event_data(conn, app_id, broadcast_id), "previous_status": previous})
 
 
 async def pause(pool: asyncpg.Pool, app_id: UUID, broadcast_id: UUID) -> tuple[str, list[UUID]]:
@@ -382,7 +367,7 @@ async def cancel(pool: asyncpg.Pool, app_id: UUID, broadcast_id: UUID) -> tuple[
         await conn.execute("""UPDATE broadcasts SET status = 'cancelled', next_run_at = NULL, updated_at = now()
                               WHERE id = $1""", broadcast_id)
         await _changed(conn, app_id, broadcast_id, b["status"])
-        view = await broadcast_view(conn, broadcast_id)
+        data = await _event_data(conn, app_id, broadcast_id)
         for _ in runs:
-            await record(conn, "broadcast.run_completed", app_id, {"broadcast": view})
+            await record(conn, "broadcast.run_completed", app_id, data)
         return "cancelled", [r["id"] for r in runs]
