@@ -355,20 +355,28 @@ class BroadcastHandler:
         self._online[app_id] = (now, users)
         return users
 
-    async def _deliver(self, run: runs.Run, template: MessageTemplate, sent: list[runs.SentRow],
+    async def _deliver(self, run: runs.Run, template: MessageTemplate, sent: list[tuple[int, UUID]],
                        now: datetime) -> None:
+        """broadcast:message to the batch's recipients connected now (the others get it from sync)."""
         if not sent:
             return
         online = await self._online_users(run.app_id)
         if not online:
             return
+        reached = [(ord_, uid, remote) for ord_, uid in sent if (remote := online.get(str(uid))) is not None]
+        if not reached:
+            return
+        try:
+            users = await runs.recipients_of(self.pool, [uid for _, uid, _ in reached])
+        except _STORAGE_ERRORS as exc:  # committed already: they find it in sync
+            log.warning("broadcast %s: no live delivery for a batch: %s", run.broadcast_id, exc)
+            return
         sent_at = iso(now)
-        for row in sent:
-            remote = online.get(str(row.user_id))
-            if remote is None:
-                continue  # offline: GET /v1/sync hands it over when they come back
-            payload = msgspec.to_builtins(template.render(run.id, row.ord, row.user, sent_at))
-            await self.fanout.broadcast_message(str(row.user_id), payload, remote=remote)
+        for ord_, uid, remote in reached:
+            user = users.get(uid)
+            if user is not None:
+                payload = msgspec.to_builtins(template.render(run.id, ord_, user, sent_at))
+                await self.fanout.broadcast_message(str(uid), payload, remote=remote)
 
     async def _progress(self, run: runs.Run, *, force: bool = False) -> None:
         now = time.monotonic()

@@ -55,15 +55,8 @@ class Broadcast:
 
 
 @dataclass(frozen=True)
-class SentRow:
-    ord: int
-    user_id: UUID
-    user: dict[str, Any]  # name, email, external_id, attributes: what personalisation reads
-
-
-@dataclass(frozen=True)
 class Batch:
-    sent: list[SentRow]
+    sent: list[tuple[int, UUID]]  # (ord, user_id) of the recipients sent, in ord order
     failed: int
 
 
@@ -205,16 +198,21 @@ async def targeted(conn: asyncpg.Pool | asyncpg.Connection, run_id: UUID) -> int
 _SEND = """UPDATE broadcast_recipients r SET state = 1, sent_at = $4
            FROM end_users u
            WHERE r.run_id = $1 AND r.ord > $2 AND r.ord <= $3 AND r.state = 0 AND u.id = r.user_id
-           RETURNING r.ord, r.user_id, u.name, u.email, u.external_id, u.attributes"""
-_SENT_BY = """SELECT r.ord, r.user_id, u.name, u.email, u.external_id, u.attributes
-              FROM broadcast_recipients r JOIN end_users u ON u.id = r.user_id
-              WHERE r.run_id = $1 AND r.ord > $2 AND r.ord <= $3 AND r.sent_at = $4"""
+           RETURNING r.ord, r.user_id"""
+_SENT_BY = """SELECT ord, user_id FROM broadcast_recipients
+              WHERE run_id = $1 AND ord > $2 AND ord <= $3 AND sent_at = $4"""
 
 
-def _sent_rows(rows: list[asyncpg.Record]) -> list[SentRow]:
-    return [SentRow(r["ord"], r["user_id"], {"name": r["name"], "email": r["email"],
-                                               "external_id": r["external_id"], "attributes": r["attributes"]})
-            for r in sorted(rows, key=lambda r: r["ord"])]
+def _sent_rows(rows: list[asyncpg.Record]) -> list[tuple[int, UUID]]:
+    return sorted((r[0], r[1]) for r in rows)
+
+
+async def recipients_of(conn: asyncpg.Pool | asyncpg.Connection, user_ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
+    """What personalisation reads of each user (name, email, external_id, attributes)."""
+    rows = await conn.fetch("SELECT id, name, email, external_id, attributes FROM end_users WHERE id = ANY($1::uuid[])",
+                            user_ids)
+    return {r["id"]: {"name": r["name"], "email": r["email"], "external_id": r["external_id"],
+                      "attributes": r["attributes"]} for r in rows}
 
 
 async def send_batch(pool: asyncpg.Pool, run: Run, old: int, new: int, now: datetime) -> Batch | None:
