@@ -40,7 +40,7 @@ from server.errors import ApiError, ServiceUnavailable
 from server.platform.metrics import Metrics
 
 log = logging.getLogger("replyhq.actors.broadcast")
-SNAPSHOT_PAGE = 10_000  # users per snapshot transaction
+SNAPSHOT_PAGE = 20_000  # users per snapshot transaction
 PROGRESS_INTERVAL_S = 0.5  # broadcast:progress at most twice a second per run
 ONLINE_TTL_S = 0.5  # how stale the list of connected users may be
 SWEEP_INTERVAL_S = 2.0  # look for runs nobody carries on (a lost start command)

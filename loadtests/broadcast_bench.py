@@ -72,6 +72,7 @@ async def _run_figures(db_url: str, run_id: uuid.UUID, small: list[uuid.UUID]) -
         run = await conn.fetchrow(
             """SELECT br.started_at, br.scheduled_for, br.status, s.targeted, s.sent,
                       (SELECT max(sent_at) FROM broadcast_recipients WHERE run_id = br.id) AS last_sent,
+                      (SELECT min(sent_at) FROM broadcast_recipients WHERE run_id = br.id) AS first_sent,
                       (SELECT count(*) - count(DISTINCT user_id) FROM broadcast_recipients WHERE run_id = br.id) AS dups
                FROM broadcast_runs br JOIN broadcast_stats s ON s.run_id = br.id WHERE br.id = $1""", run_id)
         lags = [float(r["lag"]) for r in await conn.fetch(
@@ -125,7 +126,8 @@ def run_broadcast(urls: list[str], db_url: str, *, users: int, online: int, proc
     sampler.start()
     big = _call(url, token, "POST", "/admin/api/broadcasts", {
         "name": "Everyone", "rate_per_s": 1_000_000, "audience": {"filter": {"all": []}},
-        "message": {"text": "Hi {{user.name|there}}, something new", "button_url": "https://example.com/new"}})
+        "message": {"text": "Hi {{user.name|there}}, something new", "button_url": "https://example.com/new",
+                    "button_label": "Open"}})
     _call(url, token, "POST", f"/admin/api/broadcasts/{big['id']}/send-now")
     run_id = uuid.UUID(str(asyncio.run(_first_run(db_url, uuid.UUID(big["id"])))))
     # Meanwhile: small broadcasts to offline users, each scheduled to start now (the scheduler's tick).
@@ -153,7 +155,8 @@ def run_broadcast(urls: list[str], db_url: str, *, users: int, online: int, proc
     window_s = (last - first) / 1000 if first and last and last > first else None
     lags = figures["lags"]
     return {"users": users, "online": online, "connected": live["connected"], "status": figures["status"],
-            "targeted": figures["targeted"], "sent": figures["sent"], "send_s": round(elapsed or 0, 1),
+            "targeted": figures["targeted"], "sent": figures["sent"], "run_s": round(elapsed or 0, 2),
+            "snapshot_s": round((figures["first_sent"] - started).total_seconds(), 2) if figures["first_sent"] else None,
             "recipients_persisted_per_s": round(persisted),
             "online_received": live["received"],
             "online_deliveries_per_s": round(live["received"] / window_s) if window_s else None,
