@@ -21,9 +21,10 @@ PARTITIONS = Settings().actor_partitions  # the servers under test run with the 
 
 
 async def seed_users(conn: asyncpg.Pool | asyncpg.Connection, app_id: uuid.UUID, n: int, *,
-                     named: bool = True) -> list[tuple[uuid.UUID, str, str | None]]:
-    """`n` users `u-0` … by COPY; every third has no name. (id, external_id, name) in id order."""
-    rows = [(uuid.uuid4(), app_id, f"u-{i}", (f"Name {i}" if named and i % 3 else None)) for i in range(n)]
+                     named: bool = True, first: int = 0) -> list[tuple[uuid.UUID, str, str | None]]:
+    """`n` users `u-<first>` … by COPY; every third has no name. (id, external_id, name) in id order."""
+    rows = [(uuid.uuid4(), app_id, f"u-{i}", (f"Name {i}" if named and i % 3 else None))
+            for i in range(first, first + n)]
     await conn.copy_records_to_table("end_users", records=rows, columns=["id", "app_id", "external_id", "name"])
     return sorted((r[0], r[2], r[3]) for r in rows)
 
@@ -31,18 +32,20 @@ async def seed_users(conn: asyncpg.Pool | asyncpg.Connection, app_id: uuid.UUID,
 async def create_broadcast(conn: asyncpg.Pool | asyncpg.Connection, app_id: uuid.UUID, admin_id: uuid.UUID, *,
                            text: str = "Hi {{user.name|there}}, see what's new", rate: int = 1000,
                            button_url: str | None = "https://example.com/new",
-                           audience: dict[str, Any] | None = None,
+                           audience: dict[str, Any] | None = None, schedule: dict[str, Any] | None = None,
                            broadcast_id: uuid.UUID | None = None) -> tuple[uuid.UUID, uuid.UUID]:
-    """A send-now broadcast and its run (pending), as send-now leaves them; (broadcast_id, run_id)."""
+    """A broadcast sending its first run (pending), as send-now or the scheduler leaves them, written
+    straight into Postgres (for what the API does not let one make: a segment gone since);
+    (broadcast_id, run_id)."""
     message: dict[str, Any] = {"text": text, "sender_admin_id": str(admin_id)}
     if button_url:
         message.update(button_url=button_url, button_label="See what's new")
     bid = await conn.fetchval(
         """INSERT INTO broadcasts (id, app_id, name, status, message, audience, schedule, rate_per_s)
-           VALUES ($1, $2, 'Spring release', 'sending', $3::text::jsonb, $4::text::jsonb, '{"kind": "now"}', $5)
+           VALUES ($1, $2, 'Spring release', 'sending', $3::text::jsonb, $4::text::jsonb, $6::text::jsonb, $5)
            RETURNING id""",
         broadcast_id or uuid.uuid4(), app_id, json.dumps(message), json.dumps(audience or {"filter": {"all": []}}),
-        rate)
+        rate, json.dumps(schedule or {"kind": "now"}))
     run_id = await conn.fetchval(
         "INSERT INTO broadcast_runs (broadcast_id, app_id, scheduled_for) VALUES ($1, $2, now()) RETURNING id",
         bid, app_id)
@@ -133,3 +136,12 @@ async def assert_counters_match_recount(conn: asyncpg.Pool | asyncpg.Connection,
     assert (stats["targeted"], stats["sent"]) == (recount["targeted"], recount["sent"])
     assert minutes == events == recount["sent"]
     return {"targeted": recount["targeted"], "sent": recount["sent"]}
+
+
+async def next_run(conn: asyncpg.Pool | asyncpg.Connection, broadcast_id: uuid.UUID,
+                   scheduled_for: str = "1 hour") -> uuid.UUID:
+    """The broadcast's next occurrence, as the scheduler inserts it."""
+    return uuid.UUID(str(await conn.fetchval(
+        """INSERT INTO broadcast_runs (broadcast_id, app_id, scheduled_for)
+           SELECT id, app_id, now() + $2::text::interval FROM broadcasts WHERE id = $1 RETURNING id""",
+        broadcast_id, scheduled_for)))

@@ -21,11 +21,14 @@ from server.dev.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.platform.db.migrate import migrate
 from server.platform.db.pool import init_connection
 from server.tenancy.workspaces import NewWorkspace, create_workspace
+from tests.admin_helpers import call
 from tests.broadcast_helpers import (
     act,
     admin_token,
     assert_counters_match_recount,
+    create_broadcast,
     new_broadcast,
+    next_run,
     owner_of,
     run_row,
     seed_users,
@@ -173,6 +176,45 @@ async def test_the_rate_holds_pause_stops_and_resume_finishes_and_cancel_stops(
     assert [(c["previous"], c["now"]) for c in changes] == [
         ("draft", "sending"), ("sending", "paused"), ("paused", "sending"),  # send-now, pause, resume
         ("draft", "sending"), ("sending", "cancelled")]
+
+
+async def test_a_recurring_broadcast_reaches_each_user_once_and_a_lost_segment_fails_the_run(
+        start_server, workspace: NewWorkspace, db: asyncpg.Pool) -> None:
+    server = start_server()
+    token = admin_token(server, workspace.email)
+    await seed_users(db, workspace.app_id, 30)
+    recurring = {"kind": "recurring", "cron": "0 9 * * 1", "timezone": "Europe/Paris", "end_at": None,
+                 "every_occurrence": False}
+    bid, first = await create_broadcast(db, workspace.app_id, workspace.admin_id, schedule=recurring)
+    await db.execute("UPDATE broadcasts SET next_run_at = now() + interval '7 days' WHERE id = $1", bid)
+    done = await wait_run(db, first, status=("completed",))
+    assert done["broadcast_status"] == "scheduled"  # it has a next occurrence
+    assert (done["targeted"], done["sent"]) == (30, 30)
+    newcomers = await seed_users(db, workspace.app_id, 5, first=30)  # joined since: only they get the next one
+    second = await next_run(db, bid)
+    done = await wait_run(db, second, status=("completed",))
+    assert (done["targeted"], done["sent"]) == (5, 5)
+    got = {r["user_id"] for r in await db.fetch("SELECT user_id FROM broadcast_recipients WHERE run_id = $1", second)}
+    assert got == {uid for uid, _, _ in newcomers}
+    await assert_counters_match_recount(db, second)
+
+    # A segment audience: who is in the segment when the run starts.
+    status, segment = await asyncio.to_thread(call, server, "POST", "/admin/api/segments", token, {
+        "name": "Named 1x", "filter": {"all": [{"field": "name", "op": "contains", "value": "Name 1"}]}})
+    assert status == 201, segment
+    named = await db.fetchval("SELECT count(*) FROM end_users WHERE app_id = $1 AND name LIKE '%Name 1%'",
+                              workspace.app_id)
+    bid3 = new_broadcast(server, token, audience={"segment_id": segment["id"]})
+    run3 = await send_now(server, token, db, bid3)
+    done = await wait_run(db, run3, status=("completed",))
+    assert (done["targeted"], done["sent"]) == (named, named) and named > 0
+
+    # Its segment deleted before the run could read it: the run fails, saying why; nobody is sent anything.
+    _, lost = await create_broadcast(db, workspace.app_id, workspace.admin_id,
+                                     audience={"segment_id": str(uuid.uuid4())})
+    failed = await wait_run(db, lost, status=("failed",))
+    assert failed["broadcast_status"] == "failed" and failed["sent"] == 0
+    assert "segment" in await db.fetchval("SELECT error FROM broadcast_runs WHERE id = $1", lost)
 
 
 # ---- faults -------------------------------------------------------------------------------------------
