@@ -88,6 +88,15 @@ class _Runner:
     task: asyncio.Task[None] | None = None
 
 
+@dataclass
+class _Copying:
+    """A snapshot in progress beside the sends: `grew` when a page committed (or it ended)."""
+
+    grew: asyncio.Event
+    halt: asyncio.Event  # the sends stopped: stop copying too
+    task: asyncio.Task[bool] = field(init=False)
+
+
 class BroadcastHandler:
     kind = "broadcast"
 
@@ -272,38 +281,71 @@ class BroadcastHandler:
                 del self._runners[runner.broadcast_id]
 
     async def _carry_on(self, runner: _Runner, run: runs.Run) -> None:
-        """One step of the run (begin, the whole snapshot, the whole send), or return to re-read it."""
+        """One step of the run (begin; or the snapshot with the sends alongside; or the sends), or
+        return for the caller to re-read it."""
         broadcast = await runs.load_broadcast(self.pool, run.broadcast_id)
         if broadcast is None:
             return
         if run.status == "pending":
             await runs.begin(self.pool, run)
             return
-        if run.status == "snapshotting":
-            await self._snapshot(runner, run, broadcast)
+        if run.status != "snapshotting":
+            await self._send(runner, run, broadcast, None)
             return
-        await self._send(runner, run, broadcast)
+        # What is copied is sent while the rest is copied: the two take about as long each.
+        copying = _Copying(asyncio.Event(), asyncio.Event())
+        copying.task = asyncio.create_task(self._snapshot(runner, run, broadcast, copying))
+        try:
+            await self._send(runner, run, broadcast, copying)
+        finally:
+            copying.halt.set()
+            await asyncio.wait([copying.task])
+        if not copying.task.cancelled() and copying.task.exception() is not None:
+            raise copying.task.exception()  # type: ignore[misc]
 
-    async def _snapshot(self, runner: _Runner, run: runs.Run, broadcast: runs.Broadcast) -> None:
-        while not runner.stop.is_set():
-            moved = await runs.snapshot_page(self.pool, run, broadcast, SNAPSHOT_PAGE)
-            if moved is None:
-                return
-            run, copied = moved
-            if copied < SNAPSHOT_PAGE:
-                await runs.finish_snapshot(self.pool, run)
-                await self._progress(run, force=True)
-                return
+    async def _snapshot(self, runner: _Runner, run: runs.Run, broadcast: runs.Broadcast, copying: _Copying) -> bool:
+        """Copy the audience page by page; True once the snapshot is complete."""
+        try:
+            while not runner.stop.is_set() and not copying.halt.is_set():
+                moved = await runs.snapshot_page(self.pool, run, broadcast, SNAPSHOT_PAGE)
+                if moved is None:
+                    return False
+                run, copied = moved
+                copying.grew.set()
+                if copied < SNAPSHOT_PAGE:
+                    done = await runs.finish_snapshot(self.pool, run) is not None
+                    await self._progress(run, force=True)
+                    return done
+            return False
+        finally:
+            copying.grew.set()
 
-    async def _send(self, runner: _Runner, run: runs.Run, broadcast: runs.Broadcast) -> None:
-        total = await runs.targeted(self.pool, run.id)
+    async def _send(self, runner: _Runner, run: runs.Run, broadcast: runs.Broadcast, copying: _Copying | None) -> None:
+        """Send the run's recipients in batches under the token bucket; while `copying`, only those
+        copied so far, waiting for more. Completes the run when all are sent."""
+        total = await runs.targeted(self.pool, run.id) if copying is None else 0
         rate = max(1, broadcast.rate_per_s)
         batch = max(1, min(self.batch_size, math.ceil(rate / BATCHES_PER_S)))
         bucket = TokenBucket(rate, batch)
         template = MessageTemplate(str(run.broadcast_id), broadcast.message, broadcast.sender_name, self.base_url,
                                    self.signing_key)
         through = run.sent_through
-        while through < total:
+        while True:
+            if copying is not None:
+                copying.grew.clear()  # before reading: a page committed after this read sets it again
+                if copying.task.done():
+                    if copying.task.cancelled() or copying.task.exception() is not None or not copying.task.result():
+                        return  # the caller re-reads the run (or raises what the snapshot met)
+                    copying = None
+                    total = await runs.targeted(self.pool, run.id)
+                else:
+                    total = await runs.snapshotted(self.pool, run.id)
+            if through >= total:
+                if copying is None:
+                    break
+                if await _wait(copying.grew, runner.stop, 1.0):
+                    return
+                continue
             n = min(batch, total - through)
             wait = bucket.wait_for(n)
             while wait > 0:
@@ -326,8 +368,7 @@ class BroadcastHandler:
             through += n
             await self._deliver(run, template, sent.sent, now)
             await self._progress(run)
-        view = await runs.complete(self.pool, run)
-        if view is not None:
+        if await runs.complete(self.pool, run) is not None:
             await self._progress(run, force=True)
 
     async def _committed_anyway(self, runner: _Runner, run: runs.Run, old: int, new: int,
@@ -393,6 +434,16 @@ class BroadcastHandler:
         if data["status"] not in runs.ACTIVE:
             self._progress_at.pop(run.id, None)
         await self.fanout.broadcast_progress(str(run.app_id), data)
+
+
+async def _wait(event: asyncio.Event, stop: asyncio.Event, seconds: float) -> bool:
+    """Wait for `event` (at most `seconds`) unless told to stop; True if told to stop."""
+    if not stop.is_set():
+        waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())]
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        for w in waiters:
+            w.cancel()
+    return stop.is_set()
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> bool:

@@ -136,46 +136,69 @@ async def begin(pool: asyncpg.Pool, run: Run) -> str:
         return "snapshotting"
 
 
+class _MovedOn(Exception):
+    """The run changed under a step: roll the step back."""
+
+
 async def snapshot_page(pool: asyncpg.Pool, run: Run, broadcast: Broadcast,
                         page_size: int) -> tuple[Run, int] | None:
     """Copy the next keyset page of the audience into the run's recipients, numbering them on from
-    the last `ord`; the run with its cursor moved (snapshot_done unchanged), or None when the run
-    moved on under us; and how many it copied. A page shorter than `page_size` means the snapshot is complete."""
-    async with pool.acquire() as conn, conn.transaction():
-        locked = await conn.fetchrow(
-            """SELECT snapshot_after FROM broadcast_runs
-               WHERE id = $1 AND status = 'snapshotting' AND NOT snapshot_done FOR UPDATE""", run.id)
-        if locked is None or locked["snapshot_after"] != run.snapshot_after:
-            return None
-        base = await conn.fetchval("SELECT coalesce(max(ord), 0) FROM broadcast_recipients WHERE run_id = $1", run.id)
-        # A plain range on the id (not "$2 IS NULL OR ..."), so every page is an index range scan.
-        params: list[Any] = [run.app_id, run.snapshot_after or _FIRST_ID, page_size, run.id, base]
-        condition = compile_audience(await audience_filter(conn, run.app_id, broadcast.audience), params)
-        exclusion = ""
-        if not broadcast.every_occurrence:
-            # A user gets only the first occurrence that reached them.
-            params.append(run.broadcast_id)
-            exclusion = f"""AND NOT EXISTS (
-                SELECT 1 FROM broadcast_recipients p
-                WHERE p.run_id = ANY(ARRAY(SELECT id FROM broadcast_runs WHERE broadcast_id = ${len(params)}
-                                           AND id <> $4))
-                  AND p.user_id = u.id AND p.state BETWEEN 1 AND 3)"""
-        row = await conn.fetchrow(
-            f"""WITH page AS (
-                    SELECT u.id FROM end_users u
-                    WHERE u.app_id = $1 AND u.id > $2::uuid AND ({condition}) {exclusion}
-                    ORDER BY u.id LIMIT $3
-                ), ins AS (
-                    INSERT INTO broadcast_recipients (run_id, ord, user_id)
-                    SELECT $4, $5::bigint + row_number() OVER (ORDER BY id), id FROM page
-                    RETURNING ord, user_id
-                )
-                SELECT (SELECT count(*) FROM ins) AS n,
-                       (SELECT user_id FROM ins ORDER BY ord DESC LIMIT 1) AS last""", *params)
-        if row["n"] == 0:
-            return run, 0
-        await conn.execute("UPDATE broadcast_runs SET snapshot_after = $2 WHERE id = $1", run.id, row["last"])
-        return dataclasses.replace(run, snapshot_after=row["last"]), int(row["n"])
+    the last `ord`: the run with its cursor moved and how many it copied, or None when the run moved
+    on under us (paused, cancelled, or another owner copied this page). A page shorter than
+    `page_size` means the snapshot is complete.
+
+    The run's row is locked only by the cursor's guarded update at the end, so the send batches
+    (which lock it too) go on while a page is copied; the primary key on (run_id, ord) stops a second
+    owner copying the same page."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            current = await conn.fetchrow(
+                "SELECT snapshot_after, status, snapshot_done FROM broadcast_runs WHERE id = $1", run.id)
+            if (current is None or current["status"] != "snapshotting" or current["snapshot_done"]
+                    or current["snapshot_after"] != run.snapshot_after):
+                return None
+            base = await conn.fetchval("SELECT coalesce(max(ord), 0) FROM broadcast_recipients WHERE run_id = $1",
+                                       run.id)
+            # A plain range on the id (not "$2 IS NULL OR ..."), so every page is an index range scan.
+            params: list[Any] = [run.app_id, run.snapshot_after or _FIRST_ID, page_size, run.id, base]
+            condition = compile_audience(await audience_filter(conn, run.app_id, broadcast.audience), params)
+            exclusion = ""
+            if not broadcast.every_occurrence:
+                # A user gets only the first occurrence that reached them.
+                params.append(run.broadcast_id)
+                exclusion = f"""AND NOT EXISTS (
+                    SELECT 1 FROM broadcast_recipients p
+                    WHERE p.run_id = ANY(ARRAY(SELECT id FROM broadcast_runs WHERE broadcast_id = ${len(params)}
+                                               AND id <> $4))
+                      AND p.user_id = u.id AND p.state BETWEEN 1 AND 3)"""
+            row = await conn.fetchrow(
+                f"""WITH page AS (
+                        SELECT u.id FROM end_users u
+                        WHERE u.app_id = $1 AND u.id > $2::uuid AND ({condition}) {exclusion}
+                        ORDER BY u.id LIMIT $3
+                    ), ins AS (
+                        INSERT INTO broadcast_recipients (run_id, ord, user_id)
+                        SELECT $4, $5::bigint + row_number() OVER (ORDER BY id), id FROM page
+                        RETURNING ord, user_id
+                    )
+                    SELECT (SELECT count(*) FROM ins) AS n,
+                           (SELECT user_id FROM ins ORDER BY ord DESC LIMIT 1) AS last""", *params)
+            if row["n"] == 0:
+                return run, 0
+            moved = await conn.fetchval(
+                """UPDATE broadcast_runs SET snapshot_after = $2
+                   WHERE id = $1 AND snapshot_after IS NOT DISTINCT FROM $3 AND status = 'snapshotting'
+                   RETURNING 1""", run.id, row["last"], run.snapshot_after)
+            if moved is None:
+                raise _MovedOn
+            return dataclasses.replace(run, snapshot_after=row["last"]), int(row["n"])
+    except (_MovedOn, asyncpg.UniqueViolationError):
+        return None
+
+
+async def snapshotted(conn: asyncpg.Pool | asyncpg.Connection, run_id: UUID) -> int:
+    """How many recipients the run's snapshot holds so far (its highest `ord`)."""
+    return int(await conn.fetchval("SELECT coalesce(max(ord), 0) FROM broadcast_recipients WHERE run_id = $1", run_id))
 
 
 async def finish_snapshot(pool: asyncpg.Pool, run: Run) -> int | None:
@@ -220,11 +243,13 @@ async def recipients_of(conn: asyncpg.Pool | asyncpg.Connection, user_ids: list[
 async def send_batch(pool: asyncpg.Pool, run: Run, old: int, new: int, now: datetime) -> Batch | None:
     """Recipients old < ord <= new from queued to sent, the checkpoint, the counters and one
     messages_sent event, in one transaction guarded by the old checkpoint (None: it had moved,
-    or the run is no longer sending). A recipient whose user is gone fails instead."""
+    or the run is no longer snapshotting or sending). The caller sends only what the snapshot has
+    committed. A recipient whose user is gone fails instead."""
     async with pool.acquire() as conn, conn.transaction():
         guarded = await conn.fetchval(
             """UPDATE broadcast_runs SET sent_through = $3
-               WHERE id = $1 AND sent_through = $2 AND status = 'sending' RETURNING 1""", run.id, old, new)
+               WHERE id = $1 AND sent_through = $2 AND status IN ('snapshotting', 'sending') RETURNING 1""",
+            run.id, old, new)
         if guarded is None:
             return None
         sent = await conn.fetch(_SEND, run.id, old, new, now)
@@ -295,8 +320,10 @@ async def fail(pool: asyncpg.Pool, run: Run, error: str) -> None:
 
 async def progress(conn: asyncpg.Pool | asyncpg.Connection, run_id: UUID) -> dict[str, Any] | None:
     r = await conn.fetchrow(
-        """SELECT br.broadcast_id, br.id AS run_id, br.status, coalesce(s.targeted, 0) AS targeted,
-                  coalesce(s.sent, 0) AS sent
+        """SELECT br.broadcast_id, br.id AS run_id, br.status, coalesce(s.sent, 0) AS sent,
+                  CASE WHEN br.snapshot_done THEN coalesce(s.targeted, 0)
+                       ELSE (SELECT coalesce(max(ord), 0) FROM broadcast_recipients WHERE run_id = br.id)
+                  END AS targeted
            FROM broadcast_runs br LEFT JOIN broadcast_stats s ON s.run_id = br.id WHERE br.id = $1""", run_id)
     if r is None:
         return None
