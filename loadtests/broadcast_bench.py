@@ -153,10 +153,11 @@ def run_broadcast(urls: list[str], db_url: str, *, users: int, online: int, proc
     persisted = figures["targeted"] / elapsed if elapsed else 0.0
     first, last = live.get("first_at_ms"), live.get("last_at_ms")
     window_s = (last - first) / 1000 if first and last and last > first else None
+    first_sent = figures["first_sent"]
     lags = figures["lags"]
     return {"users": users, "online": online, "connected": live["connected"], "status": figures["status"],
             "targeted": figures["targeted"], "sent": figures["sent"], "run_s": round(elapsed or 0, 2),
-            "snapshot_s": round((figures["first_sent"] - started).total_seconds(), 2) if figures["first_sent"] else None,
+            "first_send_s": round((first_sent - started).total_seconds(), 2) if first_sent else None,
             "recipients_persisted_per_s": round(persisted),
             "online_received": live["received"],
             "online_deliveries_per_s": round(live["received"] / window_s) if window_s else None,
