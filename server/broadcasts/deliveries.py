@@ -101,9 +101,9 @@ async def advance(pool: asyncpg.Pool, app_id: UUID, user_id: UUID, delivery_id: 
         if d.state >= to:
             return STATE_NAMES[d.state]
         await conn.execute(
-            """UPDATE broadcast_recipients SET state = $3, delivered_at = coalesce(delivered_at, now()),
-                      read_at = CASE WHEN $3 = 3 THEN coalesce(read_at, now()) ELSE read_at END
-               WHERE run_id = $1 AND ord = $2 AND state < $3""", did.run_id, did.ord, to)
+            """UPDATE broadcast_recipients SET state = $3::smallint, delivered_at = coalesce(delivered_at, now()),
+                      read_at = CASE WHEN $3::smallint = 3 THEN coalesce(read_at, now()) ELSE read_at END
+               WHERE run_id = $1 AND ord = $2 AND state < $3::smallint""", did.run_id, did.ord, to)
         await record(conn, _EVENTS[to], d.app_id, _data(d, from_state=d.state), user_id=d.user_id)
     return STATE_NAMES[to]
 
