@@ -102,14 +102,17 @@ async def sent_run(pool: asyncpg.Pool, ws: NewWorkspace, users: list[str], *,
         for ord_, external_id in enumerate(users, start=1):
             user_id = await conn.fetchval(
                 """INSERT INTO end_users (app_id, external_id) VALUES ($1, $2)
-                   ON CONFLICT (app_id, external_id) WHERE external_id IS NOT NULL DO UPDATE SET external_id = EXCLUDED.external_id RETURNING id""",
+                   ON CONFLICT (app_id, external_id) WHERE external_id IS NOT NULL
+                   DO UPDATE SET external_id = EXCLUDED.external_id RETURNING id""",
                 ws.app_id, external_id)
             await conn.execute(
                 """INSERT INTO broadcast_recipients (run_id, ord, user_id, state, sent_at)
-                   VALUES ($1, $2, $3, $4::smallint, CASE WHEN $4::smallint > 0 THEN now() END)""", run_id, ord_, user_id, state)
+                   VALUES ($1, $2, $3, $4::smallint, CASE WHEN $4::smallint > 0 THEN now() END)""",
+                run_id, ord_, user_id, state)
             deliveries[external_id] = f"{run_id}.{ord_}"
         await conn.execute(
-            """INSERT INTO broadcast_stats (run_id, broadcast_id, app_id, targeted, sent) VALUES ($1, $2, $3, $4, $4)""",
+            """INSERT INTO broadcast_stats (run_id, broadcast_id, app_id, targeted, sent)
+               VALUES ($1, $2, $3, $4, $4)""",
             run_id, broadcast_id, ws.app_id, len(users))
     return SentRun(broadcast_id, run_id, deliveries)
 
