@@ -15,7 +15,7 @@ import msgspec
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json, redirect
 
-from server.broadcasts import click_tokens, deliveries
+from server.broadcasts import click_tokens, receipts
 from server.broadcasts.sdk_schemas import DeliveryState, Reply, ReplyBody
 from server.context import context_of
 from server.conversations.requests import check_body_size
@@ -53,18 +53,18 @@ document(
 
 async def _advance(request: Request, delivery_id: str, to: Literal[2, 3]) -> HTTPResponse:
     caller, user = await sdk_user(request)
-    state = await deliveries.advance(context_of(request).pool, caller.app_id, UUID(user.id), delivery_id, to)
+    state = await receipts.advance(context_of(request).pool, caller.app_id, UUID(user.id), delivery_id, to)
     return json(msgspec.to_builtins(DeliveryState(delivery_id=delivery_id, state=state)))
 
 
 @bp.post("/broadcasts/<delivery_id:str>/delivered")
 async def delivered(request: Request, delivery_id: str) -> HTTPResponse:
-    return await _advance(request, delivery_id, deliveries.DELIVERED)
+    return await _advance(request, delivery_id, receipts.DELIVERED)
 
 
 @bp.post("/broadcasts/<delivery_id:str>/read")
 async def read(request: Request, delivery_id: str) -> HTTPResponse:
-    return await _advance(request, delivery_id, deliveries.READ)
+    return await _advance(request, delivery_id, receipts.READ)
 
 
 @bp.post("/broadcasts/<delivery_id:str>/reply")
@@ -74,7 +74,7 @@ async def reply(request: Request, delivery_id: str) -> HTTPResponse:
     ctx = context_of(request)
     max_bytes = ctx.settings.max_message_bytes
     check_body_size(body.body, max_bytes)
-    d = await deliveries.mine(ctx.pool, caller.app_id, UUID(user.id), delivery_id)
+    d = await receipts.mine(ctx.pool, caller.app_id, UUID(user.id), delivery_id)
     if d.conversation_id is not None:  # replied before: the reply goes to that conversation
         conversation = await ctx.messaging.conversation_for_user(caller.app_id, UUID(user.id),
                                                                  str(d.conversation_id))
@@ -86,7 +86,7 @@ async def reply(request: Request, delivery_id: str) -> HTTPResponse:
     conversation_id = d.id.reply_conversation_id
     conv, message = await ctx.messaging.create_conversation(
         caller.app_id, UUID(user.id), first_message=(body.client_id, body.body, ()), conversation_id=conversation_id)
-    first = await deliveries.link_reply(ctx.pool, d, conversation_id)
+    first = await receipts.link_reply(ctx.pool, d, conversation_id)
     if message is None:  # a create with a first message always answers it
         raise ServiceUnavailable("the reply was not stored; retry with the same client_id", code="unavailable")
     out = Reply(delivery_id=str(d.id), conversation=conv, message=message)
@@ -98,6 +98,6 @@ async def click(request: Request, token: str) -> HTTPResponse:
     ctx = context_of(request)
     delivery_id = click_tokens.verify(ctx.settings.signing_key, token)
     if delivery_id is None:
-        raise deliveries.not_found()
-    url = await deliveries.click(ctx.pool, delivery_id)
+        raise receipts.not_found()
+    url = await receipts.click(ctx.pool, delivery_id)
     return redirect(url, status=CLICK.status)

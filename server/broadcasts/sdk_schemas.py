@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from server.broadcasts.deliveries import StateName
+from server.broadcasts.receipts import StateName
 from server.conversations.models import NO_NUL, ClientId, Conversation, Message
 from server.conversations.requests import MessageText
 

@@ -23,7 +23,7 @@ from uuid import UUID
 
 import msgspec
 
-from server.broadcasts import deliveries
+from server.broadcasts import receipts
 from server.broadcasts.sdk_schemas import DeliveryPayload
 from server.context import AppContext
 from server.conversations.models import ReceiptKind
@@ -246,14 +246,14 @@ class ClientNamespace(EventNamespace):
     async def _broadcast_receipt(self, sid: str, data: Any, to: Literal[2, 3]) -> dict[str, Any]:
         client = self._client(sid)
         p = convert(data, DeliveryPayload)
-        state = await deliveries.advance(self.ctx.pool, client.app_id, UUID(client.user_id), p.delivery_id, to)
+        state = await receipts.advance(self.ctx.pool, client.app_id, UUID(client.user_id), p.delivery_id, to)
         return {"ok": True, "state": state}
 
     async def on_broadcast_delivered(self, sid: str, data: Any = None) -> dict[str, Any]:
-        return await self._broadcast_receipt(sid, data, deliveries.DELIVERED)
+        return await self._broadcast_receipt(sid, data, receipts.DELIVERED)
 
     async def on_broadcast_read(self, sid: str, data: Any = None) -> dict[str, Any]:
-        return await self._broadcast_receipt(sid, data, deliveries.READ)
+        return await self._broadcast_receipt(sid, data, receipts.READ)
 
     async def _typing(self, sid: str, data: Any, typing: bool) -> dict[str, Any]:
         client = self._client(sid)

@@ -1,4 +1,4 @@
-"""One recipient's delivery as the SDK sees it: its state moving forward (delivered, read), the
+"""Receipts of one recipient's delivery from the SDK: its state moving forward (delivered, read), the
 first click and the reply's conversation, each with its per-recipient event in the same transaction.
 
 A delivery id is "<run_id>.<ord>". Only the user it was sent to sees it: another user's or another
