@@ -61,6 +61,7 @@ ON CONFLICT (run_id, minute) DO UPDATE SET {_ADDED}
 
 class BroadcastStats:
     name = "broadcast-stats"
+    types = frozenset(_COUNTED)  # batches without these (most: messages) cost no transaction
 
     async def apply(self, conn: asyncpg.Connection, events: list[DomainEvent]) -> None:
         totals: dict[str, dict[str, int]] = {}
