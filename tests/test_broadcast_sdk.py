@@ -284,6 +284,7 @@ async def test_a_reply_starts_one_conversation_linked_to_the_delivery_and_the_in
 
     row = await pool.fetchrow("SELECT * FROM broadcast_recipients WHERE run_id = $1", run.run_id)
     assert str(row["conversation_id"]) == conv_id and row["replied_at"] is not None
+    assert row["state"] == 3 and row["read_at"] is not None  # whoever replied has read it
     replied = await events_of(pool, run.run_id, "replied")
     assert replied == [{"broadcast_id": str(run.broadcast_id), "run_id": str(run.run_id), "delivery_id": d,
                         "conversation_id": conv_id}]

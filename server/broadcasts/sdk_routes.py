@@ -87,6 +87,8 @@ async def reply(request: Request, delivery_id: str) -> HTTPResponse:
     conv, message = await ctx.messaging.create_conversation(
         caller.app_id, UUID(user.id), first_message=(body.client_id, body.body, ()), conversation_id=conversation_id)
     first = await receipts.link_reply(ctx.pool, d, conversation_id)
+    # Whoever replied has read the message: the funnel never shows more replies than reads.
+    await receipts.advance(ctx.pool, caller.app_id, UUID(user.id), delivery_id, receipts.READ)
     if message is None:  # a create with a first message always answers it
         raise ServiceUnavailable("the reply was not stored; retry with the same client_id", code="unavailable")
     out = Reply(delivery_id=str(d.id), conversation=conv, message=message)
