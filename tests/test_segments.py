@@ -124,6 +124,8 @@ BAD_FILTERS = [
     ("exists takes a bool", {"all": [_cond(op="exists", value="yes")]}, "$.filter.all[0].value"),
     ("contains a number", {"all": [_cond("custom.plan", "contains", 3)]}, "$.filter.all[0].value"),
     ("custom gt on a word", {"all": [_cond("custom.age", "gt", "thirty")]}, "$.filter.all[0].value"),
+    ("NUL in a value", {"all": [_cond(value="a\u0000b")]}, "$.filter.all[0].value"),
+    ("NUL in an attribute name", {"all": [_cond(field="custom.a\u0000b")]}, "$.filter.all[0].field"),
     ("unknown condition key", {"all": [{**_cond(), "negate": True}]}, "$.filter.all[0].negate"),
     ("missing value", {"all": [{"field": "name", "op": "eq"}]}, "$.filter.all[0].value"),
     ("unknown group key", {"all": [], "none": []}, "$.filter.none"),
