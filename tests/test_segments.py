@@ -93,6 +93,37 @@ async def test_versions_compare_part_by_part_as_numbers(db: asyncpg.Pool, worksp
         sorted(v or "" for v in matching)
 
 
+JUNK_ATTRIBUTES = ["2026-02-30", "2026-01-01T25:00", "2026-01-01T10:00+99", "0000-01-01", "2026-00-10",
+                   "2026-01-01T10:00:60", "2026-01-01 24:00", "9999-12-31T23:59:59-23:59", "1e400", "NaN", "",
+                   "\u00e9t\u00e9", 10**40, -(10**40), 1.5e300, None, [], {}, {"a": [1]}, True]
+EXTREME_VALUES: list[Any] = [
+    0, -1, 10**40, 1.5e300, -1.5e300, "0001-01-01T00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-03-29T02:30",
+    {"days_ago": 0}, {"days_ago": 36500}]
+
+
+async def test_junk_attributes_and_extreme_values_never_fail_the_query(db: asyncpg.Pool,
+                                                                      workspace: NewWorkspace) -> None:
+    users = [ref.User(external_id=f"j{i}", attributes={"x": junk},
+                      metadata={"device": {"os_version": str(junk)[:40], "platform": str(junk)[:40]}})
+             for i, junk in enumerate(JUNK_ATTRIBUTES)]
+    await _seed(db, workspace.app_id, users)
+    conditions = [{"field": "custom.x", "op": op, "value": value} for op in ("gt", "lt") for value in EXTREME_VALUES]
+    conditions += [{"field": "custom.x", "op": op, "value": v} for op in ("eq", "neq") for v in ("", 10**40, True)]
+    conditions += [{"field": "custom.x", "op": "in", "value": [10**40, "", False]},
+                   {"field": "custom.x", "op": "contains", "value": "%_\\"},
+                   {"field": "name", "op": "contains", "value": "%"},
+                   {"field": "device.os_version", "op": "gt", "value": "999999999999999999." * 15 + "1"},
+                   {"field": "first_seen_at", "op": "gt", "value": "0001-01-01T00:00+14:00"},
+                   {"field": "last_seen_at", "op": "lt", "value": "9999-12-31T23:59:59-14:00"},
+                   {"field": "last_seen_at", "op": "gt", "value": {"days_ago": 36500}}]
+    async with db.acquire() as conn:
+        for c in conditions:
+            tree = {"all": [c]}
+            got, at = await _select(conn, workspace.app_id, parse_filter(tree))
+            want = {u.id for u in users if ref.matches(tree, u, at)}
+            assert got == want, (c, [(u.attributes["x"], u.id in got) for u in users if u.id in got ^ want])
+
+
 # -- parse_filter ---------------------------------------------------------------------------------
 
 def _cond(field: str = "name", op: str = "eq", value: Any = "Ann") -> dict[str, Any]:
@@ -116,6 +147,8 @@ BAD_FILTERS = [
     ("a number for a name", {"all": [_cond(value=3)]}, "$.filter.all[0].value"),
     ("bad version", {"all": [_cond("device.os_version", "gt", "17.x")]}, "$.filter.all[0].value"),
     ("bad time", {"all": [_cond("last_seen_at", "gt", "yesterday")]}, "$.filter.all[0].value"),
+    ("offset past 14 h", {"all": [_cond("last_seen_at", "lt", "2026-01-01T10:00-23:59")]}, "$.filter.all[0].value"),
+    ("hour 24", {"all": [_cond("last_seen_at", "lt", "2026-01-01T24:00")]}, "$.filter.all[0].value"),
     ("bad days_ago", {"all": [_cond("last_seen_at", "gt", {"days_ago": -1})]}, "$.filter.all[0].value.days_ago"),
     ("days_ago with more", {"all": [_cond("first_seen_at", "lt", {"days_ago": 1, "x": 1})]},
      "$.filter.all[0].value.x"),
