@@ -250,6 +250,7 @@ async def test_segments_are_created_read_renamed_refiltered_and_deleted_with_the
     status, listed = call(seg_server, "GET", "/admin/api/segments", token)
     assert status == 200 and [s["id"] for s in listed["segments"]] == [second["id"], sid]
 
+    assert call(seg_server, "PATCH", f"/admin/api/segments/{sid}", token, {}) == (200, created)  # no event
     status, renamed = call(seg_server, "PATCH", f"/admin/api/segments/{sid}", token, {"name": "Pro users"})
     assert status == 200 and renamed["name"] == "Pro users" and renamed["filter"] == VIP
     assert renamed["updated_at"] > created["updated_at"]
