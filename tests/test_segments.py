@@ -11,6 +11,8 @@ from typing import Any
 
 import asyncpg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from server.dev.embedded import EmbeddedServices
 from server.errors import ValidationFailed
@@ -360,3 +362,36 @@ def test_the_preview_counts_the_audience_and_shows_20_users_as_the_users_list_do
                            {"field": "device.platform", "op": "neq", "value": "android"}]})
     assert few["count"] == 2 and sorted(u["user_id"] for u in few["users"]) == ["u1", "u2"]
     assert preview({"any": []}) == {"count": 0, "users": []}
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=30)
+_value = st.one_of(
+    st.booleans(), st.integers(-5, 50), st.floats(), st.lists(st.sampled_from(["a", 1, True]), max_size=3),
+    st.sampled_from(["9.0", "10", "pro", "2026-03-29T02:30Z", "2026-02-30", "", "x\u0000"]),
+    st.fixed_dictionaries({"days_ago": st.integers(-1, 40)}), st.dictionaries(st.text(max_size=3), _json))
+_condition = st.fixed_dictionaries({
+    "field": st.sampled_from(["name", "anonymous", "last_seen_at", "has_open_conversation", "device.platform",
+                              "device.os_version", "custom.plan", "custom.", "nickname"]),
+    "op": st.sampled_from(["eq", "neq", "contains", "in", "exists", "gt", "lt", "like"]), "value": _value})
+
+
+def _group(items: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.builds(lambda kind, found: {kind: found}, st.sampled_from(["all", "any"]), st.lists(items, max_size=4))
+
+
+_near = _group(st.recursive(_condition, _group, max_leaves=12))
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.one_of(_json, _near))
+def test_any_json_is_a_filter_or_a_422_with_a_path_under_filter(obj: Any) -> None:
+    try:
+        f = parse_filter(obj)
+    except ValidationFailed as err:
+        assert err.details["path"].startswith("$.filter")
+        return
+    assert filter_to_json(f) == obj and parse_filter(filter_to_json(f)) == f
+    params: list[object] = []
+    assert compile_filter(f, params).count("$") == len(params)
