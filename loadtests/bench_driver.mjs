@@ -7,6 +7,9 @@
 //   mode "soak": `clients` sockets, one user at a time each, send one message to every conversation
 //     of the plan the runner seeded (`planFile`), reporting progress every `progressEvery` on
 //     stderr (the runner samples server memory then).
+//   mode "listen": `clients` sockets of the users `${userPrefix}0` ... (in waves), then reports
+//     phase "connected" and counts `broadcast:message` per socket until none came for `quietS`
+//     seconds after the first (or `holdS` passed): who got one, repeats, first/last arrival times.
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
@@ -146,6 +149,36 @@ async function soak() {
     conversations_per_s: +(sent / elapsed).toFixed(1) };
 }
 
-const result = mode === "storm" ? await storm() : mode === "soak" ? await soak() : await messages();
+async function listen() {
+  const { userPrefix, quietS = 5 } = cfg;
+  const got = new Map();  // socket index -> delivery ids seen
+  let repeats = 0, first = null, last = null;
+  const socks = [];
+  for (let i = 0; i < clients; i += 250) {
+    socks.push(...await Promise.all(Array.from({ length: Math.min(250, clients - i) }, async (_, k) => {
+      const n = i + k;
+      const s = await connect(urls[n % urls.length], `${userPrefix}${n}`, 60000);
+      s.on("broadcast:message", (m) => {
+        const now = Date.now();
+        first ??= now; last = now;
+        let seen = got.get(n);
+        if (seen === undefined) got.set(n, seen = new Set());
+        if (seen.has(m.delivery_id)) repeats++;
+        seen.add(m.delivery_id);
+      });
+      return s;
+    })));
+  }
+  console.error(JSON.stringify({ phase: "connected", connected: socks.length }));
+  const t0 = Date.now();
+  while (Date.now() - t0 < holdS * 1000) {
+    await sleep(250);
+    if (last !== null && Date.now() - last > quietS * 1000 && got.size >= clients) break;
+  }
+  for (const s of socks) s.close();
+  return { connected: socks.length, received: got.size, repeats, first_at: first, last_at: last };
+}
+
+const result = mode === "storm" ? await storm() : mode === "soak" ? await soak() : mode === "listen" ? await listen() : await messages();
 console.log(JSON.stringify(result));
 process.exit(0);

@@ -15,6 +15,7 @@ from sanic.response import HTTPResponse, file
 
 from server.analytics import capability as analytics
 from server.auth import capability as auth
+from server.broadcasts import capability as broadcasts
 from server.context import AppContext, context_of
 from server.conversations import capability as conversations
 from server.errors import install_error_handlers
@@ -39,7 +40,7 @@ log = logging.getLogger("replyhq.app")
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT / "static"
 # Each sets up its routes and its lifecycle steps (started in this order, stopped in reverse).
-CAPABILITIES = (tenancy, auth, users, conversations, analytics, events, webhooks, usage, segments)
+CAPABILITIES = (tenancy, auth, users, conversations, analytics, events, webhooks, usage, segments, broadcasts)
 
 
 def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
