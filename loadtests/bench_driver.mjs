@@ -4,12 +4,12 @@
 //     Retryable errors (503, timeouts) are retried with the same client_id, like the SDKs do.
 //   mode "storm": opens `clients` sockets at once, reports how long until all connected, then holds
 //     them idle for `holdS` seconds (the runner measures server memory meanwhile).
-//   mode "broadcast": `clients` sockets of the users `${userPrefix}0` …; reports "connected", then
-//     counts each broadcast:message (duplicates by delivery_id per socket, the lag from its sent_at)
-//     until every socket has one or `holdS` seconds passed.
 //   mode "soak": `clients` sockets, one user at a time each, send one message to every conversation
 //     of the plan the runner seeded (`planFile`), reporting progress every `progressEvery` on
 //     stderr (the runner samples server memory then).
+//   mode "listen": `clients` sockets of the users `${userPrefix}0` ... (in waves), then reports
+//     phase "connected" and counts `broadcast:message` per socket until none came for `quietS`
+//     seconds after the first (or `holdS` passed): who got one, repeats, first/last arrival times.
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
@@ -149,41 +149,36 @@ async function soak() {
     conversations_per_s: +(sent / elapsed).toFixed(1) };
 }
 
-async function broadcast() {
-  const { userPrefix, connectBatch = 500 } = cfg;
-  const seen = new Map();  // socket index -> Set of delivery ids
-  const lags = [];
-  let events = 0, firstAt = null, lastAt = null;
+async function listen() {
+  const { userPrefix, quietS = 5 } = cfg;
+  const got = new Map();  // socket index -> delivery ids seen
+  let repeats = 0, first = null, last = null;
   const socks = [];
-  for (let b = 0; b < clients; b += connectBatch) {
-    const batch = Array.from({ length: Math.min(connectBatch, clients - b) }, (_, k) => b + k);
-    const got = await Promise.allSettled(batch.map((i) => connect(urls[i % urls.length], `${userPrefix}${i}`, 60000)));
-    got.forEach((r, k) => {
-      if (r.status !== "fulfilled") return;
-      const i = batch[k];
-      socks.push(r.value);
-      r.value.on("broadcast:message", (m) => {
+  for (let i = 0; i < clients; i += 250) {
+    socks.push(...await Promise.all(Array.from({ length: Math.min(250, clients - i) }, async (_, k) => {
+      const n = i + k;
+      const s = await connect(urls[n % urls.length], `${userPrefix}${n}`, 60000);
+      s.on("broadcast:message", (m) => {
         const now = Date.now();
-        events++;
-        firstAt = firstAt ?? now;
-        lastAt = now;
-        lags.push(now - Date.parse(m.sent_at));
-        if (!seen.has(i)) seen.set(i, new Set());
-        seen.get(i).add(m.delivery_id);
+        first ??= now; last = now;
+        let seen = got.get(n);
+        if (seen === undefined) got.set(n, seen = new Set());
+        if (seen.has(m.delivery_id)) repeats++;
+        seen.add(m.delivery_id);
       });
-    });
+      return s;
+    })));
   }
   console.error(JSON.stringify({ phase: "connected", connected: socks.length }));
-  const t0 = performance.now();
-  while (seen.size < socks.length && performance.now() - t0 < holdS * 1000) await sleep(100);
-  await sleep(1000);  // anything sent twice arrives by now
+  const t0 = Date.now();
+  while (Date.now() - t0 < holdS * 1000) {
+    await sleep(250);
+    if (last !== null && Date.now() - last > quietS * 1000 && got.size >= clients) break;
+  }
   for (const s of socks) s.close();
-  let unique = 0;
-  for (const ids of seen.values()) unique += ids.size;
-  return { connected: socks.length, received: seen.size, events, duplicates: events - unique,
-    first_at_ms: firstAt, last_at_ms: lastAt, lag_p50_ms: pct(lags, 50), lag_p99_ms: pct(lags, 99) };
+  return { connected: socks.length, received: got.size, repeats, first_at: first, last_at: last };
 }
 
-const result = mode === "storm" ? await storm() : mode === "soak" ? await soak() : mode === "broadcast" ? await broadcast() : await messages();
+const result = mode === "storm" ? await storm() : mode === "soak" ? await soak() : mode === "listen" ? await listen() : await messages();
 console.log(JSON.stringify(result));
 process.exit(0);

@@ -1,177 +1,153 @@
-"""The `broadcast` bench scenario: one broadcast to every user of a workspace of `users` (seeded by
-COPY), with the rate cap lifted, while `online` SDK sockets (the Node driver) wait for it; and a
-handful of small broadcasts scheduled meanwhile, for how late a due run starts under that load.
+"""The `broadcast` bench scenario: one broadcast to every user of a big workspace, rate cap lifted.
 
-Prints recipients_persisted_per_s (the audience snapshotted and sent: recipients over the run's
-start to its last send), online_deliveries_per_s, schedule_lag_p99_ms (run start minus its
-scheduled time), duplicates (live, and stored), server_rss_mb (peak), and a bare COPY of the same
-recipient rows into a copy of the table: fraction_of_copy = recipients_persisted_per_s / copy rows/s.
+Users are seeded by COPY (not timed). The same number of recipient rows is also COPYed bare into a
+table without indexes, in the same run, so `fraction_of_copy` compares the send with what this
+machine's Postgres can take at all. `online` SDK clients of the audience listen on `/client` (the
+Node driver's listen mode); a few small `once` broadcasts measure how late the scheduler starts a
+run after its time.
+
+Prints recipients_persisted_per_s (rows committed as sent, from send-now to the last batch),
+online_deliveries_per_s, schedule_lag_p99_ms, duplicates (recipient rows beyond one per user, and
+repeated socket deliveries), server_rss_mb at the start and at its peak.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import psutil
 
+from loadtests.bench import _driver, _result, _rss_mb, _wait_phase
 from server.tenancy.workspaces import create_workspace
 from tests.support import http
 
-SMALL_BROADCASTS = 20
-COPY_CHUNK = 100_000
+PASSWORD = "bench-broadcast-password"
+LAG_BROADCASTS = 20
 
 
-async def _seed(db_url: str, users: int) -> tuple[Any, str]:
-    """A workspace of `users` users `bc-0` … (COPY, in chunks); the workspace and its prefix."""
+async def _seed(db_url: str, users: int) -> tuple[uuid.UUID, str, str, float]:
+    """A workspace with `users` end users u-0 ... (COPY); returns (app id, owner email, its publishable
+    key, bare COPY rows/s)."""
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
     try:
-        ws = await create_workspace(pool, app_name="broadcast-bench", email=f"bc-{uuid.uuid4().hex[:8]}@bench.local",
-                                    password="bench-password")
+        email = f"broadcast-{uuid.uuid4().hex[:8]}@bench.local"
+        ws = await create_workspace(pool, app_name="broadcast bench", email=email, password=PASSWORD)
+        ids = [uuid.uuid4() for _ in range(users)]
+        async with pool.acquire() as conn:
+            await conn.copy_records_to_table(
+                "end_users", columns=["id", "app_id", "external_id", "name"],
+                records=((ids[i], ws.app_id, f"u-{i}", f"User {i}") for i in range(users)))
+            await conn.execute("ANALYZE end_users")
+            # The yardstick: the same number of (run, ord, user) rows COPYed into a bare table.
+            await conn.execute("CREATE TABLE bench_bare_copy (run_id uuid, ord bigint, user_id uuid, state smallint)")
+            run = uuid.uuid4()
+            records = [(run, i + 1, ids[i], 1) for i in range(users)]
+            t0 = time.perf_counter()
+            await conn.copy_records_to_table("bench_bare_copy", records=records)
+            copy_s = time.perf_counter() - t0
+            await conn.execute("DROP TABLE bench_bare_copy")
+        return ws.app_id, email, ws.publishable_key, users / copy_s
     finally:
         await pool.close()
+
+
+async def _lags(db_url: str, app_id: uuid.UUID) -> list[float]:
     conn = await asyncpg.connect(db_url)
     try:
-        prefix = f"bc-{uuid.uuid4().hex[:6]}-"
-        for start in range(0, users, COPY_CHUNK):
-            rows = [(uuid.uuid4(), ws.app_id, f"{prefix}{i}", f"User {i}")
-                    for i in range(start, min(users, start + COPY_CHUNK))]
-            await conn.copy_records_to_table("end_users", records=rows, columns=["id", "app_id", "external_id", "name"])
-        await conn.execute("ANALYZE end_users")
-        return ws, prefix
+        rows = await conn.fetch(
+            """SELECT extract(epoch FROM r.started_at - r.scheduled_for) AS lag
+               FROM broadcast_runs r JOIN broadcasts b ON b.id = r.broadcast_id
+               WHERE b.app_id = $1 AND b.name LIKE 'lag %' AND r.started_at IS NOT NULL""", app_id)
+        return sorted(float(r["lag"]) for r in rows)
     finally:
         await conn.close()
 
 
-async def _bare_copy(db_url: str, run_id: uuid.UUID) -> float:
-    """Rows per second of a plain COPY of the run's recipient rows into a copy of the table (its
-    indexes included): what the database itself can take."""
+async def _outcome(db_url: str, broadcast_id: str) -> dict[str, Any]:
     conn = await asyncpg.connect(db_url)
     try:
-        rows = [(run_id, r["ord"], r["user_id"]) for r in await conn.fetch(
-            "SELECT ord, user_id FROM broadcast_recipients WHERE run_id = $1", run_id)]
-        await conn.execute("DROP TABLE IF EXISTS bench_copy")
-        await conn.execute("CREATE UNLOGGED TABLE bench_copy (LIKE broadcast_recipients INCLUDING ALL)")
-        await conn.execute("ALTER TABLE bench_copy SET LOGGED")
-        t0 = time.perf_counter()
-        await conn.copy_records_to_table("bench_copy", records=rows, columns=["run_id", "ord", "user_id"])
-        elapsed = time.perf_counter() - t0
-        await conn.execute("DROP TABLE bench_copy")
-        return len(rows) / elapsed
+        row = await conn.fetchrow(
+            """SELECT r.created_at, r.status, count(x.*) AS rows, count(DISTINCT x.user_id) AS users,
+                      count(*) FILTER (WHERE x.state >= 1) AS sent, max(x.sent_at) AS last_sent
+               FROM broadcast_runs r LEFT JOIN broadcast_recipients x ON x.run_id = r.id
+               WHERE r.broadcast_id = $1 GROUP BY r.id""", uuid.UUID(broadcast_id))
+        return dict(row) if row else {}
     finally:
         await conn.close()
 
 
-async def _run_figures(db_url: str, run_id: uuid.UUID, small: list[uuid.UUID]) -> dict[str, Any]:
-    conn = await asyncpg.connect(db_url)
-    try:
-        run = await conn.fetchrow(
-            """SELECT br.started_at, br.scheduled_for, br.status, s.targeted, s.sent,
-                      (SELECT max(sent_at) FROM broadcast_recipients WHERE run_id = br.id) AS last_sent,
-                      (SELECT min(sent_at) FROM broadcast_recipients WHERE run_id = br.id) AS first_sent,
-                      (SELECT count(*) - count(DISTINCT user_id) FROM broadcast_recipients WHERE run_id = br.id) AS dups
-               FROM broadcast_runs br JOIN broadcast_stats s ON s.run_id = br.id WHERE br.id = $1""", run_id)
-        lags = [float(r["lag"]) for r in await conn.fetch(
-            """SELECT extract(epoch FROM started_at - scheduled_for) * 1000 AS lag FROM broadcast_runs
-               WHERE broadcast_id = ANY($1::uuid[]) AND started_at IS NOT NULL""", small)]
-        return {**dict(run), "lags": sorted(lags)}
-    finally:
-        await conn.close()
+def _admin(url: str, email: str) -> dict[str, str]:
+    status, body = http("POST", url + "/admin/auth/login", {"email": email, "password": PASSWORD})
+    assert status == 200, body
+    return {"authorization": f"Bearer {body['access_token']}"}
 
 
-async def _status(db_url: str, run_id: uuid.UUID) -> str | None:
-    conn = await asyncpg.connect(db_url)
-    try:
-        return await conn.fetchval("SELECT status FROM broadcast_runs WHERE id = $1", run_id)  # type: ignore[no-any-return]
-    finally:
-        await conn.close()
+def _create(url: str, auth: dict[str, str], body: dict[str, Any]) -> str:
+    status, created = http("POST", url + "/admin/api/broadcasts", body, headers=auth)
+    if status != 201:
+        raise RuntimeError(f"creating a broadcast: {status} {created}")
+    return str(created["id"])
 
 
-def _call(url: str, token: str, method: str, path: str, body: Any = None) -> Any:
-    status, out = http(method, url + path, body, headers={"authorization": f"Bearer {token}"}, timeout=30)
-    assert status in (200, 201), (path, status, out)
-    return out
-
-
-def run_broadcast(urls: list[str], db_url: str, *, users: int, online: int, procs: list[psutil.Process],
-                  driver: Any, wait_phase: Any, result: Any) -> dict[str, object]:
-    """`driver`, `wait_phase`, `result`: loadtests/bench.py's Node driver helpers."""
-    ws, prefix = asyncio.run(_seed(db_url, users))
+def run_broadcast(urls: list[str], db_url: str, *, users: int, online: int,
+                  procs: list[psutil.Process]) -> dict[str, object]:
+    app_id, email, publishable, copy_rows_per_s = asyncio.run(_seed(db_url, users))
     url = urls[0]
-    status, session = http("POST", url + "/admin/auth/login", {"email": ws.email, "password": "bench-password"})
-    assert status == 200, session
-    token = session["access_token"]
-    sockets = driver({"mode": "broadcast", "urls": urls, "apiKey": ws.publishable_key, "clients": online,
-                      "userPrefix": prefix, "holdS": 900})
-    wait_phase(sockets, "connected", timeout=300)
-    peak = [0.0]
-    sampling = threading.Event()
+    auth = _admin(url, email)
+    listener = None
+    if online:
+        listener = _driver({"mode": "listen", "urls": urls, "apiKey": publishable, "clients": online,
+                            "userPrefix": "u-", "holdS": 300, "quietS": 5})
+        _wait_phase(listener, "connected", timeout=180)
 
-    def sample() -> None:
-        while not sampling.is_set():
-            rss = 0
-            for p in procs:
-                try:
-                    rss += p.memory_info().rss
-                except psutil.NoSuchProcess:
-                    pass
-            peak[0] = max(peak[0], rss / 2**20)
-            time.sleep(0.5)
+    # Schedule lag: small `once` broadcasts to nobody, due a few seconds from now.
+    at = (datetime.now(UTC) + timedelta(seconds=4)).replace(microsecond=0)
+    nobody = {"all": [{"field": "external_id", "op": "eq", "value": "nobody"}]}
+    for i in range(LAG_BROADCASTS):
+        bid = _create(url, auth, {"name": f"lag {i}", "message": {"text": "lag"}, "audience": {"filter": nobody},
+                                  "schedule": {"kind": "once", "at": at.strftime("%Y-%m-%dT%H:%M:%S"),
+                                               "timezone": "UTC"}})
+        status, body = http("POST", f"{url}/admin/api/broadcasts/{bid}/schedule", {}, headers=auth)
+        assert status == 200, body
+    time.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()) + 3)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    big = _call(url, token, "POST", "/admin/api/broadcasts", {
-        "name": "Everyone", "rate_per_s": 1_000_000, "audience": {"filter": {"all": []}},
-        "message": {"text": "Hi {{user.name|there}}, something new", "button_url": "https://example.com/new",
-                    "button_label": "Open"}})
-    _call(url, token, "POST", f"/admin/api/broadcasts/{big['id']}/send-now")
-    run_id = uuid.UUID(str(asyncio.run(_first_run(db_url, uuid.UUID(big["id"])))))
-    # Meanwhile: small broadcasts to offline users, each scheduled to start now (the scheduler's tick).
-    small = []
-    for i in range(SMALL_BROADCASTS):
-        one = _call(url, token, "POST", "/admin/api/broadcasts", {
-            "name": f"small {i}", "audience": {"filter": {"all": [
-                {"field": "external_id", "op": "eq", "value": f"{prefix}{online + i}"}]}},
-            "message": {"text": "Hi"}})
-        _call(url, token, "POST", f"/admin/api/broadcasts/{one['id']}/schedule")
-        small.append(uuid.UUID(one["id"]))
-        time.sleep(0.2)
-    deadline = time.monotonic() + 1800
-    while asyncio.run(_status(db_url, run_id)) != "completed" and time.monotonic() < deadline:
+    rss_start = _rss_mb(procs)
+    bid = _create(url, auth, {"name": "everyone", "message": {"text": "Hi {{user.name|there}}, news for you"},
+                              "audience": {"filter": {"all": [{"field": "external_id", "op": "exists",
+                                                               "value": True}]}},
+                              "schedule": {"kind": "now"}, "rate_per_s": 1_000_000})
+    status, body = http("POST", f"{url}/admin/api/broadcasts/{bid}/send-now", {}, headers=auth, timeout=60)
+    assert status in (200, 202), body
+    rss_peak = rss_start
+    deadline = time.monotonic() + 600
+    state = "sending"
+    while time.monotonic() < deadline:
+        rss_peak = max(rss_peak, _rss_mb(procs))
+        status, b = http("GET", f"{url}/admin/api/broadcasts/{bid}", headers=auth)
+        state = b.get("status") if status == 200 else state
+        if state in ("completed", "failed", "cancelled"):
+            break
         time.sleep(0.5)
-    live = result(sockets, 900)
-    sampling.set()
-    sampler.join()
-    figures = asyncio.run(_run_figures(db_url, run_id, small))
-    copy_per_s = asyncio.run(_bare_copy(db_url, run_id))
-    started, last_sent = figures["started_at"], figures["last_sent"]
-    elapsed = (last_sent - started).total_seconds() if started and last_sent else None
-    persisted = figures["targeted"] / elapsed if elapsed else 0.0
-    first, last = live.get("first_at_ms"), live.get("last_at_ms")
-    window_s = (last - first) / 1000 if first and last and last > first else None
-    first_sent = figures["first_sent"]
-    lags = figures["lags"]
-    return {"users": users, "online": online, "connected": live["connected"], "status": figures["status"],
-            "targeted": figures["targeted"], "sent": figures["sent"], "run_s": round(elapsed or 0, 2),
-            "first_send_s": round((first_sent - started).total_seconds(), 2) if first_sent else None,
-            "recipients_persisted_per_s": round(persisted),
-            "online_received": live["received"],
-            "online_deliveries_per_s": round(live["received"] / window_s) if window_s else None,
-            "delivery_lag_p50_ms": live["lag_p50_ms"], "delivery_lag_p99_ms": live["lag_p99_ms"],
-            "schedule_lag_p99_ms": round(lags[min(len(lags) - 1, int(0.99 * len(lags)))]) if lags else None,
-            "scheduled_runs_started": len(lags),
-            "duplicates": int(live["duplicates"]) + int(figures["dups"]),
-            "server_rss_mb": round(peak[0], 1),
-            "copy_rows_per_s": round(copy_per_s), "fraction_of_copy": round(persisted / copy_per_s, 3)}
-
-
-async def _first_run(db_url: str, broadcast_id: uuid.UUID) -> uuid.UUID:
-    conn = await asyncpg.connect(db_url)
-    try:
-        return await conn.fetchval("SELECT id FROM broadcast_runs WHERE broadcast_id = $1", broadcast_id)  # type: ignore[no-any-return]
-    finally:
-        await conn.close()
+    out = asyncio.run(_outcome(db_url, bid))
+    heard: dict[str, Any] = _result(listener, timeout=400) if listener is not None else {}
+    span = (out["last_sent"] - out["created_at"]).total_seconds() if out.get("last_sent") else None
+    persisted = round(out["sent"] / span) if span else None
+    lags = asyncio.run(_lags(db_url, app_id))
+    online_span = ((heard["last_at"] - heard["first_at"]) / 1000) if heard.get("last_at") else None
+    return {
+        "users": users, "status": state, "targeted": out.get("rows"), "sent": out.get("sent"),
+        "recipients_persisted_per_s": persisted,
+        "bare_copy_rows_per_s": round(copy_rows_per_s),
+        "fraction_of_copy": round(persisted / copy_rows_per_s, 3) if persisted else None,
+        "online_clients": online, "online_received": heard.get("received"),
+        "online_deliveries_per_s": round(heard["received"] / online_span) if online_span else None,
+        "schedule_lag_p99_ms": round(lags[min(len(lags) - 1, int(0.99 * len(lags)))] * 1000) if lags else None,
+        "schedule_runs": len(lags),
+        "duplicates": int(out.get("rows", 0) - out.get("users", 0)) + int(heard.get("repeats", 0)),
+        "server_rss_mb_start": round(rss_start, 1), "server_rss_mb": round(rss_peak, 1),
+    }

@@ -120,7 +120,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Seconds the event relay waits between reads (not when a read filled its batch): the floor of
     # event latency, and what relaying and consuming cost per second (a read, an append and a
     # consumer transaction per cycle, however few events; docs/benchmarks.md).
-    event_relay_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.03
+    event_relay_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.06
     # SDK edge rate limits per SDK_RATE_WINDOW seconds (server/http/sdk_limits.py; 0 turns one off).
     # Per API key: /v1 requests + /client handshakes and events of all the key's users together.
     sdk_key_rate_limit: Annotated[int, Meta(ge=0)] = 200_000

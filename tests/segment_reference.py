@@ -92,8 +92,8 @@ def _time(text: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-_ISO = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
-                  r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$")
+_ISO = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
+                  r"(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?)?$")
 
 
 def _attr_time(value: Any) -> datetime | None:

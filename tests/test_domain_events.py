@@ -182,6 +182,40 @@ async def test_a_redelivered_batch_has_no_second_effect(workspace: NewWorkspace,
     await redis.aclose()
 
 
+async def test_a_group_passes_over_events_it_has_no_use_for_and_still_applies_the_rest_once(
+        workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str) -> None:
+    """A consumer that names its `types` commits nothing for batches without them (its checkpoint
+    stays), applies the others once, and a successor starting from the older checkpoint reads the
+    passed-over events again without a second effect."""
+    import msgspec
+
+    class KeysOnly(EventCounts):
+        types = frozenset({"api_key.created"})
+
+        async def apply(self, conn: asyncpg.Connection, events: list[Any]) -> None:
+            await super().apply(conn, [e for e in events if e.type in self.types])
+
+    redis = aioredis.from_url(redis_url)
+    await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ('event-counts', '0', 0)")
+    await db.execute("INSERT INTO domain_events (type, app_id, data) SELECT 'user.updated', $1, '{}'::json "
+                     "FROM generate_series(1, 5)", workspace.app_id)
+    events = await read_after(db, START, 100)
+    assert [e.type for e in events].count("api_key.created") == 2 and events[-1].type == "user.updated"
+    entries, prev = [], START
+    for e in events:
+        entries.append((b"0-0", {b"prev": str(prev).encode(), b"e": msgspec.json.encode(e)}))
+        prev = Position.parse(e.position)
+    first = ConsumerGroup(db, redis, KeysOnly(), replica_id="r1")
+    for entry in entries:  # one batch each: the last five have nothing for the consumer
+        assert await first.handle([entry]) == 1
+    saved = await db.fetchval("SELECT seq FROM event_consumers WHERE name = 'event-counts'")
+    assert saved == Position.parse(events[-6].position).n  # the passed-over batches committed nothing
+    assert await ConsumerGroup(db, redis, KeysOnly(), replica_id="r2").handle(entries) == 5
+    counted = await db.fetch("SELECT type, count FROM event_counts WHERE app_id = $1", workspace.app_id)
+    assert [(r["type"], r["count"]) for r in counted] == [("api_key.created", 2)]
+    await redis.aclose()
+
+
 async def test_the_events_route_lists_filters_pages_and_refuses_bad_input(
         server: ServerProcess, workspace: NewWorkspace, db: asyncpg.Pool) -> None:
     token = owner_token(server, workspace)

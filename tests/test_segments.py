@@ -11,6 +11,8 @@ from typing import Any
 
 import asyncpg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from server.dev.embedded import EmbeddedServices
 from server.errors import ValidationFailed
@@ -93,6 +95,37 @@ async def test_versions_compare_part_by_part_as_numbers(db: asyncpg.Pool, worksp
         sorted(v or "" for v in matching)
 
 
+JUNK_ATTRIBUTES = ["2026-02-30", "2026-01-01T25:00", "2026-01-01T10:00+99", "0000-01-01", "2026-00-10",
+                   "2026-01-01T10:00:60", "2026-01-01 24:00", "9999-12-31T23:59:59-23:59", "1e400", "NaN", "",
+                   "\u00e9t\u00e9", 10**40, -(10**40), 1.5e300, None, [], {}, {"a": [1]}, True]
+EXTREME_VALUES: list[Any] = [
+    0, -1, 10**40, 1.5e300, -1.5e300, "0001-01-01T00:00+14:00", "9999-12-31T23:59:59-14:00", "2026-03-29T02:30",
+    {"days_ago": 0}, {"days_ago": 36500}]
+
+
+async def test_junk_attributes_and_extreme_values_never_fail_the_query(db: asyncpg.Pool,
+                                                                      workspace: NewWorkspace) -> None:
+    users = [ref.User(external_id=f"j{i}", attributes={"x": junk},
+                      metadata={"device": {"os_version": str(junk)[:40], "platform": str(junk)[:40]}})
+             for i, junk in enumerate(JUNK_ATTRIBUTES)]
+    await _seed(db, workspace.app_id, users)
+    conditions = [{"field": "custom.x", "op": op, "value": value} for op in ("gt", "lt") for value in EXTREME_VALUES]
+    conditions += [{"field": "custom.x", "op": op, "value": v} for op in ("eq", "neq") for v in ("", 10**40, True)]
+    conditions += [{"field": "custom.x", "op": "in", "value": [10**40, "", False]},
+                   {"field": "custom.x", "op": "contains", "value": "%_\\"},
+                   {"field": "name", "op": "contains", "value": "%"},
+                   {"field": "device.os_version", "op": "gt", "value": "999999999999999999." * 15 + "1"},
+                   {"field": "first_seen_at", "op": "gt", "value": "0001-01-01T00:00+14:00"},
+                   {"field": "last_seen_at", "op": "lt", "value": "9999-12-31T23:59:59-14:00"},
+                   {"field": "last_seen_at", "op": "gt", "value": {"days_ago": 36500}}]
+    async with db.acquire() as conn:
+        for c in conditions:
+            tree = {"all": [c]}
+            got, at = await _select(conn, workspace.app_id, parse_filter(tree))
+            want = {u.id for u in users if ref.matches(tree, u, at)}
+            assert got == want, (c, [(u.attributes["x"], u.id in got) for u in users if u.id in got ^ want])
+
+
 # -- parse_filter ---------------------------------------------------------------------------------
 
 def _cond(field: str = "name", op: str = "eq", value: Any = "Ann") -> dict[str, Any]:
@@ -116,6 +149,8 @@ BAD_FILTERS = [
     ("a number for a name", {"all": [_cond(value=3)]}, "$.filter.all[0].value"),
     ("bad version", {"all": [_cond("device.os_version", "gt", "17.x")]}, "$.filter.all[0].value"),
     ("bad time", {"all": [_cond("last_seen_at", "gt", "yesterday")]}, "$.filter.all[0].value"),
+    ("offset past 14 h", {"all": [_cond("last_seen_at", "lt", "2026-01-01T10:00-23:59")]}, "$.filter.all[0].value"),
+    ("hour 24", {"all": [_cond("last_seen_at", "lt", "2026-01-01T24:00")]}, "$.filter.all[0].value"),
     ("bad days_ago", {"all": [_cond("last_seen_at", "gt", {"days_ago": -1})]}, "$.filter.all[0].value.days_ago"),
     ("days_ago with more", {"all": [_cond("first_seen_at", "lt", {"days_ago": 1, "x": 1})]},
      "$.filter.all[0].value.x"),
@@ -124,6 +159,8 @@ BAD_FILTERS = [
     ("exists takes a bool", {"all": [_cond(op="exists", value="yes")]}, "$.filter.all[0].value"),
     ("contains a number", {"all": [_cond("custom.plan", "contains", 3)]}, "$.filter.all[0].value"),
     ("custom gt on a word", {"all": [_cond("custom.age", "gt", "thirty")]}, "$.filter.all[0].value"),
+    ("NUL in a value", {"all": [_cond(value="a\u0000b")]}, "$.filter.all[0].value"),
+    ("NUL in an attribute name", {"all": [_cond(field="custom.a\u0000b")]}, "$.filter.all[0].field"),
     ("unknown condition key", {"all": [{**_cond(), "negate": True}]}, "$.filter.all[0].negate"),
     ("missing value", {"all": [{"field": "name", "op": "eq"}]}, "$.filter.all[0].value"),
     ("unknown group key", {"all": [], "none": []}, "$.filter.none"),
@@ -215,6 +252,7 @@ async def test_segments_are_created_read_renamed_refiltered_and_deleted_with_the
     status, listed = call(seg_server, "GET", "/admin/api/segments", token)
     assert status == 200 and [s["id"] for s in listed["segments"]] == [second["id"], sid]
 
+    assert call(seg_server, "PATCH", f"/admin/api/segments/{sid}", token, {}) == (200, created)  # no event
     status, renamed = call(seg_server, "PATCH", f"/admin/api/segments/{sid}", token, {"name": "Pro users"})
     assert status == 200 and renamed["name"] == "Pro users" and renamed["filter"] == VIP
     assert renamed["updated_at"] > created["updated_at"]
@@ -324,3 +362,36 @@ def test_the_preview_counts_the_audience_and_shows_20_users_as_the_users_list_do
                            {"field": "device.platform", "op": "neq", "value": "android"}]})
     assert few["count"] == 2 and sorted(u["user_id"] for u in few["users"]) == ["u1", "u2"]
     assert preview({"any": []}) == {"count": 0, "users": []}
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=30)
+_value = st.one_of(
+    st.booleans(), st.integers(-5, 50), st.floats(), st.lists(st.sampled_from(["a", 1, True]), max_size=3),
+    st.sampled_from(["9.0", "10", "pro", "2026-03-29T02:30Z", "2026-02-30", "", "x\u0000"]),
+    st.fixed_dictionaries({"days_ago": st.integers(-1, 40)}), st.dictionaries(st.text(max_size=3), _json))
+_condition = st.fixed_dictionaries({
+    "field": st.sampled_from(["name", "anonymous", "last_seen_at", "has_open_conversation", "device.platform",
+                              "device.os_version", "custom.plan", "custom.", "nickname"]),
+    "op": st.sampled_from(["eq", "neq", "contains", "in", "exists", "gt", "lt", "like"]), "value": _value})
+
+
+def _group(items: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.builds(lambda kind, found: {kind: found}, st.sampled_from(["all", "any"]), st.lists(items, max_size=4))
+
+
+_near = _group(st.recursive(_condition, _group, max_leaves=12))
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.one_of(_json, _near))
+def test_any_json_is_a_filter_or_a_422_with_a_path_under_filter(obj: Any) -> None:
+    try:
+        f = parse_filter(obj)
+    except ValidationFailed as err:
+        assert err.details["path"].startswith("$.filter")
+        return
+    assert filter_to_json(f) == obj and parse_filter(filter_to_json(f)) == f
+    params: list[object] = []
+    assert compile_filter(f, params).count("$") == len(params)

@@ -215,6 +215,18 @@ class ReplyHQClient:
         ack = await self.call("message:read", {"conversation_id": conversation_id, "seq": seq})
         return ack["receipt"]  # type: ignore[no-any-return]
 
+    async def mark_broadcast(self, delivery_id: str, state: str) -> str:
+        """`broadcast:delivered` or `broadcast:read` ("delivered"/"read"): the delivery's state after it."""
+        ack = await self.call(f"broadcast:{state}", {"delivery_id": delivery_id})
+        return ack["state"]  # type: ignore[no-any-return]
+
+    async def reply_to_broadcast(self, delivery_id: str, body: str, client_id: str | None = None
+                                 ) -> tuple[int, dict[str, Any]]:
+        """REST reply: (201 or 200, {"delivery_id", "conversation", "message"}); retry with the same
+        client_id, it never starts a second conversation."""
+        return await self.rest("POST", f"/v1/broadcasts/{delivery_id}/reply",
+                               {"body": body, "client_id": client_id or uuid.uuid4().hex})
+
     async def typing(self, conversation_id: str, typing: bool = True) -> None:
         await self.call("typing:start" if typing else "typing:stop", {"conversation_id": conversation_id},
                         retry=False)

@@ -1,5 +1,6 @@
 """Broadcasts: the admin routes, the scheduler that turns due occurrences into runs (every replica),
-and the per-broadcast actors (actors/broadcast.py) that snapshot and send the runs.
+the per-broadcast actors (actors/broadcast.py) that snapshot and send the runs, the SDK's receipts,
+replies and click redirect, and the broadcast-stats consumer group.
 
 The actors set `ctx.broadcast_commands` in their own step; the scheduler reads it at each call, so
 it may start first and a start it could not ask is asked again.
@@ -11,16 +12,24 @@ from sanic import Sanic
 
 from actors.broadcast import BroadcastCommandsClient, BroadcastHandler
 from actors.runtime.host import ActorHost
-from server.broadcasts import routes
+from server.broadcasts import routes, sdk_routes
+from server.broadcasts.stats_consumer import BroadcastStats
 from server.context import AppContext
 from workers.broadcast_scheduler import BroadcastScheduler
+from workers.runtime.consumer_groups import ConsumerGroup
 
 
 def setup(app: Sanic, ctx: AppContext) -> None:
     app.blueprint(routes.bp)
+    _setup_actors(ctx)
+    _setup_scheduler(ctx)
+    _setup_sdk_side(app, ctx)
+
+
+def _setup_actors(ctx: AppContext) -> None:
     settings = ctx.settings
 
-    async def start_actors() -> None:
+    async def start() -> None:
         handler = BroadcastHandler(ctx.pool, ctx.fanout, ctx.metrics, partitions=settings.actor_partitions,
                                    batch_size=settings.broadcast_batch_size, base_url=settings.base_url,
                                    signing_key=settings.signing_key)
@@ -32,20 +41,40 @@ def setup(app: Sanic, ctx: AppContext) -> None:
         await ctx.broadcast_actors.start()
         ctx.broadcast_commands = BroadcastCommandsClient(ctx.broadcast_actors)
 
-    async def stop_actors() -> None:
+    async def stop() -> None:
         if getattr(ctx, "broadcast_actors", None) is not None:
             await ctx.broadcast_actors.stop()
         if getattr(ctx, "broadcast_handler", None) is not None:
             await ctx.broadcast_handler.close()  # its runners hold pool connections
 
-    async def start_scheduler() -> None:
+    ctx.lifecycle.add("broadcast actors", start, stop)
+
+
+def _setup_scheduler(ctx: AppContext) -> None:
+    async def start() -> None:
         ctx.broadcast_scheduler = BroadcastScheduler(ctx.pool, lambda: ctx.broadcast_commands,
-                                                     interval_s=settings.broadcast_scheduler_interval)
+                                                     interval_s=ctx.settings.broadcast_scheduler_interval)
         await ctx.broadcast_scheduler.start()
 
-    async def stop_scheduler() -> None:
+    async def stop() -> None:
         if getattr(ctx, "broadcast_scheduler", None) is not None:
             await ctx.broadcast_scheduler.stop()
 
-    ctx.lifecycle.add("broadcast actors", start_actors, stop_actors)
-    ctx.lifecycle.add("broadcast-scheduler", start_scheduler, stop_scheduler)
+    ctx.lifecycle.add("broadcast-scheduler", start, stop)
+
+
+def _setup_sdk_side(app: Sanic, ctx: AppContext) -> None:
+    """The SDK routes, and the consumer group that counts what they (and the actor) record."""
+    app.blueprint(sdk_routes.bp)
+    groups: list[ConsumerGroup] = []
+
+    async def start() -> None:
+        groups.append(ConsumerGroup(ctx.pool, ctx.redis, BroadcastStats(), replica_id=ctx.settings.replica_id,
+                                    metrics=ctx.metrics))
+        await groups[0].start()
+
+    async def stop() -> None:
+        for group in groups:
+            await group.stop()
+
+    ctx.lifecycle.add("broadcast-stats", start, stop)

@@ -48,19 +48,21 @@ class MessagingService:
 
     # ---- conversations -------------------------------------------------------------
     async def create_conversation(self, app_id: UUID, user_id: UUID, *, subject: str | None = None,
-                                  first_message: tuple[str, str, Sequence[Attachment]] | None = None
-                                  ) -> tuple[Conversation, Message | None]:
+                                  first_message: tuple[str, str, Sequence[Attachment]] | None = None,
+                                  conversation_id: UUID | None = None) -> tuple[Conversation, Message | None]:
         """A new conversation of the user, with (optionally) its first message (client_id, body,
-        attachments) from the user: one actor command, on the partition that will own it."""
-        conversation_id = str(uuid.uuid4())
+        attachments) from the user: one actor command, on the partition that will own it.
+        `conversation_id` (default: a new one) lets a caller derive the id from what the conversation
+        answers, so asking twice makes it once; a resend of the first message answers the original."""
+        new_id = str(conversation_id or uuid.uuid4())
         first = None
         if first_message is not None:
             client_id, body, attachments = first_message
-            first = SendCommand(conversation_id=conversation_id, app_id=str(app_id), sender_kind="user",
+            first = SendCommand(conversation_id=new_id, app_id=str(app_id), sender_kind="user",
                                 sender_id=str(user_id), client_id=client_id, body=body,
                                 attachments=list(attachments))
         created: Created = await self.router.call(CreateCommand(
-            conversation_id=conversation_id, app_id=str(app_id), user_id=str(user_id), subject=subject, first=first))
+            conversation_id=new_id, app_id=str(app_id), user_id=str(user_id), subject=subject, first=first))
         return created.conversation, created.message
 
     async def conversation_for_user(self, app_id: UUID, user_id: UUID, conversation_id: str) -> Conversation:

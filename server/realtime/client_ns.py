@@ -4,7 +4,7 @@ its user's room, so every device of the user receives the user's events.
 
 Client events (each acknowledged with {"ok": true, ...} or an error ack):
 message:send, conversation:create, message:delivered, message:read, typing:start,
-typing:stop, sync. See docs/socket-events.md.
+typing:stop, sync, broadcast:delivered, broadcast:read. See docs/socket-events.md.
 
 A socket lives as long as its API key: when the key is revoked, or its rotation grace ends, every
 socket of the key (on every replica) gets `session:ended` and is disconnected. A secret key's
@@ -18,11 +18,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
 
+from server.broadcasts import receipts
+from server.broadcasts.sdk_schemas import DeliveryPayload
 from server.context import AppContext
 from server.conversations.models import ReceiptKind
 from server.conversations.requests import (
@@ -240,6 +242,18 @@ class ClientNamespace(EventNamespace):
 
     async def on_message_read(self, sid: str, data: Any = None) -> dict[str, Any]:
         return await self._receipt(sid, data, "read")
+
+    async def _broadcast_receipt(self, sid: str, data: Any, to: Literal[2, 3]) -> dict[str, Any]:
+        client = self._client(sid)
+        p = convert(data, DeliveryPayload)
+        state = await receipts.advance(self.ctx.pool, client.app_id, UUID(client.user_id), p.delivery_id, to)
+        return {"ok": True, "state": state}
+
+    async def on_broadcast_delivered(self, sid: str, data: Any = None) -> dict[str, Any]:
+        return await self._broadcast_receipt(sid, data, receipts.DELIVERED)
+
+    async def on_broadcast_read(self, sid: str, data: Any = None) -> dict[str, Any]:
+        return await self._broadcast_receipt(sid, data, receipts.READ)
 
     async def _typing(self, sid: str, data: Any, typing: bool) -> dict[str, Any]:
         client = self._client(sid)

@@ -76,7 +76,10 @@ def _condition(c: Condition, p: _Params) -> str:
 def _instant(value: Any, p: _Params) -> str:
     if isinstance(value, DaysAgo):
         return f"(now() - {p.add(value.days_ago)}::integer * interval '24 hours')"
-    return f"{p.add(parse_time(value))}::timestamptz"
+    parsed = parse_time(value)
+    assert parsed is not None  # parse_filter checked it
+    # As text with its offset: Postgres takes instants (year 1 at +14:00 is 1 BC in UTC) asyncpg cannot encode.
+    return f"{p.add(parsed.isoformat())}::text::timestamptz"
 
 
 def _string(column: str, c: Condition, p: _Params) -> str:

@@ -72,9 +72,11 @@ CUSTOM_OPS = frozenset({"eq", "neq", "contains", "in", "gt", "lt", "exists"})
 
 # A version is numeric parts separated by dots ("17.4.1"); the SQL side reads stored values the same way.
 VERSION_RE = re.compile(r"^[0-9]{1,18}(\.[0-9]{1,18}){0,15}$")
-# ISO 8601 dates and date-times, as the SQL side (segment_attr_time) recognises them in attributes.
+# ISO 8601 dates and date-times (offsets up to 14 hours, as the world has and Postgres takes), as the
+# SQL side (segment_attr_time) recognises them in attributes.
 ISO_TIME_RE = re.compile(
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$")
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
+    r"(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?)?$")
 
 
 def field_kind(name: str) -> tuple[Kind, frozenset[str]] | None:

@@ -30,8 +30,8 @@ bp = Blueprint("admin_segments", url_prefix="/admin/api/segments")
 _encode = msgspec.json.Encoder().encode
 _ID = ("segment_id", "path", "segment id (uuid)", {"type": "string", "format": "uuid"})
 _FILTER_NOTE = ("A filter that fails validation (unknown field, an op the field does not take, a value of the wrong "
-                "type, deeper than 4 or over 50 conditions) is a 422 whose details.path names the node, e.g. "
-                "$.filter.all[2].value. Fields and ops: docs/broadcasts.md, Segments.")
+                "type, deeper than 4, over 50 conditions or 50 groups) is a 422 whose details.path names the node, "
+                "e.g. $.filter.all[2].value. Fields and ops: docs/broadcasts.md, Segments.")
 
 LIST = Operation("GET", "/admin/api/segments", "The app's segments (saved audience filters), newest first",
                  "segments", response=SegmentList, auth="admin_jwt", errors=(403,))

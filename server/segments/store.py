@@ -60,6 +60,8 @@ async def update_segment(pool: asyncpg.Pool, app_id: UUID, admin_id: UUID | None
                          name: str | None = None, f: Filter | None = None) -> Segment | None:
     """Change the name and/or the filter (those given); None when the app has no such segment."""
     changes = sorted(k for k, v in (("name", name), ("filter", f)) if v is not None)
+    if not changes:  # an empty PATCH changes nothing, so it records nothing
+        return await get_segment(pool, app_id, segment_id)
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             f"""UPDATE segments SET name = COALESCE($3, name), filter = COALESCE($4::text::jsonb, filter),

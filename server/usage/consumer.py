@@ -60,19 +60,38 @@ def message_metric(kind: str, is_note: bool) -> str:
     return "messages.note" if is_note else f"messages.{kind}"
 
 
+# Active users this replica knows are stored (at most this many; forgotten all at once beyond).
+KNOWN_ACTIVE_MAX = 200_000
+
+
 class UsageCounts:
     name = "usage"
+
+    def __init__(self) -> None:
+        # (app, month, user) rows of usage_active_users certainly committed: a user's every message
+        # would otherwise insert (and conflict on) the same row again.
+        self._known: set[tuple[str, str, str]] = set()
+        self._pending: list[tuple[str, str, str]] = []
+
+    def committed(self, events: list[DomainEvent]) -> None:
+        if len(self._known) + len(self._pending) > KNOWN_ACTIVE_MAX:
+            self._known.clear()
+        self._known.update(self._pending)
+        self._pending = []
 
     async def apply(self, conn: asyncpg.Connection, events: list[DomainEvent]) -> None:
         counts: dict[tuple[str, str, str], int] = {}
         seen: dict[tuple[str, str, str], str] = {}  # (app, month, user) -> its first day in this batch
+        known = self._known
         for e in events:
             n = 1
             if e.type == "message.created":
                 m = _decode_message(e.data).message
                 metric = message_metric(m.sender_kind, m.is_note)
                 if m.sender_kind == "user" and m.sender_id:
-                    seen.setdefault((e.app_id, e.occurred_at[:7], m.sender_id), e.occurred_at[:10])
+                    active = (e.app_id, e.occurred_at[:7], m.sender_id)
+                    if active not in known:
+                        seen.setdefault(active, e.occurred_at[:10])
             elif e.type == "broadcast.messages_sent":
                 metric, n = "broadcast_recipients", _decode_batch(e.data).count
             else:
@@ -87,6 +106,7 @@ class UsageCounts:
             keys = sorted(counts)
             await conn.execute(_ADD, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
                                [counts[k] for k in keys])
+        self._pending = list(seen)
         if seen:
             users = sorted(seen)
             await conn.execute(_SEEN, [u[0] for u in users], [seen[u] for u in users], [u[2] for u in users])

@@ -51,6 +51,7 @@ def body(event: DomainEvent) -> bytes:
 
 class WebhookDeliveries:
     name = "webhooks"
+    types = DELIVERED_TYPES
 
     async def apply(self, conn: asyncpg.Connection, events: list[DomainEvent]) -> None:
         candidates = [e for e in events if e.type in DELIVERED_TYPES]

@@ -53,12 +53,22 @@ RETURNING r.tx::text AS kept_tx, r.seq AS kept_seq, l.seq AS relayed_seq
 """
 
 
+# How long a group may move past batches with nothing for it before its checkpoint is written.
+SKIP_SAVE_S = 1.0
+
+
 class _CheckpointMoved(Exception):
     """The fenced move found the checkpoint elsewhere: roll back and redo the batch carefully."""
 
 
 class Consumer(Protocol):
-    """What a group does with events: runs inside the transaction that moves its checkpoint."""
+    """What a group does with events: runs inside the transaction that moves its checkpoint.
+
+    A consumer may also define `committed(events)`, called after that transaction committed (never
+    after a rollback): the place to remember what is now certainly stored; and `types`, the event
+    types it has any effect for (absent: all). A batch with none of them has no effect to commit:
+    the group moves past it in memory and writes its checkpoint at most every SKIP_SAVE_S (a
+    successor that starts from an older checkpoint reads those events again, to no effect)."""
 
     name: str
 
@@ -84,14 +94,29 @@ class ConsumerGroup:
         self._task: asyncio.Task[None] | None = None
         self._warned_retention = False
         self._next_claim = 0.0  # loop time of the next look for entries a dead replica left
-        # The checkpoint as this replica last committed it (None: unknown, read it locked).
+        # How far this replica has applied (None: unknown, read the checkpoint locked), and the
+        # checkpoint as it last committed it: behind the cursor while batches with nothing for the
+        # consumer are passed over without a transaction.
         self._cursor: Position | None = None
+        self._saved: Position | None = None
+        self._saved_at = 0.0
+        self._passed = 0  # events passed over since the last save
+        types = getattr(consumer, "types", None)
+        self._types: frozenset[str] | None = frozenset(types) if types is not None else None
         # Entries applied but not yet acknowledged: the acknowledgement rides on the next read.
         self._unacked: list[bytes] = []
         # One connection held by the running loop (a pool round trip resets the connection, a
         # statement of its own, on every release); handle() and catch_up() called from outside
         # take one from the pool.
         self._conn: asyncpg.Connection | None = None
+        self._committed = getattr(consumer, "committed", None)
+        # Labelled metric children, looked up once rather than on every batch.
+        self._m_applied = self._m_delay = self._m_lag = self._m_behind = None
+        if metrics is not None:
+            self._m_applied = metrics.event_consumer_applied.labels(self.name)
+            self._m_delay = metrics.event_consumer_delay.labels(self.name)
+            self._m_lag = metrics.event_consumer_lag.labels(self.name)
+            self._m_behind = metrics.event_consumer_behind_retention.labels(self.name)
 
     async def start(self) -> None:
         await self.pool.execute(
@@ -107,7 +132,8 @@ class ConsumerGroup:
 
     async def _release(self) -> None:
         conn, self._conn = self._conn, None
-        self._cursor = None
+        self._cursor = self._saved = None
+        self._passed = 0
         self._unacked = []  # still pending: claimed later, and skipped by the checkpoint
         if conn is not None:
             try:
@@ -216,15 +242,20 @@ class ConsumerGroup:
                 return total
 
     async def _apply(self, runs: list[_Run] | None) -> int:
-        if runs is not None and self._cursor is not None:
+        if runs is not None and self._cursor is not None and self._saved is not None:
             todo, cursor = _follows_on(self._cursor, runs)
             if todo is not None:  # the usual case: the next events, none lacking
                 if not todo:
                     return 0  # all applied before (a redelivery, or the relay appending again)
+                if self._nothing_for_consumer(todo) and time.monotonic() - self._saved_at < SKIP_SAVE_S:
+                    self._cursor = cursor
+                    self._passed += len(todo)
+                    self._applied(todo, committed=False)
+                    return len(todo)
                 try:
-                    return await self._apply_following(self._cursor, cursor, todo)
+                    return await self._apply_following(self._saved, cursor, todo)
                 except _CheckpointMoved:
-                    self._cursor = None
+                    self._cursor = self._saved = None
         async with self._connection() as conn, conn.transaction():
             row = await conn.fetchrow(_CHECKPOINT_SQL, self.name)  # one round trip: it is on every batch
             checkpoint = Position(int(row["tx"]), row["seq"])
@@ -250,42 +281,57 @@ class ConsumerGroup:
                 await conn.execute(
                     """UPDATE event_consumers SET tx = $2::text::xid8, seq = $3, applied = applied + $4,
                        updated_at = now() WHERE name = $1""", self.name, str(cursor.tx), cursor.n, len(todo))
-        self._cursor = cursor
+        self._saved_here(cursor)
         self._applied(todo)
         return len(todo)
 
+    def _nothing_for_consumer(self, todo: list[DomainEvent]) -> bool:
+        types = self._types
+        return types is not None and not any(e.type in types for e in todo)
+
+    def _saved_here(self, cursor: Position) -> None:
+        self._cursor = self._saved = cursor
+        self._saved_at = time.monotonic()
+        self._passed = 0
+
     async def _apply_following(self, checkpoint: Position, cursor: Position, todo: list[DomainEvent]) -> int:
-        """Apply events that follow on from `checkpoint`, where this replica left it, up to `cursor`."""
+        """Apply events that follow on from `checkpoint`, where this replica saved it (what lies between
+        it and `todo` was passed over: nothing for the consumer), up to `cursor`."""
         async with self._connection() as conn, conn.transaction():
             row = await conn.fetchrow(_MOVE_SQL, self.name, str(checkpoint.tx), checkpoint.n, str(cursor.tx),
-                                      cursor.n, len(todo))
+                                      cursor.n, len(todo) + self._passed)
             if row is None:
                 raise _CheckpointMoved
             self._observe(checkpoint, row)
-            await self.consumer.apply(conn, todo)
-        self._cursor = cursor
+            if not self._nothing_for_consumer(todo):
+                await self.consumer.apply(conn, todo)
+        self._saved_here(cursor)
         self._applied(todo)
         return len(todo)
 
     def _observe(self, checkpoint: Position, row: asyncpg.Record) -> None:
         self._check_retention(checkpoint, Position(int(row["kept_tx"]), row["kept_seq"]))
-        if self.metrics is not None:  # numbers follow commit order closely: a fair estimate of the lag
-            self.metrics.event_consumer_lag.labels(self.name).set(max(0, row["relayed_seq"] - checkpoint.n))
+        if self._m_lag is not None:  # numbers follow commit order closely: a fair estimate of the lag
+            self._m_lag.set(max(0, row["relayed_seq"] - checkpoint.n))
 
-    def _applied(self, todo: list[DomainEvent]) -> None:
+    def _applied(self, todo: list[DomainEvent], *, committed: bool = True) -> None:
         if not todo:
             return
-        if self.metrics is not None:
-            self.metrics.event_consumer_applied.labels(self.name).inc(len(todo))
+        if committed and self._committed is not None:
+            self._committed(todo)
+        if self._m_applied is not None and self._m_delay is not None:
+            self._m_applied.inc(len(todo))
+            # The batch's oldest and newest events bound its delays: two samples per batch are
+            # enough for the histogram (parsing every event's time cost more than applying it).
             now = time.time()
-            delay = self.metrics.event_consumer_delay.labels(self.name)
-            for event in todo[:: max(1, len(todo) // 20)]:  # a sample per batch is enough for the histogram
-                delay.observe(event.age_s(now))
+            self._m_delay.observe(todo[0].age_s(now))
+            if len(todo) > 1:
+                self._m_delay.observe(todo[-1].age_s(now))
 
     def _check_retention(self, checkpoint: Position, mark: Position) -> None:
         behind = checkpoint < mark
-        if self.metrics is not None:
-            self.metrics.event_consumer_behind_retention.labels(self.name).set(1 if behind else 0)
+        if self._m_behind is not None:
+            self._m_behind.set(1 if behind else 0)
         if behind and not self._warned_retention:
             log.error("EVENT CONSUMER %s FELL BEHIND RETENTION: its checkpoint %s is older than the events "
                       "already deleted (up to %s); the events in between are lost to it. Raise "

@@ -22,13 +22,13 @@ CREATE FUNCTION segment_version(v text) RETURNS numeric[]
 CREATE FUNCTION segment_attr_time(v text) RETURNS timestamptz
     LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE AS $$
 BEGIN
-    IF v !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$' THEN
+    IF v !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?)?$' THEN
         RETURN NULL;
     END IF;
     IF v ~ '[T ][0-9:.]+(Z|[+-][0-9]{2}(:?[0-9]{2})?)$' THEN
         RETURN v::timestamptz;
     END IF;
     RETURN v::timestamp AT TIME ZONE 'UTC';
-EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
+EXCEPTION WHEN others THEN  -- whatever the cast refuses (2026-02-30, 25:00, +99): not a time
     RETURN NULL;
 END $$;
