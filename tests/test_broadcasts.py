@@ -553,3 +553,30 @@ async def test_without_broadcasts_write_changes_are_403(bc_server: ServerProcess
                 {"cron": "0 9 * * 1", "timezone": "UTC"})[0] == 200
     assert await pool.fetchrow("SELECT * FROM broadcasts WHERE id = $1", uuid.UUID(ours["id"])) == before
     assert http("GET", bc_server.url + "/admin/api/broadcasts")[0] == 401
+
+
+# -- three replicas ---------------------------------------------------------------------------------
+
+def test_three_replicas_ticking_make_one_run_of_a_scheduled_broadcast(start_server) -> None:
+    """Every replica runs the scheduler; the occurrence still becomes one run, started once."""
+    import time
+
+    replicas = [start_server(module="tests.broadcast_port", BROADCAST_SCHEDULER_INTERVAL="0.02")
+                for _ in range(3)]
+    owner = signup(replicas[0], app_name="Replicated")
+    token = owner["access_token"]
+    drafts = [_create(replicas[n % 3], token) for n in range(6)]
+    for n, draft in enumerate(drafts):
+        status, out = call(replicas[n % 3], "POST", _path(draft, "/schedule"), token)
+        assert status == 200, out
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        runs = [call(replicas[0], "GET", _path(d, "/runs"), token)[1]["runs"] for d in drafts]
+        if all(runs):
+            break
+        time.sleep(0.1)
+    assert [len(r) for r in runs] == [1] * 6, runs
+    time.sleep(0.5)  # more ticks on every replica change nothing
+    assert [len(call(replicas[1], "GET", _path(d, "/runs"), token)[1]["runs"]) for d in drafts] == [1] * 6
+    starts = [c for c in _calls(replicas[0]) if c[0] == "start"]
+    assert sorted(c[2] for c in starts) == sorted(d["id"] for d in drafts)  # each asked for once
