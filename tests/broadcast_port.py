@@ -1,6 +1,7 @@
 """A test double of the broadcast actor's port (server/broadcasts/ports.py), for the routes' and the
 scheduler's tests: it notes every call and moves the broadcast's status as the actor answers it
-(pause -> paused, resume -> sending, cancel -> cancelled), without sending anything.
+(pause -> paused, resume -> sending, cancel -> cancelled; a started run leaves `pending`), without
+sending anything.
 
 `python -m tests.broadcast_port run` is the real server with this double wired in place of the actor;
 calls are appended to the Redis list CALLS as "start <app> <broadcast> <run>" or "<command> <app> <broadcast>".
@@ -32,6 +33,9 @@ class RecordedCommands:
         await self._note("start", str(app_id), str(broadcast_id), str(run_id))
         if self.fail_start:
             raise ConnectionError("actor unreachable (test)")
+        if self.pool is not None:  # taken up, as the actor's snapshot would (no longer pending)
+            await self.pool.execute("UPDATE broadcast_runs SET status = 'snapshotting' WHERE id = $1 "
+                                    "AND status = 'pending'", run_id)
 
     async def _move(self, command: str, app_id: UUID, broadcast_id: UUID, status: str) -> str:
         await self._note(command, str(app_id), str(broadcast_id))
