@@ -1,6 +1,6 @@
 """A test double of the broadcast actor's port (server/broadcasts/ports.py), for the routes' and the
 scheduler's tests: it notes every call and moves the broadcast's status as the actor answers it
-(pause -> paused, resume -> sending, cancel -> cancelled; a started run leaves `pending`), without
+(pause -> paused, resume -> sending or scheduled, cancel -> cancelled; a started run leaves `pending`), without
 sending anything.
 
 `python -m tests.broadcast_port run` is the real server with this double wired in place of the actor;
@@ -50,7 +50,11 @@ class RecordedCommands:
         return await self._move("pause", app_id, broadcast_id, "paused")
 
     async def resume(self, app_id: UUID, broadcast_id: UUID) -> str:
-        return await self._move("resume", app_id, broadcast_id, "sending")
+        assert self.pool is not None
+        running = await self.pool.fetchval(
+            "SELECT 1 FROM broadcast_runs WHERE broadcast_id = $1 AND status IN ('snapshotting', 'sending', 'paused')",
+            broadcast_id)
+        return await self._move("resume", app_id, broadcast_id, "sending" if running else "scheduled")
 
     async def cancel(self, app_id: UUID, broadcast_id: UUID) -> str:
         return await self._move("cancel", app_id, broadcast_id, "cancelled")

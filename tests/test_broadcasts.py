@@ -271,7 +271,7 @@ def _refused(server: ServerProcess, token: str, broadcast: dict[str, Any], metho
     assert (status, out["error"]["code"]) == (409, code), (suffix, out)
 
 
-async def test_schedule_once_then_only_cancel_is_allowed(bc_server: ServerProcess, owner,
+async def test_schedule_once_then_pause_resume_and_cancel_are_the_only_changes(bc_server: ServerProcess, owner,
                                                          pool: asyncpg.Pool) -> None:
     token = owner["access_token"]
     at = (datetime.now(ZoneInfo("Europe/Paris")) + timedelta(days=3)).replace(second=0, microsecond=0)
@@ -286,8 +286,10 @@ async def test_schedule_once_then_only_cancel_is_allowed(bc_server: ServerProces
     _refused(bc_server, token, draft, "DELETE", "", "broadcast_not_draft")
     _refused(bc_server, token, draft, "POST", "/schedule", "broadcast_not_draft")
     _refused(bc_server, token, draft, "POST", "/send-now", "broadcast_not_draft")
-    _refused(bc_server, token, draft, "POST", "/pause", "invalid_transition")
     _refused(bc_server, token, draft, "POST", "/resume", "invalid_transition")
+    assert call(bc_server, "POST", _path(draft, "/pause"), token)[1]["status"] == "paused"
+    _refused(bc_server, token, draft, "POST", "/pause", "invalid_transition")
+    assert call(bc_server, "POST", _path(draft, "/resume"), token)[1]["status"] == "scheduled"
     status, cancelled = call(bc_server, "POST", _path(draft, "/cancel"), token)
     assert status == 200 and cancelled["status"] == "cancelled", cancelled
     assert ["cancel", owner["app"]["id"], draft["id"]] in _calls(bc_server)

@@ -53,7 +53,7 @@ _encode = msgspec.json.Encoder().encode
 
 STATUSES = ("draft", "scheduled", "sending", "paused", "completed", "cancelled", "failed")
 # Which statuses each actor command may leave (anything else is 409 invalid_transition).
-COMMAND_FROM = {"pause": ("sending",), "resume": ("paused",), "cancel": ("scheduled", "sending", "paused")}
+COMMAND_FROM = {"pause": ("scheduled", "sending"), "resume": ("paused",), "cancel": ("scheduled", "sending", "paused")}
 
 _ID = ("broadcast_id", "path", "broadcast id (uuid)", {"type": "string", "format": "uuid"})
 _CURSOR = ("cursor", "query", "next_cursor of the previous page")
@@ -105,12 +105,15 @@ SEND_NOW = Operation("POST", "/admin/api/broadcasts/{broadcast_id}/send-now",
                      "broadcasts", response=Broadcast, auth="admin_jwt", params=(_ID,), errors=(403, 404, 409, 422),
                      extra={"description": "409 `broadcast_not_draft` unless a draft; 422 `segment_not_found` when "
                                            "the audience's segment was deleted."})
-PAUSE = Operation("POST", "/admin/api/broadcasts/{broadcast_id}/pause", "Pause a sending broadcast (after the batch "
-                  "in flight)", "broadcasts", response=Broadcast, auth="admin_jwt", params=(_ID,),
-                  errors=(403, 404, 409), extra={"description": _STATE_NOTE + " Allowed from: sending."})
+PAUSE = Operation("POST", "/admin/api/broadcasts/{broadcast_id}/pause", "Pause a broadcast: sending stops after the "
+                  "batch in flight, and no occurrence starts while paused", "broadcasts", response=Broadcast,
+                  auth="admin_jwt", params=(_ID,), errors=(403, 404, 409),
+                  extra={"description": _STATE_NOTE + " Allowed from: scheduled, sending."})
 RESUME = Operation("POST", "/admin/api/broadcasts/{broadcast_id}/resume", "Resume a paused broadcast", "broadcasts",
                    response=Broadcast, auth="admin_jwt", params=(_ID,), errors=(403, 404, 409),
-                   extra={"description": _STATE_NOTE + " Allowed from: paused."})
+                   extra={"description": _STATE_NOTE + " Allowed from: paused. A broadcast with a run under way "
+                                         "goes back to sending, else to scheduled (after an occurrence missed "
+                                         "while paused, the latest one runs)."})
 CANCEL = Operation("POST", "/admin/api/broadcasts/{broadcast_id}/cancel",
                    "Cancel: no more sends and no further occurrences", "broadcasts", response=Broadcast,
                    auth="admin_jwt", params=(_ID,), errors=(403, 404, 409),
