@@ -335,8 +335,10 @@ def test_a_recurring_broadcast_sent_now_keeps_its_next_occurrence(bc_server: Ser
 
 def test_scheduling_a_recurring_draft_sets_the_first_local_occurrence(bc_server: ServerProcess, owner) -> None:
     token = owner["access_token"]
+    end_at = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
     draft = _create(bc_server, token, schedule={"kind": "recurring", "cron": "30 9 * * 1",
-                                                "timezone": "Europe/Paris"})
+                                                "timezone": "Europe/Paris", "end_at": end_at.isoformat()})
+    assert datetime.fromisoformat(draft["schedule"]["end_at"]) == end_at
     status, scheduled = call(bc_server, "POST", _path(draft, "/schedule"), token)
     assert status == 200 and scheduled["status"] == "scheduled"
     first = datetime.fromisoformat(scheduled["next_run_at"])
