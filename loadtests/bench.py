@@ -337,10 +337,13 @@ def main() -> None:
     parser.add_argument("--events-backlog", type=int, default=int(os.environ.get("EVENTS_BACKLOG", "1000000")))
     parser.add_argument("--webhooks-backlog", type=int, default=int(os.environ.get("WEBHOOKS_BACKLOG", "20000")))
     parser.add_argument("--webhooks-rate", type=float, default=float(os.environ.get("WEBHOOKS_RATE", "500")))
+    parser.add_argument("--broadcast-users", type=int, default=int(os.environ.get("BROADCAST_USERS", "1000000")))
+    parser.add_argument("--broadcast-online", type=int, default=int(os.environ.get("BROADCAST_ONLINE", "5000")))
     parser.add_argument("--scenarios", default=os.environ.get("SCENARIOS", "soak,messages,connect_storm,failover"),
                         help="comma list of soak (always first, on fresh replicas), messages, connect_storm "
                              "(also prints idle_memory), failover, events (not in the default list: 1M events), "
-                             "webhooks (5 endpoints on local receivers)")
+                             "webhooks (5 endpoints on local receivers), broadcast (not in the default list: "
+                             "1M users, one broadcast to all, 5,000 sockets waiting for it)")
     args = parser.parse_args()
     if not shutil.which("node") or not (ROOT / "static/node_modules/socket.io-client").exists():
         sys.exit("bench needs node and `npm ci --prefix static` (make bench does both)")
@@ -358,8 +361,10 @@ def main() -> None:
            # and the per-user default (200/s); the limiter still counts every event.
            "SDK_USER_RATE_LIMIT": "1000000",
            "WEBHOOKS_ALLOW_PRIVATE": "true",  # the webhooks scenario's receivers are on 127.0.0.1
+           "BROADCAST_MAX_RATE": "1000000",  # the broadcast scenario lifts the per-broadcast rate cap
            **{k: os.environ[k] for k in ("COMMIT_WORKERS", "ACTOR_PARTITIONS", "CONVERSATION_STATE_CACHE_SIZE",
-                                         "SDK_USER_RATE_LIMIT", "SDK_KEY_RATE_LIMIT", "SDK_HANDSHAKE_RATE_LIMIT")
+                                         "SDK_USER_RATE_LIMIT", "SDK_KEY_RATE_LIMIT", "SDK_HANDSHAKE_RATE_LIMIT",
+                                         "BROADCAST_BATCH_SIZE")
               if k in os.environ}}
 
     def start_replica() -> ServerProcess:
@@ -396,6 +401,12 @@ def main() -> None:
             line = run_webhooks(urls[0], pg, backlog=args.webhooks_backlog, rate=args.webhooks_rate,
                                 duration=args.duration, procs=procs[:1])
             emit({"scenario": "webhooks", "replicas": args.replicas, **line})
+        if "broadcast" in scenarios:
+            from loadtests.broadcast_bench import run_broadcast
+
+            line = run_broadcast(urls, pg, users=args.broadcast_users, online=args.broadcast_online, procs=procs,
+                                 driver=_driver, wait_phase=_wait_phase, result=_result)
+            emit({"scenario": "broadcast", "replicas": args.replicas, **line})
         if "connect_storm" in scenarios:
             for line in run_storm(urls, api_key, args.storm_sockets, procs):
                 emit(line)

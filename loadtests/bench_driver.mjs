@@ -4,6 +4,9 @@
 //     Retryable errors (503, timeouts) are retried with the same client_id, like the SDKs do.
 //   mode "storm": opens `clients` sockets at once, reports how long until all connected, then holds
 //     them idle for `holdS` seconds (the runner measures server memory meanwhile).
+//   mode "broadcast": `clients` sockets of the users `${userPrefix}0` …; reports "connected", then
+//     counts each broadcast:message (duplicates by delivery_id per socket, the lag from its sent_at)
+//     until every socket has one or `holdS` seconds passed.
 //   mode "soak": `clients` sockets, one user at a time each, send one message to every conversation
 //     of the plan the runner seeded (`planFile`), reporting progress every `progressEvery` on
 //     stderr (the runner samples server memory then).
@@ -146,6 +149,41 @@ async function soak() {
     conversations_per_s: +(sent / elapsed).toFixed(1) };
 }
 
-const result = mode === "storm" ? await storm() : mode === "soak" ? await soak() : await messages();
+async function broadcast() {
+  const { userPrefix, connectBatch = 500 } = cfg;
+  const seen = new Map();  // socket index -> Set of delivery ids
+  const lags = [];
+  let events = 0, firstAt = null, lastAt = null;
+  const socks = [];
+  for (let b = 0; b < clients; b += connectBatch) {
+    const batch = Array.from({ length: Math.min(connectBatch, clients - b) }, (_, k) => b + k);
+    const got = await Promise.allSettled(batch.map((i) => connect(urls[i % urls.length], `${userPrefix}${i}`, 60000)));
+    got.forEach((r, k) => {
+      if (r.status !== "fulfilled") return;
+      const i = batch[k];
+      socks.push(r.value);
+      r.value.on("broadcast:message", (m) => {
+        const now = Date.now();
+        events++;
+        firstAt = firstAt ?? now;
+        lastAt = now;
+        lags.push(now - Date.parse(m.sent_at));
+        if (!seen.has(i)) seen.set(i, new Set());
+        seen.get(i).add(m.delivery_id);
+      });
+    });
+  }
+  console.error(JSON.stringify({ phase: "connected", connected: socks.length }));
+  const t0 = performance.now();
+  while (seen.size < socks.length && performance.now() - t0 < holdS * 1000) await sleep(100);
+  await sleep(1000);  // anything sent twice arrives by now
+  for (const s of socks) s.close();
+  let unique = 0;
+  for (const ids of seen.values()) unique += ids.size;
+  return { connected: socks.length, received: seen.size, events, duplicates: events - unique,
+    first_at_ms: firstAt, last_at_ms: lastAt, lag_p50_ms: pct(lags, 50), lag_p99_ms: pct(lags, 99) };
+}
+
+const result = mode === "storm" ? await storm() : mode === "soak" ? await soak() : mode === "broadcast" ? await broadcast() : await messages();
 console.log(JSON.stringify(result));
 process.exit(0);

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from sanic import Request
 
+    from actors.broadcast import BroadcastHandler
     from actors.conversation import ConversationHandler
     from actors.runtime.host import ActorHost
     from server.auth.activity import AdminActivity
@@ -71,6 +72,8 @@ class AppContext:
     conversation_handler: ConversationHandler = field(init=False)
     conversation_actors: ActorHost = field(init=False)
     messaging: MessagingService = field(init=False)
+    broadcast_handler: BroadcastHandler = field(init=False)
+    broadcast_actors: ActorHost = field(init=False)
     snoozes: SnoozeWorker = field(init=False)
     presence: Presence = field(init=False)
     online: LiveSessions = field(init=False)

@@ -57,6 +57,14 @@ class Handler(Protocol[C]):
         ...
 
 
+class PartitionAware(Protocol):
+    """Optional for a handler: told when this replica starts or stops owning a partition, for work
+    that outlives one batch (a broadcast's send loop). Called from the lease loop: must not block."""
+
+    def partition_acquired(self, partition: int) -> None: ...
+    def partition_lost(self, partition: int) -> None: ...
+
+
 @dataclass
 class Envelope(Generic[C]):
     command: C
@@ -222,8 +230,14 @@ class ActorHost(Generic[C]):
             log.warning("claiming pending entries of partition %s failed: %s", partition, exc)
         self._workers[partition] = asyncio.create_task(self._work(partition, box), name=f"{self.kind}-p{partition}")
         self.metrics.actor_partitions_owned.labels(self.kind).set(len(self._workers))
+        acquired = getattr(self.handler, "partition_acquired", None)
+        if acquired is not None:
+            acquired(partition)
 
     async def _lost(self, partition: int) -> None:
+        lost = getattr(self.handler, "partition_lost", None)
+        if lost is not None:
+            lost(partition)
         worker = self._workers.pop(partition, None)
         box = self._mailboxes.pop(partition, None)
         if worker:

@@ -28,7 +28,8 @@ import socketio
 log = logging.getLogger("replyhq.sdk")
 NAMESPACE = "/client"
 SOCKETIO_PATH = "/v1/socket.io"
-SERVER_EVENTS = ("message:new", "conversation:created", "conversation:updated", "receipt:updated", "typing")
+SERVER_EVENTS = ("message:new", "conversation:created", "conversation:updated", "receipt:updated", "typing",
+                 "broadcast:message")
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 
 Callback = Callable[[dict[str, Any]], Awaitable[None] | None]

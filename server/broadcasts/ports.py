@@ -7,7 +7,7 @@ send loop never race on them.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 
@@ -25,4 +25,20 @@ class BroadcastCommands(Protocol):
 
     async def cancel(self, app_id: UUID, broadcast_id: UUID) -> str:
         """No more sends and no further occurrences."""
+        ...
+
+
+class BroadcastFanout(Protocol):
+    """The realtime side the broadcast actor emits through (server/realtime/fanout.py's Fanout)."""
+
+    async def online_users(self, app_id: str) -> dict[str, bool]:
+        """The app's users with a live SDK socket: user id -> whether one is on another replica."""
+        ...
+
+    async def broadcast_message(self, user_id: str, payload: dict[str, Any], *, remote: bool) -> None:
+        """`broadcast:message` to the user's sockets here; also to other replicas' when `remote`."""
+        ...
+
+    async def broadcast_progress(self, app_id: str, progress: dict[str, Any]) -> None:
+        """`broadcast:progress` to the workspace's admins."""
         ...

@@ -6,6 +6,7 @@ from sanic import Sanic
 
 from actors.conversation import ConversationHandler
 from actors.runtime.host import ActorHost
+from server.broadcasts.deliveries import PendingDeliveries
 from server.context import AppContext
 from server.conversations import admin_routes, sdk_routes, sync_routes
 from server.conversations.service import MessagingService
@@ -27,7 +28,8 @@ def setup(app: Sanic, ctx: AppContext) -> None:
                                             partitions=settings.actor_partitions, writer=ctx.redis_writer,
                                             metrics=ctx.metrics)
         await ctx.conversation_actors.start()
-        ctx.messaging = MessagingService(ctx.pool, ctx.conversation_actors)
+        ctx.messaging = MessagingService(ctx.pool, ctx.conversation_actors, broadcasts=PendingDeliveries(
+            ctx.pool, base_url=settings.base_url, signing_key=settings.signing_key))
         ctx.snoozes = SnoozeWorker(ctx.pool, ctx.redis, ctx.messaging,
                                    replica_id=settings.replica_id, interval_s=settings.snooze_check_interval)
         await ctx.snoozes.start()

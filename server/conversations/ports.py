@@ -6,7 +6,9 @@ The domain never imports the transport."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any, Protocol
+from uuid import UUID
 
 from server.conversations.models import Conversation, ConversationCommand, Message, Receipt
 
@@ -29,3 +31,10 @@ class ConversationFanout(Protocol):
     def published(self) -> asyncio.Future[None] | None:
         """What to wait on before acknowledging: the emits made so far reached the other replicas."""
         ...
+
+
+class PendingBroadcasts(Protocol):
+    """The user's broadcast deliveries sent and not yet delivered (server/broadcasts/deliveries.py),
+    handed over on every sync page."""
+
+    async def for_user(self, user_id: UUID) -> Sequence[Any]: ...

@@ -26,16 +26,17 @@ from server.conversations.models import (
     Sent,
     UpdateCommand,
 )
-from server.conversations.ports import CommandRouter
+from server.conversations.ports import CommandRouter, PendingBroadcasts
 from server.conversations.sync import SyncPage, changes_since
 from server.errors import NotFound
 from server.users import store as users
 
 
 class MessagingService:
-    def __init__(self, pool: asyncpg.Pool, router: CommandRouter) -> None:
+    def __init__(self, pool: asyncpg.Pool, router: CommandRouter, broadcasts: PendingBroadcasts | None = None) -> None:
         self.pool = pool
         self.router = router
+        self.broadcasts = broadcasts
 
     # ---- users -------------------------------------------------------------------
     async def identify(self, app_id: UUID, *, external_id: str | None, anonymous_id: str | None,
@@ -109,7 +110,10 @@ class MessagingService:
                                                  limit=limit, include_notes=include_notes)
 
     async def sync(self, user_id: UUID, cursor: int, limit: int) -> SyncPage:
-        return await changes_since(self.pool, user_id, cursor, limit)
+        page = await changes_since(self.pool, user_id, cursor, limit)
+        if self.broadcasts is not None:
+            page.broadcasts = list(await self.broadcasts.for_user(user_id))
+        return page
 
 
 def _uuid(value: str) -> UUID:

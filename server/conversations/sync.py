@@ -7,6 +7,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from server.broadcasts.deliveries import BroadcastDelivery
 from server.conversations import rows
 from server.conversations.models import Conversation, Message, Receipt
 
@@ -17,6 +18,8 @@ class SyncPage(msgspec.Struct, kw_only=True):
     receipts: list[Receipt]
     cursor: str
     has_more: bool
+    # Broadcast messages sent to the user and not yet delivered, newest first (at most 50), on every page.
+    broadcasts: list[BroadcastDelivery] = msgspec.field(default_factory=list)
 
 
 async def changes_since(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, cursor: int,

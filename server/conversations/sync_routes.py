@@ -20,7 +20,9 @@ MAX_CURSOR = 2**62
 document(
     Operation("GET", "/v1/sync",
               "Conversations, messages and receipts that changed after `cursor` (their current state), in "
-              "change order, paged; call again with the returned cursor while has_more", "sdk",
+              "change order, paged; call again with the returned cursor while has_more. Every page also "
+              "carries `broadcasts`: the broadcast messages sent to the user and not yet delivered, newest "
+              "first (at most 50)", "sdk",
               response=SyncPage, auth="api_key", errors=(401, 422), params=(
                   *HEADER_PARAMS, ("cursor", "query", "cursor of the last page seen; 0 or absent = from the start"),
                   ("limit", "query", "changes per page, 1..500, default 200"))),

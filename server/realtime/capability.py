@@ -46,7 +46,7 @@ def setup(app: Sanic, ctx: AppContext) -> None:
         manager.use_writer(ctx.redis_writer)
         sio.start_manager()  # subscribed to other replicas' emits before the first socket connects
         sio.eio.pinger.start()
-        ctx.fanout = Fanout(sio, metrics)
+        ctx.fanout = Fanout(sio, metrics, redis=ctx.redis, replica_id=settings.replica_id)
         ctx.online = OnlineSessions(ctx.redis)
 
     async def stop_fanout() -> None:

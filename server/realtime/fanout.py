@@ -11,9 +11,11 @@ import asyncio
 from typing import Any
 
 import msgspec
+import redis.asyncio as aioredis
 
 from server.conversations.models import Conversation, Message, Receipt
 from server.platform.metrics import Metrics
+from server.realtime import sessions
 from server.realtime.transport.socket_server import SocketServer
 
 CLIENT = "/client"
@@ -29,13 +31,17 @@ def admins_room(app_id: str) -> str:
 
 
 class Fanout:
-    def __init__(self, sio: SocketServer, metrics: Metrics) -> None:
+    def __init__(self, sio: SocketServer, metrics: Metrics, *, redis: aioredis.Redis | None = None,
+                 replica_id: str = "") -> None:
         self.sio = sio
         self.metrics = metrics
+        self.redis = redis  # live sessions (server/realtime/sessions.py), for broadcasts
+        self.replica_id = replica_id
         self._emit_counters: dict[str, Any] = {}  # labelled children, looked up once per event name
 
-    async def _emit(self, event: str, data: Any, namespace: str, room: str, skip_sid: str | None = None) -> None:
-        await self.sio.emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid)
+    async def _emit(self, event: str, data: Any, namespace: str, room: str, skip_sid: str | None = None,
+                    local_only: bool = False) -> None:
+        await self.sio.emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid, ignore_queue=local_only)
         counter = self._emit_counters.get(event)
         if counter is None:
             counter = self._emit_counters[event] = self.metrics.socket_emits.labels(event)
@@ -77,3 +83,21 @@ class Fanout:
         else:
             await self._emit("typing", data, CLIENT, user_room(user_id), skip_sid=skip_sid)
         await self._emit("typing", {**data, "user_id": user_id}, ADMIN, admins_room(app_id), skip_sid=skip_sid)
+
+    # ---- broadcasts (server/broadcasts/ports.py BroadcastFanout) --------------------------------
+    async def online_users(self, app_id: str) -> dict[str, bool]:
+        """The app's connected SDK users: user id -> whether a socket of theirs is on another replica."""
+        if self.redis is None:
+            return {}
+        live = await sessions.live_replicas(self.redis)
+        users: dict[str, bool] = {}
+        for s in await sessions.list_sessions(self.redis, app_id, live):
+            users[s.user_id] = users.get(s.user_id, False) or s.replica != self.replica_id
+        return users
+
+    async def broadcast_message(self, user_id: str, payload: dict[str, Any], *, remote: bool) -> None:
+        """Local sockets first; the other replicas' fan-out only for a user connected there."""
+        await self._emit("broadcast:message", payload, CLIENT, user_room(user_id), local_only=not remote)
+
+    async def broadcast_progress(self, app_id: str, progress: dict[str, Any]) -> None:
+        await self._emit("broadcast:progress", progress, ADMIN, admins_room(app_id))

@@ -7,11 +7,11 @@ a batch's counts and the progress past it commit together, so a redelivered batc
   conversation.created                  conversations
   message.created                       messages.<user|admin|bot|system>, or messages.note for a
                                         private note; a user's message marks its sender active
-  broadcast.message_sent                broadcast_recipients (one event per recipient message)
+  broadcast.messages_sent               broadcast_recipients: the batch's `count` (one event per batch)
   workflow.run_started                  workflow_runs
 
-Broadcasts and workflows record no events yet: their series stay at zero until those types exist,
-and are counted from the day they do with no change here.
+Workflows record no events yet: their series stays at zero until that type exists, and is counted
+from the day it does with no change here.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from server.events.catalog import DomainEvent
 
 SENDER_KINDS = ("user", "admin", "note", "bot", "system")
 # The metrics this group counts (webhook deliveries and API calls are counted elsewhere).
-COUNTED = {"conversation.created": "conversations", "broadcast.message_sent": "broadcast_recipients",
-           "workflow.run_started": "workflow_runs"}
+COUNTED = {"conversation.created": "conversations", "workflow.run_started": "workflow_runs"}
 
 
 class _Message(msgspec.Struct):
@@ -37,7 +36,12 @@ class _MessageData(msgspec.Struct):
     message: _Message
 
 
+class _BatchData(msgspec.Struct):
+    count: int = 0
+
+
 _decode_message = msgspec.json.Decoder(_MessageData).decode
+_decode_batch = msgspec.json.Decoder(_BatchData).decode
 
 _ADD = """
 INSERT INTO usage_daily (app_id, day, metric, count)
@@ -63,18 +67,21 @@ class UsageCounts:
         counts: dict[tuple[str, str, str], int] = {}
         seen: dict[tuple[str, str, str], str] = {}  # (app, month, user) -> its first day in this batch
         for e in events:
+            n = 1
             if e.type == "message.created":
                 m = _decode_message(e.data).message
                 metric = message_metric(m.sender_kind, m.is_note)
                 if m.sender_kind == "user" and m.sender_id:
                     seen.setdefault((e.app_id, e.occurred_at[:7], m.sender_id), e.occurred_at[:10])
+            elif e.type == "broadcast.messages_sent":
+                metric, n = "broadcast_recipients", _decode_batch(e.data).count
             else:
                 found = COUNTED.get(e.type)
                 if found is None:
                     continue
                 metric = found
             key = (e.app_id, e.occurred_at[:10], metric)
-            counts[key] = counts.get(key, 0) + 1
+            counts[key] = counts.get(key, 0) + n
         if counts:
             # Sorted: two transactions adding to the same rows lock them in the same order.
             keys = sorted(counts)
