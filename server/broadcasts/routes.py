@@ -161,8 +161,7 @@ async def _message(ctx: AppContext, me: AdminPrincipal, message: Message) -> Mes
         raise ValidationFailed("sender_admin_id is not a teammate of this workspace",
                                {"path": "$.message.sender_admin_id"}, code="sender_not_teammate")
     if message.button_url is not None:
-        parts = urlsplit(message.button_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in message.button_url):
+        if not _absolute_http(message.button_url):
             raise ValidationFailed("button_url must be an absolute http(s) URL", {"path": "$.message.button_url"},
                                    code="invalid_url")
         if message.button_label is None:
@@ -170,6 +169,15 @@ async def _message(ctx: AppContext, me: AdminPrincipal, message: Message) -> Mes
     elif message.button_label is not None:
         raise ValidationFailed("button_label needs a button_url", {"path": "$.message.button_url"})
     return msgspec.structs.replace(message, sender_admin_id=sender)
+
+
+def _absolute_http(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises on a port that is not a number
+    except ValueError:  # an unclosed IPv6 bracket, a bad port
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
 
 
 async def _audience(ctx: AppContext, app_id: UUID, audience: Audience) -> Audience:
