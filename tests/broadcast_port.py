@@ -1,6 +1,7 @@
 """A test double of the broadcast actor's port (server/broadcasts/ports.py), for the routes' and the
 scheduler's tests: it notes every call and moves the broadcast's status as the actor answers it
-(pause -> paused, resume -> sending, cancel -> cancelled), without sending anything.
+(pause -> paused, resume -> sending or scheduled, cancel -> cancelled; a started run leaves `pending`), without
+sending anything.
 
 `python -m tests.broadcast_port run` is the real server with this double wired in place of the actor;
 calls are appended to the Redis list CALLS as "start <app> <broadcast> <run>" or "<command> <app> <broadcast>".
@@ -32,6 +33,9 @@ class RecordedCommands:
         await self._note("start", str(app_id), str(broadcast_id), str(run_id))
         if self.fail_start:
             raise ConnectionError("actor unreachable (test)")
+        if self.pool is not None:  # taken up, as the actor's snapshot would (no longer pending)
+            await self.pool.execute("UPDATE broadcast_runs SET status = 'snapshotting' WHERE id = $1 "
+                                    "AND status = 'pending'", run_id)
 
     async def _move(self, command: str, app_id: UUID, broadcast_id: UUID, status: str) -> str:
         await self._note(command, str(app_id), str(broadcast_id))
@@ -46,7 +50,11 @@ class RecordedCommands:
         return await self._move("pause", app_id, broadcast_id, "paused")
 
     async def resume(self, app_id: UUID, broadcast_id: UUID) -> str:
-        return await self._move("resume", app_id, broadcast_id, "sending")
+        assert self.pool is not None
+        running = await self.pool.fetchval(
+            "SELECT 1 FROM broadcast_runs WHERE broadcast_id = $1 AND status IN ('snapshotting', 'sending', 'paused')",
+            broadcast_id)
+        return await self._move("resume", app_id, broadcast_id, "sending" if running else "scheduled")
 
     async def cancel(self, app_id: UUID, broadcast_id: UUID) -> str:
         return await self._move("cancel", app_id, broadcast_id, "cancelled")

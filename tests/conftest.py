@@ -152,10 +152,10 @@ def start_server(server_env: dict[str, str], tmp_path: Path) -> Iterator[Callabl
     """Start replicas of the real server; all are stopped after the test."""
     started: list[ServerProcess] = []
 
-    def start(wait: bool = True, **env: str) -> ServerProcess:
+    def start(wait: bool = True, module: str = "server", **env: str) -> ServerProcess:
         n = len(started) + 1
         proc = ServerProcess({**server_env, "REPLICA_ID": f"replica-{n}", **env},
-                             log_path=tmp_path / f"server-{n}.log")
+                             log_path=tmp_path / f"server-{n}.log", module=module)
         started.append(proc)
         return proc.start(wait=wait)
 

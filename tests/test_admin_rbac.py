@@ -38,6 +38,9 @@ class Route:
     permission: str | None
     body: Any = None
     bad: tuple[bytes | str, ...] = ()
+    # (placeholder, id name): fill {placeholder} with another of the fixture's ids (a route that needs
+    # the thing in another state, e.g. a broadcast still a draft)
+    alias: tuple[tuple[str, str], ...] = ()
 
     @property
     def documented(self) -> tuple[str, str]:
@@ -94,6 +97,21 @@ SEGMENT_BAD = (
 )
 INBOX_QUERY_BAD = ("?limit=0", "?limit=101", "?limit=abc", "?status=deleted", "?assignee=nobody", "?unread=maybe",
                    "?unassigned=2", "?cursor=garbage", "?cursor=bm9wZQ", "?q=%00", "?tag=%00", "?assignee=%00")
+
+BROADCAST = "/admin/api/broadcasts/{broadcast_id}"
+BROADCAST_BODY = {"name": "Launch", "message": {"text": "Hi {{user.name|there}}"},
+                  "audience": {"filter": {"all": [{"field": "external_id", "op": "eq", "value": "{marker}"}]}}}
+BROADCAST_BAD = (
+    *NOT_AN_OBJECT, b"{}", b'{"name": "x", "message": {"text": ""}, "audience": {"filter": {"all": []}}}',
+    _j({**BROADCAST_BODY, "audience": {"filter": {"all": [{"field": "shoe", "op": "eq", "value": 1}]}}}),
+    _j({**BROADCAST_BODY, "audience": {"segment_id": str(uuid.UUID(int=9))}}),
+    _j({**BROADCAST_BODY, "schedule": {"kind": "recurring", "cron": "61 * * * *", "timezone": "UTC"}}),
+    _j({**BROADCAST_BODY, "schedule": {"kind": "recurring", "cron": "0 9 * * 1", "timezone": "Mars/Base"}}),
+    _j({**BROADCAST_BODY, "schedule": {"kind": "once", "at": "2001-01-01T09:00", "timezone": "UTC"}}),
+    _j({**BROADCAST_BODY, "rate_per_s": 0}), _j({**BROADCAST_BODY, "message": {"text": "x" * 5001}}),
+    _j({**BROADCAST_BODY, "message": {"text": "x", "sender_admin_id": "{gone_id}"}}),
+)
+BROADCAST_QUERY_BAD = ("?state=lost", "?cursor=x", "?run_id=x", "?limit=0")
 
 # Ordered so that running them all as the owner succeeds (the destructive ones come last).
 ROUTES: list[Route] = [
@@ -167,6 +185,25 @@ ROUTES: list[Route] = [
     Route("POST", "/admin/api/segments/preview", "broadcasts.read", {"filter": SEGMENT_FILTER}, FILTER_BAD),
     Route("GET", "/admin/api/segments/{segment_id}", "broadcasts.read"),
     Route("PATCH", "/admin/api/segments/{segment_id}", "broadcasts.write", {"name": "renamed"}, FILTER_BAD),
+    # broadcasts ({broadcast_id}: a draft; the state changes act on other broadcasts of the fixture)
+    Route("GET", "/admin/api/broadcasts", "broadcasts.read", bad=("?status=lost", "?cursor=x", "?limit=0")),
+    Route("POST", "/admin/api/broadcasts", "broadcasts.write", BROADCAST_BODY, BROADCAST_BAD),
+    Route("POST", "/admin/api/broadcasts/cron-preview", "broadcasts.read", {"cron": "0 9 * * 1", "timezone": "UTC"},
+          (*NOT_AN_OBJECT, b'{"cron": "0 9 * *", "timezone": "UTC"}', b'{"cron": "0 9 * * 1", "timezone": "X/Y"}')),
+    Route("GET", BROADCAST, "broadcasts.read"),
+    Route("PATCH", BROADCAST, "broadcasts.write", {"name": "Renamed launch"}, (
+        *NOT_AN_OBJECT, b'{"status": "sending"}', b'{"rate_per_s": 0}', b'{"message": {"text": ""}}',
+        b'{"schedule": {"kind": "recurring", "cron": "*/5 * * * *", "timezone": "UTC"}}')),
+    Route("POST", BROADCAST + "/duplicate", "broadcasts.write"),
+    Route("GET", BROADCAST + "/stats", "broadcasts.read", bad=("?run_id=x",)),
+    Route("GET", BROADCAST + "/runs", "broadcasts.read", bad=("?cursor=x", "?limit=0")),
+    Route("GET", BROADCAST + "/recipients", "broadcasts.read", bad=BROADCAST_QUERY_BAD),
+    Route("GET", BROADCAST + "/recipients.csv", "broadcasts.read", bad=("?state=lost", "?run_id=x")),
+    Route("POST", BROADCAST + "/schedule", "broadcasts.write", alias=(("broadcast_id", "draft_to_schedule_id"),)),
+    Route("POST", BROADCAST + "/send-now", "broadcasts.write", alias=(("broadcast_id", "draft_to_send_id"),)),
+    Route("POST", BROADCAST + "/pause", "broadcasts.write", alias=(("broadcast_id", "draft_to_send_id"),)),
+    Route("POST", BROADCAST + "/resume", "broadcasts.write", alias=(("broadcast_id", "draft_to_send_id"),)),
+    Route("POST", BROADCAST + "/cancel", "broadcasts.write", alias=(("broadcast_id", "draft_to_send_id"),)),
     Route("GET", "/admin/api/workspace", "settings.read"),
     Route("PATCH", "/admin/api/workspace", "settings.write", {"name": "Renamed", "timezone": "Europe/Paris"}, (
         *NOT_AN_OBJECT, b'{"identity_verification": "yes"}', b'{"identity_verification_required": true}',
@@ -188,6 +225,7 @@ ROUTES: list[Route] = [
           {"current_password": "correct horse battery", "new_password": "correct horse battery"}, (
               *NOT_AN_OBJECT, b'{"new_password": "long enough"}',
               b'{"current_password": "x", "new_password": "short"}')),
+    Route("DELETE", BROADCAST, "broadcasts.write"),
     Route("DELETE", "/admin/api/team/{admin_id}", "team.write"),
     Route("DELETE", "/admin/api/api-keys/{key_id}", "api_keys.write"),
     Route("DELETE", "/admin/api/segments/{segment_id}", "broadcasts.write"),
@@ -207,6 +245,7 @@ def _body(value: Any, ids: dict[str, str]) -> Any:
 
 def _send(server: ServerProcess, route: Route, ids: dict[str, str], headers: dict[str, str],
           bad: bytes | str | None = None) -> tuple[int, Any]:
+    ids = {**ids, **{name: ids[other] for name, other in route.alias}}
     path = _fill(route.path, ids)
     if isinstance(bad, str):
         return http(route.method, server.url + path.split("?", 1)[0] + bad, headers=headers)
@@ -226,8 +265,10 @@ async def server(start_server, db: asyncpg.Pool) -> ServerProcess:
     """The server, with extra roles each lacking exactly one permission (and one with none), created
     before it starts (roles are read once per process)."""
     await add_restricted_roles(db)
-    # Webhook endpoints in the matrix answer on 127.0.0.1 (tests/webhook_helpers.py's receiver).
-    return start_server(WEBHOOKS_ALLOW_PRIVATE="true")  # type: ignore[no-any-return]
+    # Webhook endpoints in the matrix answer on 127.0.0.1 (tests/webhook_helpers.py's receiver). The
+    # broadcast actor's port is the test double (tests/broadcast_port.py): pause, resume and cancel then
+    # answer the same whatever a real run would be doing by the time they are called.
+    return start_server(WEBHOOKS_ALLOW_PRIVATE="true", module="tests.broadcast_port")  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -283,14 +324,23 @@ def _workspace(server: ServerProcess, name: str, receiver: ThreadedReceiver) -> 
     status, segment = call(server, "POST", "/admin/api/segments", token, {"name": f"Segment {marker}",
                                                                          "filter": SEGMENT_FILTER})
     assert status == 201, segment
-    ids = {"segment_id": segment["id"], "conversation_id": cid, "admin_id": agent["admin"]["id"],
-           "key_id": keys[0]["id"], "user_id": conv["user_id"], "marker": marker, "tag": tag,
-           "gone_id": gone["admin"]["id"],
+    drafts = []
+    for n in range(3):
+        status, draft = call(server, "POST", "/admin/api/broadcasts", token, {
+            "name": f"Broadcast {n} {marker}", "message": {"text": f"Hello {marker}"},
+            "audience": {"filter": {"all": [{"field": "external_id", "op": "eq", "value": user}]}}})
+        assert status == 201, draft
+        drafts.append(draft["id"])
+    ids = {"segment_id": segment["id"], "broadcast_id": drafts[0], "draft_to_schedule_id": drafts[1],
+           "draft_to_send_id": drafts[2], "conversation_id": cid, "admin_id": agent["admin"]["id"],
+           "key_id": keys[0]["id"],
+           "user_id": conv["user_id"], "marker": marker, "tag": tag, "gone_id": gone["admin"]["id"],
            "user_client_id": first, "hook_url": hook_url, "invitation_id": pending["invitation_id"],
            "endpoint_id": endpoint["endpoint"]["id"], "delivery_id": ping["delivery"]["id"]}
     return {"owner": owner, "viewer": viewer, "agent": agent, "gone": gone, "ids": ids, "pk": pk,
-            "secrets": [segment["id"], cid, conv["user_id"], marker, agent["admin"]["id"], viewer["admin"]["id"],
-                        owner["admin"]["id"], keys[0]["id"], owner["app"]["id"], pending["invitation_id"]]}
+            "secrets": [segment["id"], *drafts, cid, conv["user_id"], marker, agent["admin"]["id"],
+                        viewer["admin"]["id"], owner["admin"]["id"], keys[0]["id"], owner["app"]["id"],
+                        pending["invitation_id"]]}
 
 
 @pytest.fixture
@@ -395,7 +445,7 @@ async def test_another_apps_admin_gets_404_for_our_ids_and_never_sees_our_data(
     for route in ROUTES:
         token = globex["owner"]["access_token"]
         if any("{" + k + "}" in route.documented[1] for k in ("conversation_id", "admin_id", "key_id", "user_id",
-                                                                    "invitation_id", "segment_id")):
+                                                                    "invitation_id", "segment_id", "broadcast_id")):
             status, resp = _send(server, route, mixed, bearer(token))
             assert status == 404 and _is_error(resp), (route, resp)
             checked += 1

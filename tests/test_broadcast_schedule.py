@@ -12,7 +12,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from server.broadcasts.personalise import compile_template, render
+from server.broadcasts.personalise import compile_template, personalise, render
 from server.broadcasts.schedule import first_run_at, latest_due_and_next, next_times, validate, zone
 from server.broadcasts.schemas import Now, Once, Recurring
 from server.errors import ValidationFailed
@@ -138,6 +138,7 @@ def test_placeholders_are_filled_per_user_with_fallbacks() -> None:
     assert render("No placeholders", empty) == "No placeholders"
     assert render("{{user.custom.flag|no}}", {"attributes": {"flag": True}}) == "true"
     assert not compile_template("plain").personalised and template.personalised
+    assert personalise("Hi {{user.name|there}}", {"name": "Bo"}) == "Hi Bo"
 
 
 # -- the scheduler on real Postgres -----------------------------------------------------------------

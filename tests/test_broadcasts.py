@@ -213,6 +213,9 @@ def _bad_bodies() -> list[tuple[dict[str, Any], str]]:
         (_draft(message={**msg, "text": "nul \u0000"}), "$.message.text"),
         (_draft(message={**msg, "button_url": "javascript:alert(1)"}), "$.message.button_url"),
         (_draft(message={**msg, "button_url": "/relative/path"}), "$.message.button_url"),
+        (_draft(message={**msg, "button_url": "http://[::1/x"}), "$.message.button_url"),
+        (_draft(message={**msg, "button_url": "https://e.co:port/x"}), "$.message.button_url"),
+        (_draft(message={**msg, "button_url": "https://e.co/a b"}), "$.message.button_url"),
         (_draft(message={**msg, "button_url": "https://e.co/" + "x" * 2048}), "$.message.button_url"),
         (_draft(message={**msg, "button_label": "l" * 41}), "$.message.button_label"),
         (_draft(message={"text": "x", "button_label": "Go"}), "$.message.button_url"),
@@ -271,7 +274,7 @@ def _refused(server: ServerProcess, token: str, broadcast: dict[str, Any], metho
     assert (status, out["error"]["code"]) == (409, code), (suffix, out)
 
 
-async def test_schedule_once_then_only_cancel_is_allowed(bc_server: ServerProcess, owner,
+async def test_schedule_once_then_pause_resume_and_cancel_are_the_only_changes(bc_server: ServerProcess, owner,
                                                          pool: asyncpg.Pool) -> None:
     token = owner["access_token"]
     at = (datetime.now(ZoneInfo("Europe/Paris")) + timedelta(days=3)).replace(second=0, microsecond=0)
@@ -286,8 +289,10 @@ async def test_schedule_once_then_only_cancel_is_allowed(bc_server: ServerProces
     _refused(bc_server, token, draft, "DELETE", "", "broadcast_not_draft")
     _refused(bc_server, token, draft, "POST", "/schedule", "broadcast_not_draft")
     _refused(bc_server, token, draft, "POST", "/send-now", "broadcast_not_draft")
-    _refused(bc_server, token, draft, "POST", "/pause", "invalid_transition")
     _refused(bc_server, token, draft, "POST", "/resume", "invalid_transition")
+    assert call(bc_server, "POST", _path(draft, "/pause"), token)[1]["status"] == "paused"
+    _refused(bc_server, token, draft, "POST", "/pause", "invalid_transition")
+    assert call(bc_server, "POST", _path(draft, "/resume"), token)[1]["status"] == "scheduled"
     status, cancelled = call(bc_server, "POST", _path(draft, "/cancel"), token)
     assert status == 200 and cancelled["status"] == "cancelled", cancelled
     assert ["cancel", owner["app"]["id"], draft["id"]] in _calls(bc_server)
@@ -333,8 +338,10 @@ def test_a_recurring_broadcast_sent_now_keeps_its_next_occurrence(bc_server: Ser
 
 def test_scheduling_a_recurring_draft_sets_the_first_local_occurrence(bc_server: ServerProcess, owner) -> None:
     token = owner["access_token"]
+    end_at = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
     draft = _create(bc_server, token, schedule={"kind": "recurring", "cron": "30 9 * * 1",
-                                                "timezone": "Europe/Paris"})
+                                                "timezone": "Europe/Paris", "end_at": end_at.isoformat()})
+    assert datetime.fromisoformat(draft["schedule"]["end_at"]) == end_at
     status, scheduled = call(bc_server, "POST", _path(draft, "/schedule"), token)
     assert status == 200 and scheduled["status"] == "scheduled"
     first = datetime.fromisoformat(scheduled["next_run_at"])
@@ -553,3 +560,30 @@ async def test_without_broadcasts_write_changes_are_403(bc_server: ServerProcess
                 {"cron": "0 9 * * 1", "timezone": "UTC"})[0] == 200
     assert await pool.fetchrow("SELECT * FROM broadcasts WHERE id = $1", uuid.UUID(ours["id"])) == before
     assert http("GET", bc_server.url + "/admin/api/broadcasts")[0] == 401
+
+
+# -- three replicas ---------------------------------------------------------------------------------
+
+def test_three_replicas_ticking_make_one_run_of_a_scheduled_broadcast(start_server) -> None:
+    """Every replica runs the scheduler; the occurrence still becomes one run, started once."""
+    import time
+
+    replicas = [start_server(module="tests.broadcast_port", BROADCAST_SCHEDULER_INTERVAL="0.02")
+                for _ in range(3)]
+    owner = signup(replicas[0], app_name="Replicated")
+    token = owner["access_token"]
+    drafts = [_create(replicas[n % 3], token) for n in range(6)]
+    for n, draft in enumerate(drafts):
+        status, out = call(replicas[n % 3], "POST", _path(draft, "/schedule"), token)
+        assert status == 200, out
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        runs = [call(replicas[0], "GET", _path(d, "/runs"), token)[1]["runs"] for d in drafts]
+        if all(runs):
+            break
+        time.sleep(0.1)
+    assert [len(r) for r in runs] == [1] * 6, runs
+    time.sleep(0.5)  # more ticks on every replica change nothing
+    assert [len(call(replicas[1], "GET", _path(d, "/runs"), token)[1]["runs"]) for d in drafts] == [1] * 6
+    starts = [c for c in _calls(replicas[0]) if c[0] == "start"]
+    assert sorted(c[2] for c in starts) == sorted(d["id"] for d in drafts)  # each asked for once

@@ -8,6 +8,7 @@ used when the value is missing or empty. Anything else between braces is left as
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,6 +71,15 @@ def compile_template(text: str) -> Template:
     return Template(tuple(parts))
 
 
-def render(text: str, user: Mapping[str, Any]) -> str:
-    """One-off rendering (a preview); a run compiles once and calls Template.render per recipient."""
-    return compile_template(text).render(user)
+@functools.lru_cache(maxsize=256)
+def compiled(text: str) -> Template:
+    """The template of a message text, parsed once per text while it is in use."""
+    return compile_template(text)
+
+
+def personalise(text: str, user: Mapping[str, Any]) -> str:
+    """`text` filled for one recipient (the template is parsed once per text, then cached)."""
+    return compiled(text).render(user) if "{{" in text else text
+
+
+render = personalise

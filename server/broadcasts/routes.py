@@ -53,7 +53,7 @@ _encode = msgspec.json.Encoder().encode
 
 STATUSES = ("draft", "scheduled", "sending", "paused", "completed", "cancelled", "failed")
 # Which statuses each actor command may leave (anything else is 409 invalid_transition).
-COMMAND_FROM = {"pause": ("sending",), "resume": ("paused",), "cancel": ("scheduled", "sending", "paused")}
+COMMAND_FROM = {"pause": ("scheduled", "sending"), "resume": ("paused",), "cancel": ("scheduled", "sending", "paused")}
 
 _ID = ("broadcast_id", "path", "broadcast id (uuid)", {"type": "string", "format": "uuid"})
 _CURSOR = ("cursor", "query", "next_cursor of the previous page")
@@ -105,12 +105,15 @@ SEND_NOW = Operation("POST", "/admin/api/broadcasts/{broadcast_id}/send-now",
                      "broadcasts", response=Broadcast, auth="admin_jwt", params=(_ID,), errors=(403, 404, 409, 422),
                      extra={"description": "409 `broadcast_not_draft` unless a draft; 422 `segment_not_found` when "
                                            "the audience's segment was deleted."})
-PAUSE = Operation("POST", "/admin/api/broadcasts/{broadcast_id}/pause", "Pause a sending broadcast (after the batch "
-                  "in flight)", "broadcasts", response=Broadcast, auth="admin_jwt", params=(_ID,),
-                  errors=(403, 404, 409), extra={"description": _STATE_NOTE + " Allowed from: sending."})
+PAUSE = Operation("POST", "/admin/api/broadcasts/{broadcast_id}/pause", "Pause a broadcast: sending stops after the "
+                  "batch in flight, and no occurrence starts while paused", "broadcasts", response=Broadcast,
+                  auth="admin_jwt", params=(_ID,), errors=(403, 404, 409),
+                  extra={"description": _STATE_NOTE + " Allowed from: scheduled, sending."})
 RESUME = Operation("POST", "/admin/api/broadcasts/{broadcast_id}/resume", "Resume a paused broadcast", "broadcasts",
                    response=Broadcast, auth="admin_jwt", params=(_ID,), errors=(403, 404, 409),
-                   extra={"description": _STATE_NOTE + " Allowed from: paused."})
+                   extra={"description": _STATE_NOTE + " Allowed from: paused. A broadcast with a run under way "
+                                         "goes back to sending, else to scheduled (after an occurrence missed "
+                                         "while paused, the latest one runs)."})
 CANCEL = Operation("POST", "/admin/api/broadcasts/{broadcast_id}/cancel",
                    "Cancel: no more sends and no further occurrences", "broadcasts", response=Broadcast,
                    auth="admin_jwt", params=(_ID,), errors=(403, 404, 409),
@@ -158,8 +161,7 @@ async def _message(ctx: AppContext, me: AdminPrincipal, message: Message) -> Mes
         raise ValidationFailed("sender_admin_id is not a teammate of this workspace",
                                {"path": "$.message.sender_admin_id"}, code="sender_not_teammate")
     if message.button_url is not None:
-        parts = urlsplit(message.button_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in message.button_url):
+        if not _absolute_http(message.button_url):
             raise ValidationFailed("button_url must be an absolute http(s) URL", {"path": "$.message.button_url"},
                                    code="invalid_url")
         if message.button_label is None:
@@ -167,6 +169,15 @@ async def _message(ctx: AppContext, me: AdminPrincipal, message: Message) -> Mes
     elif message.button_label is not None:
         raise ValidationFailed("button_label needs a button_url", {"path": "$.message.button_url"})
     return msgspec.structs.replace(message, sender_admin_id=sender)
+
+
+def _absolute_http(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises on a port that is not a number
+    except ValueError:  # an unclosed IPv6 bracket, a bad port
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
 
 
 async def _audience(ctx: AppContext, app_id: UUID, audience: Audience) -> Audience:
