@@ -85,19 +85,22 @@ class SentRun:
 
 async def sent_run(pool: asyncpg.Pool, ws: NewWorkspace, users: list[str], *,
                    button_url: str | None = BUTTON_URL, state: int = 1) -> SentRun:
-    """A broadcast with one run whose recipients (the users, made if new) were sent to."""
+    """A broadcast with one run whose recipients (the users, made if new) were sent to: the run is
+    over (completed), as the actor leaves it; a run left sending would be completed by the actor
+    meanwhile, recording its own events."""
     message: dict[str, Any] = {"text": "Spring is here", "sender_admin_id": str(ws.admin_id)}
     if button_url:
         message |= {"button_url": button_url, "button_label": "See what's new"}
     async with pool.acquire() as conn, conn.transaction():
         broadcast_id = await conn.fetchval(
             """INSERT INTO broadcasts (app_id, name, status, message, audience, schedule, rate_per_s)
-               VALUES ($1, 'Spring release', 'sending', $2, '{"filter": {"all": []}}', '{"kind": "now"}', 100)
+               VALUES ($1, 'Spring release', 'completed', $2, '{"filter": {"all": []}}', '{"kind": "now"}', 100)
                RETURNING id""", ws.app_id, message)
         run_id = await conn.fetchval(
             """INSERT INTO broadcast_runs (broadcast_id, app_id, scheduled_for, status, snapshot_done, sent_through,
-                                           started_at)
-               VALUES ($1, $2, now(), 'sending', true, $3, now()) RETURNING id""", broadcast_id, ws.app_id, len(users))
+                                           started_at, finished_at)
+               VALUES ($1, $2, now(), 'completed', true, $3, now(), now()) RETURNING id""",
+            broadcast_id, ws.app_id, len(users))
         deliveries = {}
         for ord_, external_id in enumerate(users, start=1):
             user_id = await conn.fetchval(
