@@ -362,7 +362,8 @@ def main() -> None:
            "WEBHOOKS_ALLOW_PRIVATE": "true",  # the webhooks scenario's receivers are on 127.0.0.1
            "BROADCAST_MAX_RATE": "1000000",  # the broadcast scenario lifts the rate cap
            **{k: os.environ[k] for k in ("COMMIT_WORKERS", "ACTOR_PARTITIONS", "CONVERSATION_STATE_CACHE_SIZE",
-                                         "SDK_USER_RATE_LIMIT", "SDK_KEY_RATE_LIMIT", "SDK_HANDSHAKE_RATE_LIMIT")
+                                         "SDK_USER_RATE_LIMIT", "SDK_KEY_RATE_LIMIT", "SDK_HANDSHAKE_RATE_LIMIT",
+                                         "BROADCAST_BATCH_SIZE")
               if k in os.environ}}
 
     def start_replica() -> ServerProcess:
