@@ -75,7 +75,7 @@ export function mountBroadcastList(main, me) {
     const tr = h("tr", { "data-testid": "broadcast-row", dataset: { id: b.id, status: b.status } },
       h("td", {}, h("strong", {}, b.name), h("div", { class: "muted" }, scheduleText(b.schedule))),
       h("td", {}, statusBadge(b.status), b.error ? h("div", { class: "muted" }, b.error) : null),
-      h("td", { "data-testid": "next-run" }, b.next_run_at ? formatDate(b.next_run_at) : "—"),
+      h("td", { "data-testid": "next-run", "data-at": b.next_run_at || null }, b.next_run_at ? formatDate(b.next_run_at) : "—"),
       h("td", {}, p ? bar.el : h("span", { class: "muted" }, "—")),
       h("td", { class: "rates", "data-testid": "rates" }, b.status === "draft" ? "—" : rates(b.stats)),
       h("td", {}, h("div", { class: "row-actions" }, actions)));
