@@ -8,19 +8,10 @@ import { scheduleText } from "./list.js";
 import { percent, progressBar, statusBadge } from "./common.js";
 
 const FUNNEL = ["targeted", "sent", "delivered", "read", "clicked", "replied"];
-const STATES = ["queued", "sent", "delivered", "read", "clicked", "replied", "failed"];
+const STATES = ["queued", "sent", "delivered", "read", "failed"];
 const SERIES = [["sent", "Sent", "#3b5bdb"], ["delivered", "Delivered", "#2b8a3e"], ["read", "Read", "#f08c00"]];
 const REFRESH_MS = 3000;
-const STATE_NAMES = ["queued", "sent", "delivered", "read", "failed"]; // the table's smallint, if given raw
-const stateName = (s) => (typeof s === "number" ? STATE_NAMES[s] || String(s) : s);
 
-// The stats answer's parts, whichever names the API gives them.
-function totalsOf(stats) {
-  return stats.totals || stats.stats || stats;
-}
-function bucketsOf(stats) {
-  return stats.minutes || stats.buckets || stats.per_minute || stats.timeline || [];
-}
 
 export async function mountAnalytics(main) {
   const id = new URLSearchParams(location.search).get("id");
@@ -100,20 +91,20 @@ export async function mountAnalytics(main) {
     title.textContent = b.name;
     sub.textContent = `${scheduleText(b.schedule)}${b.next_run_at ? ` · next run ${formatDate(b.next_run_at)}` : ""}`;
     badge.replaceChildren(statusBadge(b.status));
-    const totals = totalsOf(stats);
+    const totals = stats.totals;
     drawFunnel(totals);
-    drawChart(bucketsOf(stats));
-    const list = runs.runs || runs.items || [];
+    drawChart(stats.minutes);
+    const list = runs.runs;
     runsCard.hidden = b.schedule?.kind !== "recurring" && list.length < 2;
     runsBody.replaceChildren(...list.map((r) => {
-      const s = r.stats || r;
+      const s = r.stats;
       return h("tr", { "data-testid": "run-row" }, h("td", {}, formatDate(r.scheduled_for)), h("td", {}, statusBadge(r.status)),
         ...["targeted", "sent", "delivered", "read", "clicked", "replied"].map((k) => h("td", {}, String(s[k] || 0))));
     }));
     if (!live) {
-      // No socket event yet: start the bar from the latest run (the API's newest first or last).
-      const latest = list.length ? list.reduce((a, r) => (r.scheduled_for > a.scheduled_for ? r : a)) : null;
-      if (latest) bar.update({ targeted: (latest.stats || latest).targeted, sent: (latest.stats || latest).sent });
+      // No socket event yet: start the bar from the current (or last) run.
+      const run = b.current_run || list[0] || null;
+      if (run) bar.update({ targeted: run.targeted ?? run.stats.targeted, sent: run.sent ?? run.stats.sent });
       else bar.update({ targeted: totals.targeted, sent: totals.sent });
     }
   }
@@ -126,12 +117,12 @@ export async function mountAnalytics(main) {
     const cursor = cursors[cursors.length - 1];
     if (cursor) q.set("cursor", cursor);
     const page = await api(`/admin/api/broadcasts/${id}/recipients?${q}`);
-    const items = page.recipients || page.items || [];
+    const items = page.recipients;
     recipientsBody.replaceChildren(...(items.length ? items.map((r) => h("tr", { "data-testid": "recipient-row",
-      dataset: { state: stateName(r.state) } },
+      dataset: { state: r.state } },
     h("td", {}, String(r.ord ?? "")),
-    h("td", {}, userLabel(r.user || r)),
-    h("td", {}, stateName(r.state), r.failed_reason ? h("div", { class: "muted" }, r.failed_reason) : null),
+    h("td", {}, userLabel({ name: r.name, email: r.email, user_id: r.external_id || "anonymous user" })),
+    h("td", {}, r.state, r.failed_reason ? h("div", { class: "muted" }, r.failed_reason) : null),
     ...["sent_at", "delivered_at", "read_at", "clicked_at", "replied_at"].map((k) => h("td", {}, r[k] ? formatDate(r[k]) : "—"))))
       : [h("tr", {}, h("td", { colspan: 8, class: "empty" }, "No recipients in this state."))]));
     next.dataset.cursor = page.next_cursor || "";

@@ -29,12 +29,10 @@ export function progressBar(testid = "progress") {
   return { el, update };
 }
 
-// The current run's progress of a list item (the list names it `progress`; older shapes `current_run`).
+// The current run's progress of a broadcast (its `current_run`), for a bar.
 export function currentProgress(b) {
-  const p = b.progress || b.current_run || null;
-  if (!p) return null;
-  return { run_id: p.run_id || p.id, targeted: p.targeted ?? p.stats?.targeted ?? 0,
-    sent: p.sent ?? p.stats?.sent ?? 0, status: p.status };
+  const run = b.current_run;
+  return run ? { run_id: run.id, targeted: run.targeted, sent: run.sent, status: run.status } : null;
 }
 
 export function rates(stats) {

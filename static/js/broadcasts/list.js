@@ -5,11 +5,14 @@ import { formatDate, h, notice } from "../dom.js";
 import { can } from "../shell.js";
 import { confirmDialog, currentProgress, progressBar, rates, statusBadge } from "./common.js";
 
+// A full schedule (one broadcast) or only its kind (a list item's `schedule_kind`).
 export function scheduleText(schedule) {
-  const s = schedule || {};
-  if (s.kind === "once") return `once, ${s.at?.replace("T", " ")} ${s.timezone}`;
-  if (s.kind === "recurring") return `every "${s.cron}" ${s.timezone}${s.end_at ? ` until ${formatDate(s.end_at)}` : ""}`;
-  return "now";
+  const s = typeof schedule === "string" ? { kind: schedule } : schedule || {};
+  if (s.kind === "once") return s.at ? `once, ${s.at.replace("T", " ")} ${s.timezone}` : "once, at a set time";
+  if (s.kind === "recurring") {
+    return s.cron ? `recurring "${s.cron}" ${s.timezone}${s.end_at ? ` until ${formatDate(s.end_at)}` : ""}` : "recurring";
+  }
+  return "one-off, sent now";
 }
 
 export function mountBroadcastList(main, me) {
@@ -59,7 +62,7 @@ export function mountBroadcastList(main, me) {
       if (b.status === "draft") {
         actions.push(h("a", { class: "btn small", href: `/broadcast-new.html?id=${b.id}` }, "Edit"));
       }
-      if (b.status === "sending" || b.status === "scheduled") actions.push(act("Pause", b, "/pause"));
+      if (b.status === "sending") actions.push(act("Pause", b, "/pause"));
       if (b.status === "paused") actions.push(act("Resume", b, "/resume"));
       if (["scheduled", "sending", "paused"].includes(b.status)) {
         actions.push(act("Cancel", b, "/cancel", { ask: `Cancel "${b.name}"? Nobody else will receive it.`, danger: true }));
@@ -73,8 +76,9 @@ export function mountBroadcastList(main, me) {
       actions.push(h("a", { class: "btn small", href: `/broadcast-analytics.html?id=${b.id}` }, "Analytics"));
     }
     const tr = h("tr", { "data-testid": "broadcast-row", dataset: { id: b.id, status: b.status } },
-      h("td", {}, h("strong", {}, b.name), h("div", { class: "muted" }, scheduleText(b.schedule))),
-      h("td", {}, statusBadge(b.status), b.error ? h("div", { class: "muted" }, b.error) : null),
+      h("td", {}, h("strong", {}, b.name), h("div", { class: "muted" }, scheduleText(b.schedule || b.schedule_kind))),
+      h("td", {}, statusBadge(b.status),
+        b.current_run?.error ? h("div", { class: "muted" }, b.current_run.error) : null),
       h("td", { "data-testid": "next-run", "data-at": b.next_run_at || null }, b.next_run_at ? formatDate(b.next_run_at) : "—"),
       h("td", {}, p ? bar.el : h("span", { class: "muted" }, "—")),
       h("td", { class: "rates", "data-testid": "rates" }, b.status === "draft" ? "—" : rates(b.stats)),
@@ -91,7 +95,7 @@ export function mountBroadcastList(main, me) {
     const q = new URLSearchParams({ limit: "50" });
     if (cursor) q.set("cursor", cursor);
     const page = await api(`/admin/api/broadcasts?${q}`);
-    const items = page.broadcasts || page.items || [];
+    const items = page.broadcasts;
     const rows = items.map(row);
     if (reset) body.replaceChildren(...rows);
     else body.append(...rows);

@@ -15,10 +15,22 @@ const HERE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 // datetime-local inputs give "YYYY-MM-DDTHH:MM"; the API's local times are the same without seconds.
 const minutes = (value) => (value ? value.slice(0, 16) : "");
 
-// The next times as the server lists them: strings, or {utc, local} objects.
-function timesOf(out) {
-  const list = out?.times || out?.next || out?.runs || out?.occurrences || (Array.isArray(out) ? out : []);
-  return list.map((t) => (typeof t === "string" ? { utc: t, local: null } : { utc: t.utc || t.at, local: t.local }));
+// The wall-clock "YYYY-MM-DDTHH:MM" of an instant in `zone`.
+export function wallTime(instant, zone) {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-CA", { timeZone: zone, hourCycle: "h23",
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" })
+    .formatToParts(new Date(instant)).map((p) => [p.type, p.value]));
+  return `${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}`;
+}
+
+// The instant (UTC ISO) a wall-clock time in `zone` names: end_at is an instant, the picker a wall time.
+export function zonedInstant(local, zone) {
+  const asUtc = Date.parse(`${local}:00Z`);
+  let guess = asUtc;
+  for (let i = 0; i < 2; i += 1) { // twice: the offset at the guess may differ across a DST change
+    guess = asUtc - (Date.parse(`${wallTime(guess, zone)}:00Z`) - guess);
+  }
+  return new Date(guess).toISOString();
 }
 
 export function mountSchedulePicker(errors, onChange) {
@@ -47,6 +59,14 @@ export function mountSchedulePicker(errors, onChange) {
     errors.slot("$.schedule"), onceBox, zoneBox, recurringBox,
     h("datalist", { id: "tz-list" }, ZONES.map((z) => h("option", { value: z }))));
 
+  // An unknown zone cannot convert: send the wall time and let the server name the zone as the problem.
+  const safeInstant = (local, z) => {
+    try {
+      return zonedInstant(local, z);
+    } catch {
+      return `${local}:00Z`;
+    }
+  };
   const kind = () => radios.find((r) => r.checked).value;
 
   function value() {
@@ -54,7 +74,8 @@ export function mountSchedulePicker(errors, onChange) {
     if (k === "once") return { kind: "once", at: minutes(at.value), timezone: zone.value.trim() };
     if (k === "recurring") {
       return { kind: "recurring", cron: cron.value.trim(), timezone: zone.value.trim(),
-        end_at: endAt.value ? minutes(endAt.value) : null, every_occurrence: every.checked };
+        end_at: endAt.value ? safeInstant(minutes(endAt.value), zone.value.trim()) : null,
+        every_occurrence: every.checked };
     }
     return { kind: "now" };
   }
@@ -68,7 +89,7 @@ export function mountSchedulePicker(errors, onChange) {
     } else if (k === "recurring") {
       cron.value = s.cron || "";
       zone.value = s.timezone || HERE;
-      endAt.value = minutes(s.end_at);
+      endAt.value = s.end_at ? wallTime(s.end_at, zone.value) : "";
       every.checked = Boolean(s.every_occurrence);
     }
     changed();
@@ -88,9 +109,12 @@ export function mountSchedulePicker(errors, onChange) {
       if (mine !== asked) return; // a newer keystroke asked again
       cronError.textContent = "";
       errors.slots.get("$.schedule.timezone").textContent = "";
-      nextRuns.replaceChildren(...timesOf(out).map((t) => h("li", { "data-testid": "next-run-time", dataset: { utc: t.utc } },
-        t.local ? `${t.local.replace("T", " ").slice(0, 16)} ${s.timezone}` : new Date(t.utc).toLocaleString(),
-        h("span", { class: "muted" }, ` · ${t.utc}`))));
+      nextRuns.replaceChildren(...out.times.map((t) => h("li", { "data-testid": "next-run-time", dataset: { utc: t.utc } },
+        `${t.local.replace("T", " ").slice(0, 16)} ${out.timezone}`, h("span", { class: "muted" }, ` · ${t.utc}`))));
+      if (!out.meets_min_interval) {
+        cronError.textContent = `Runs must be at least ${Math.round(out.min_interval_s / 60)} minutes apart; `
+          + "this schedule would be refused.";
+      }
     } catch (err) {
       if (mine !== asked) return;
       nextRuns.replaceChildren();
