@@ -25,6 +25,7 @@ export async function mountAnalytics(main) {
   const badge = h("span", {});
   const sub = h("p", { class: "muted" });
   const bar = progressBar("live-progress");
+  const runError = h("div", { class: "notice error", role: "alert", "data-testid": "run-error", hidden: true });
   const funnel = h("div", { class: "funnel", "data-testid": "funnel" });
   const canvas = h("canvas", { "data-testid": "stats-chart", "aria-label": "Sent, delivered and read per minute" });
   const runsBody = h("tbody", { "data-testid": "runs-table" });
@@ -42,7 +43,7 @@ export async function mountAnalytics(main) {
 
   main.append(
     h("section", { class: "card" },
-      h("div", { class: "page-head" }, h("div", {}, title, sub), badge), status,
+      h("div", { class: "page-head" }, h("div", {}, title, sub), badge), status, runError,
       h("div", { "data-testid": "live" }, h("strong", {}, "Current run "), bar.el),
       funnel),
     h("section", { class: "card" }, h("h2", {}, "Over time (per minute)"), h("div", { class: "chart-box" }, canvas)),
@@ -91,6 +92,8 @@ export async function mountAnalytics(main) {
     title.textContent = b.name;
     sub.textContent = `${scheduleText(b.schedule)}${b.next_run_at ? ` · next run ${formatDate(b.next_run_at)}` : ""}`;
     badge.replaceChildren(statusBadge(b.status));
+    runError.textContent = b.current_run?.error ? `The run stopped: ${b.current_run.error}` : "";
+    runError.hidden = !b.current_run?.error;
     const totals = stats.totals;
     drawFunnel(totals);
     drawChart(stats.minutes);
