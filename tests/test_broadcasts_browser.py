@@ -24,7 +24,6 @@ from tests.support import ServerProcess, http
 from tests.test_dashboard_shell import sign_in
 
 ENV = {"BROADCAST_SCHEDULER_INTERVAL": "0.2"}
-PRO_FILTER = '{"all": [{"field": "custom.plan", "op": "eq", "value": "pro"}]}'
 USERS = {"ann-1": ("Ann", "pro"), "bob-1": ("Bob", "pro"), "dee-1": ("Dee", "pro"), "cid-1": ("Cid", "free")}
 CHART = """() => { const c = Chart.getChart(document.querySelector('[data-testid=stats-chart]'));
   return c && Object.fromEntries(c.data.datasets.map((d) => [d.label, d.data])); }"""
@@ -62,10 +61,15 @@ def sdk_users(bserver: ServerProcess, acme: dict[str, Any]) -> Iterator[dict[str
             for uid in USERS}
 
 
-def choose_filter(page: Page, filter_json: str) -> None:
+def build_pro_audience(page: Page) -> None:
+    """In the composer's audience builder: users whose custom attribute plan is "pro"."""
     box = page.get_by_test_id("audience-builder")
-    box.locator("select[name=segment]").select_option("")
-    box.locator("textarea[name=filter]").fill(filter_json)
+    box.get_by_test_id("add-condition").click()
+    condition = box.get_by_test_id("audience-condition").first
+    condition.get_by_test_id("condition-field").select_option("custom")
+    condition.get_by_test_id("condition-custom").fill("plan")
+    condition.get_by_test_id("condition-op").select_option("eq")
+    condition.get_by_test_id("condition-value").fill("pro")
 
 
 def compose(page: Page, name: str, text: str) -> None:
@@ -94,7 +98,12 @@ def test_send_now_to_live_users_and_read_what_they_did_on_the_analytics_page(
     page.get_by_test_id("broadcasts-empty").get_by_role("link", name="New broadcast").click()
     expect(page).to_have_url(re.compile(r"/broadcast-new\.html"))
 
-    choose_filter(page, PRO_FILTER)
+    build_pro_audience(page)
+    expect(page.get_by_test_id("recipient-count")).to_have_text("3")
+    page.locator("input[name=segment_name]").fill("Pro users")
+    page.get_by_test_id("save-segment").click()
+    expect(page.get_by_test_id("audience-builder")).to_contain_text('Saved as segment "Pro users"')
+    expect(page.get_by_test_id("audience-segment").locator("option:checked")).to_have_text("Pro users")
     expect(page.get_by_test_id("recipient-count")).to_have_text("3")
     compose(page, "Spring release", "Hi {{user.name|there}}, your {{user.custom.plan}} plan got better.")
     page.locator("input[name=button_label]").fill("See what's new")
@@ -109,6 +118,11 @@ def test_send_now_to_live_users_and_read_what_they_did_on_the_analytics_page(
     dialog.get_by_role("button", name="Send now").click()
     expect(page).to_have_url(re.compile(r"/broadcast-analytics\.html\?id="))
     broadcast_id = urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)["id"][0]
+    status, segments = call(bserver, "GET", "/admin/api/segments", acme["token"])
+    assert [(x["name"], x["filter"]) for x in segments["segments"]] == [
+        ("Pro users", {"all": [{"field": "custom.plan", "op": "eq", "value": "pro"}]})]
+    status, sent = call(bserver, "GET", f"/admin/api/broadcasts/{broadcast_id}", acme["token"])
+    assert sent["audience"] == {"segment_id": segments["segments"][0]["id"]}
 
     bar = page.get_by_test_id("live-progress")
     expect(bar).to_have_attribute("data-percent", "100", timeout=SLOW)
@@ -181,7 +195,7 @@ def test_a_recurring_broadcast_shows_its_next_runs_in_the_composer_and_the_list(
     sign_in(page, bserver, acme["email"])
     page.goto(bserver.url + "/broadcast-new.html")
     compose(page, "Weekly digest", "Your week, {{user.name|friend}}")
-    choose_filter(page, PRO_FILTER)
+    build_pro_audience(page)
     expect(page.get_by_test_id("recipient-count")).to_have_text("3")
     page.get_by_label("Recurring (cron)").check()
     page.locator("input[name=timezone]").fill("Europe/Paris")
@@ -233,7 +247,7 @@ def test_the_servers_422s_show_beside_the_field_they_name(page: Page, bserver: S
                                                           acme: dict[str, Any]) -> None:
     sign_in(page, bserver, acme["email"])
     page.goto(bserver.url + "/broadcast-new.html")
-    choose_filter(page, PRO_FILTER)
+    build_pro_audience(page)
     expect(page.get_by_test_id("recipient-count")).to_have_text("3")
     compose(page, "Bad link", "Hello")
 

@@ -100,11 +100,6 @@ export async function mountComposer(main, me) {
   for (const el of [text, sender, buttonLabel, sampleSelect]) el.addEventListener("input", renderPreview);
   sampleSelect.addEventListener("change", renderPreview);
 
-  const audience = await mountAudience(audienceBox, { onChange: ({ count: n, users }) => {
-    recipients = n;
-    count.textContent = n === null || n === undefined ? "—" : String(n);
-    if (users?.length) setSamples(users);
-  } });
 
   // Teammates as senders when the caller may list them; otherwise only themselves.
   api("/admin/api/team").then(({ members }) => {
@@ -113,11 +108,12 @@ export async function mountComposer(main, me) {
   }).catch(() => null);
   api("/admin/api/users?limit=5").then((p) => { if (!samples.length) setSamples(p.users || []); }).catch(() => null);
 
+  let draft = null;
   if (editing) {
     const b = await api(`/admin/api/broadcasts/${editing}`);
+    draft = b;
     if (b.status !== "draft") {
       notice(top, `This broadcast is ${b.status}; only drafts are edited. Duplicate it to start a new draft.`);
-      form.querySelectorAll("input, textarea, select, button").forEach((el) => { el.disabled = true; });
     }
     name.value = b.name;
     text.value = b.message.text;
@@ -128,8 +124,15 @@ export async function mountComposer(main, me) {
     buttonLabel.value = b.message.button_label || "";
     buttonUrl.value = b.message.button_url || "";
     rate.value = b.rate_per_s;
-    audience.set(b.audience);
     schedule.set(b.schedule);
+  }
+  const audience = await mountAudience(audienceBox, { audience: draft?.audience, onCount: ({ count: n, users }) => {
+    recipients = n;
+    count.textContent = n === null || n === undefined ? "—" : String(n);
+    if (users?.length) setSamples(users);
+  } });
+  if (draft && draft.status !== "draft") {
+    form.querySelectorAll("input, textarea, select, button").forEach((el) => { el.disabled = true; });
   }
   syncButtons();
   renderPreview();
