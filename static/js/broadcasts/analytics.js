@@ -44,7 +44,7 @@ export async function mountAnalytics(main) {
   main.append(
     h("section", { class: "card" },
       h("div", { class: "page-head" }, h("div", {}, title, sub), badge), status, runError,
-      h("div", { "data-testid": "live" }, h("strong", {}, "Current run "), bar.el),
+      h("div", { "data-testid": "live" }, h("strong", {}, "Latest run "), bar.el),
       funnel),
     h("section", { class: "card" }, h("h2", {}, "Over time (per minute)"), h("div", { class: "chart-box" }, canvas)),
     runsCard,
@@ -71,14 +71,14 @@ export async function mountAnalytics(main) {
     const data = {
       labels: buckets.map((b) => new Date(b.minute).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
       datasets: SERIES.map(([key, label, color]) => ({ label, data: buckets.map((b) => b[key] || 0),
-        borderColor: color, backgroundColor: color, tension: 0.2 })),
+        backgroundColor: color })),
     };
     if (chart) {
       chart.data = data;
       chart.update();
       return;
     }
-    chart = new window.Chart(canvas, { type: "line", data,
+    chart = new window.Chart(canvas, { type: "bar", data,
       options: { maintainAspectRatio: false, animation: false, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } } });
   }
 

@@ -100,9 +100,8 @@ export async function mountComposer(main, me) {
   for (const el of [text, sender, buttonLabel, sampleSelect]) el.addEventListener("input", renderPreview);
   sampleSelect.addEventListener("change", renderPreview);
 
-
   // Teammates as senders when the caller may list them; otherwise only themselves.
-  api("/admin/api/team").then(({ members }) => {
+  await api("/admin/api/team").then(({ members }) => {
     const others = members.filter((m) => m.status === "active" && m.id !== me.admin.id);
     sender.append(...others.map((m) => h("option", { value: m.id }, m.name || m.email)));
   }).catch(() => null);
@@ -158,7 +157,7 @@ export async function mountComposer(main, me) {
     return saved;
   }
 
-  async function run(button, action) {
+  async function run(action) {
     errors.clear();
     form.querySelectorAll(".actions-bar .btn").forEach((b) => { b.disabled = true; });
     try {
@@ -172,21 +171,27 @@ export async function mountComposer(main, me) {
   }
 
   const who = () => (recipients === null ? "this audience" : `${recipients} recipient${recipients === 1 ? "" : "s"}`);
-  save.addEventListener("click", () => run(save, async () => {
+  save.addEventListener("click", () => run(async () => {
     await saveDraft();
     notice(top, "Draft saved.", "ok");
   }));
-  sendNow.addEventListener("click", () => run(sendNow, async () => {
+  sendNow.addEventListener("click", () => run(async () => {
     await saveDraft();
-    if (!(await confirmDialog(`Send "${name.value.trim()}" to ${who()} now?`, "Send now"))) return;
+    if (!(await confirmDialog(`Send "${name.value.trim()}" to ${who()} now?`, "Send now"))) {
+      notice(top, "Saved as a draft; nothing was sent.", "ok");
+      return;
+    }
     await api(`/admin/api/broadcasts/${id}/send-now`, { method: "POST" });
     location.href = `/broadcast-analytics.html?id=${id}`;
   }));
-  scheduleBtn.addEventListener("click", () => run(scheduleBtn, async () => {
+  scheduleBtn.addEventListener("click", () => run(async () => {
     await saveDraft();
     const s = schedule.value();
     const when = s.kind === "once" ? `at ${s.at.replace("T", " ")} ${s.timezone}` : `on "${s.cron}" (${s.timezone})`;
-    if (!(await confirmDialog(`Schedule "${name.value.trim()}" for ${who()} ${when}?`, "Schedule"))) return;
+    if (!(await confirmDialog(`Schedule "${name.value.trim()}" for ${who()} ${when}?`, "Schedule"))) {
+      notice(top, "Saved as a draft; not scheduled.", "ok");
+      return;
+    }
     await api(`/admin/api/broadcasts/${id}/schedule`, { method: "POST" });
     location.href = "/broadcasts.html";
   }));
