@@ -238,6 +238,12 @@ def test_a_recurring_broadcast_shows_its_next_runs_in_the_composer_and_the_list(
     expect(drafts).to_have_count(0)
     expect(page.get_by_test_id("broadcast-row")).to_have_count(1)
 
+    # Cancelled, it has no next run any more.
+    row.get_by_role("button", name="Cancel").click()
+    page.get_by_test_id("confirm-dialog").get_by_role("button", name="Cancel broadcast").click()
+    expect(row.get_by_test_id("broadcast-status")).to_have_text("cancelled")
+    expect(row.get_by_test_id("next-run")).to_have_text("—")
+
 
 def _same_instant(a: str, b: str) -> bool:
     return datetime.fromisoformat(a.replace("Z", "+00:00")) == datetime.fromisoformat(b.replace("Z", "+00:00"))
@@ -285,3 +291,50 @@ def test_the_servers_422s_show_beside_the_field_they_name(page: Page, bserver: S
     page.get_by_test_id("schedule").click()
     expect(error_for("$.schedule.at")).to_be_visible()
     expect(page.get_by_test_id("confirm-dialog")).to_have_count(0)
+
+
+def test_the_list_moves_the_bar_live_and_pauses_resumes_and_cancels_a_sending_broadcast(
+        page: Page, bserver: ServerProcess, acme: dict[str, Any]) -> None:
+    for i in range(20):
+        status, body = http("POST", bserver.url + "/v1/users/identify",
+                            {"user_id": f"bulk-{i}", "attributes": {"plan": "bulk"}},
+                            headers={"X-API-Key": acme["key"]})
+        assert status == 200, body
+    # One recipient a second: the run sends for about 20 s, long enough to act on it.
+    status, created = call(bserver, "POST", "/admin/api/broadcasts", acme["token"], {
+        "name": "Slow drip", "message": {"text": "drip"}, "rate_per_s": 1,
+        "audience": {"filter": {"all": [{"field": "custom.plan", "op": "eq", "value": "bulk"}]}}})
+    assert status == 201, created
+    sign_in(page, bserver, acme["email"])
+    page.goto(bserver.url + "/broadcasts.html")
+    row = page.locator(f"[data-testid=broadcast-row][data-id='{created['id']}']")
+    expect(row.get_by_test_id("broadcast-status")).to_have_text("draft")
+    expect(row.get_by_role("link", name="Edit")).to_be_visible()
+    status, _ = call(bserver, "POST", f"/admin/api/broadcasts/{created['id']}/send-now", acme["token"])
+    assert status == 200
+
+    # The bar fills from the socket's progress events, without reloading the page.
+    expect(row.get_by_test_id("broadcast-status")).to_have_text("sending")
+    bar = row.get_by_test_id("row-progress")
+    expect(bar).to_contain_text("/ 20")
+    page.evaluate("() => { window.stayed = true; }")
+    first = int(bar.get_attribute("data-percent") or "0")
+    page.wait_for_function(
+        """([id, first]) => Number(document.querySelector(`[data-testid=broadcast-row][data-id='${id}']
+             [data-testid=row-progress]`)?.dataset.percent) > first""", arg=[created["id"], first])
+    assert page.evaluate("() => window.stayed") is True
+
+    row.get_by_role("button", name="Pause").click()
+    expect(row.get_by_test_id("broadcast-status")).to_have_text("paused")
+    expect(row.get_by_role("button", name="Pause")).to_have_count(0)
+    row.get_by_role("button", name="Resume").click()
+    expect(row.get_by_test_id("broadcast-status")).to_have_text("sending")
+    row.get_by_role("button", name="Cancel").click()
+    dialog = page.get_by_test_id("confirm-dialog")
+    expect(dialog).to_contain_text('Cancel "Slow drip"?')
+    dialog.get_by_role("button", name="Cancel broadcast").click()
+    expect(row.get_by_test_id("broadcast-status")).to_have_text("cancelled")
+    expect(row.get_by_role("button", name=re.compile("Pause|Resume|Cancel"))).to_have_count(0)
+    expect(row.get_by_role("link", name="Analytics")).to_be_visible()
+    status, after = call(bserver, "GET", f"/admin/api/broadcasts/{created['id']}", acme["token"])
+    assert after["status"] == "cancelled" and after["current_run"]["sent"] < 20

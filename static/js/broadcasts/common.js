@@ -43,14 +43,14 @@ export function rates(stats) {
 }
 
 // A modal asking yes/no with a visible sentence (a person reads the recipient count in it).
-export function confirmDialog(text, yesLabel) {
+export function confirmDialog(text, yesLabel, noLabel = "Cancel") {
   return new Promise((resolve) => {
     const dialog = h("dialog", { class: "card", "data-testid": "confirm-dialog" },
       h("p", { "data-testid": "confirm-text" }, text),
       h("div", { class: "inline-form" },
         h("button", { class: "btn primary", type: "button", onclick: () => { dialog.close(); resolve(true); } },
           yesLabel),
-        h("button", { class: "btn", type: "button", onclick: () => dialog.close() }, "Cancel")));
+        h("button", { class: "btn", type: "button", onclick: () => dialog.close() }, noLabel)));
     dialog.addEventListener("close", () => { dialog.remove(); resolve(false); });
     document.body.append(dialog);
     dialog.showModal();

@@ -36,9 +36,9 @@ export function mountBroadcastList(main, me) {
   const bars = new Map(); // broadcast id -> progress bar of its row
   let cursor = null;
 
-  function act(label, b, path, { method = "POST", ask = null, danger = false } = {}) {
+  function act(label, b, path, { method = "POST", ask = null, yes = label, danger = false } = {}) {
     return h("button", { class: `btn small${danger ? " danger" : ""}`, type: "button", onclick: async () => {
-      if (ask && !(await confirmDialog(ask, label))) return;
+      if (ask && !(await confirmDialog(ask, yes, "Keep it"))) return;
       try {
         const out = await api(`/admin/api/broadcasts/${b.id}${path}`, { method });
         if (path === "/duplicate" && out?.id) {
@@ -65,7 +65,8 @@ export function mountBroadcastList(main, me) {
       if (b.status === "sending") actions.push(act("Pause", b, "/pause"));
       if (b.status === "paused") actions.push(act("Resume", b, "/resume"));
       if (["scheduled", "sending", "paused"].includes(b.status)) {
-        actions.push(act("Cancel", b, "/cancel", { ask: `Cancel "${b.name}"? Nobody else will receive it.`, danger: true }));
+        actions.push(act("Cancel", b, "/cancel", { ask: `Cancel "${b.name}"? Nobody else will receive it.`,
+          yes: "Cancel broadcast", danger: true }));
       }
       actions.push(act("Duplicate", b, "/duplicate"));
       if (b.status === "draft") {
