@@ -62,7 +62,7 @@ export function mountBroadcastList(main, me) {
       if (b.status === "draft") {
         actions.push(h("a", { class: "btn small", href: `/broadcast-new.html?id=${b.id}` }, "Edit"));
       }
-      if (b.status === "sending") actions.push(act("Pause", b, "/pause"));
+      if (b.status === "sending" || b.status === "scheduled") actions.push(act("Pause", b, "/pause"));
       if (b.status === "paused") actions.push(act("Resume", b, "/resume"));
       if (["scheduled", "sending", "paused"].includes(b.status)) {
         actions.push(act("Cancel", b, "/cancel", { ask: `Cancel "${b.name}"? Nobody else will receive it.`,
