@@ -209,8 +209,6 @@ def test_a_recurring_broadcast_shows_its_next_runs_in_the_composer_and_the_list(
     shown = [times.nth(i).get_attribute("data-utc") for i in range(5)]
     first_utc = shown[0]
     assert shown == [t["utc"] for t in want["times"]]
-    expect(page.get_by_test_id("send-now")).to_be_hidden()
-
     page.get_by_test_id("schedule").click()
     dialog = page.get_by_test_id("confirm-dialog")
     expect(dialog).to_contain_text("3 recipients")
@@ -219,24 +217,39 @@ def test_a_recurring_broadcast_shows_its_next_runs_in_the_composer_and_the_list(
     expect(page).to_have_url(re.compile(r"/broadcasts\.html"))
     row = page.get_by_test_id("broadcast-row").filter(has_text="Weekly digest")
     expect(row.get_by_test_id("broadcast-status")).to_have_text("scheduled")
+    row = page.locator(f"[data-testid=broadcast-row][data-id='{row.get_attribute('data-id')}']")
     expect(row.get_by_test_id("next-run")).to_have_attribute("data-at", re.compile(r"\d"))
     at = row.get_by_test_id("next-run").get_attribute("data-at")
     assert at is not None and first_utc is not None
     assert _same_instant(at, first_utc)
     expect(row.get_by_test_id("next-run")).not_to_have_text("—")
 
-    # Duplicate makes an editable draft; deleting that draft takes it off the list.
+    # Duplicate makes an editable draft with the same schedule; sending it now starts its first run at
+    # once and keeps the schedule: the analytics page lists the run, the list shows the next one.
     row.get_by_role("button", name="Duplicate").click()
     expect(page).to_have_url(re.compile(r"/broadcast-new\.html\?id="))
-    expect(page.locator("input[name=name]")).to_have_value(re.compile("Weekly digest"))
+    expect(page.locator("input[name=name]")).to_have_value("Weekly digest (copy)")
     expect(page.locator("input[name=cron]")).to_have_value("0 9 * * 1")
+    expect(page.get_by_test_id("next-run-time")).to_have_count(5)
+    expect(page.get_by_test_id("recipient-count")).to_have_text("3")
+    page.get_by_test_id("send-now").click()
+    dialog = page.get_by_test_id("confirm-dialog")
+    expect(dialog).to_contain_text("Its schedule carries on after this run.")
+    dialog.get_by_role("button", name="Send now").click()
+    expect(page).to_have_url(re.compile(r"/broadcast-analytics\.html\?id="))
+    expect(page.get_by_test_id("broadcast-schedule")).to_contain_text('recurring "0 9 * * 1" Europe/Paris')
+    expect(page.get_by_test_id("broadcast-schedule")).to_contain_text("next run")
+    runs = page.get_by_test_id("run-row")
+    expect(runs).to_have_count(1)
+    expect(runs.first.get_by_test_id("broadcast-status")).to_have_text("completed", timeout=SLOW)
+    expect(runs.first.get_by_test_id("run-targeted")).to_have_text("3")
+    expect(runs.first.get_by_test_id("run-sent")).to_have_text("3")
     page.goto(bserver.url + "/broadcasts.html")
-    drafts = page.locator("[data-testid=broadcast-row][data-status=draft]")
-    expect(drafts).to_have_count(1)
-    drafts.get_by_role("button", name="Delete").click()
-    page.get_by_test_id("confirm-dialog").get_by_role("button", name="Delete").click()
-    expect(drafts).to_have_count(0)
-    expect(page.get_by_test_id("broadcast-row")).to_have_count(1)
+    copy = page.get_by_test_id("broadcast-row").filter(has_text="Weekly digest (copy)")
+    expect(copy.get_by_test_id("broadcast-status")).to_have_text("scheduled")
+    copy_at = copy.get_by_test_id("next-run").get_attribute("data-at")
+    assert copy_at is not None and _same_instant(copy_at, first_utc)
+    expect(copy.get_by_test_id("row-progress")).to_have_attribute("data-percent", "100")
 
     # Cancelled, it has no next run any more.
     row.get_by_role("button", name="Cancel").click()
@@ -291,6 +304,22 @@ def test_the_servers_422s_show_beside_the_field_they_name(page: Page, bserver: S
     page.get_by_test_id("schedule").click()
     expect(error_for("$.schedule.at")).to_be_visible()
     expect(page.get_by_test_id("confirm-dialog")).to_have_count(0)
+
+    # Nothing refused was stored; a valid draft is, and the list deletes it.
+    status, listed = call(bserver, "GET", "/admin/api/broadcasts", acme["token"])
+    assert status == 200 and listed["broadcasts"] == []
+    page.get_by_label("Send now").check()
+    page.get_by_test_id("save-draft").click()
+    expect(page.get_by_role("status")).to_contain_text("Draft saved.")
+    expect(error_for("$.schedule.at")).to_be_empty()
+    page.goto(bserver.url + "/broadcasts.html")
+    row = page.get_by_test_id("broadcast-row")
+    expect(row).to_have_count(1)
+    expect(row.get_by_test_id("broadcast-status")).to_have_text("draft")
+    row.get_by_role("button", name="Delete").click()
+    page.get_by_test_id("confirm-dialog").get_by_role("button", name="Delete").click()
+    expect(page.get_by_test_id("broadcasts-empty")).to_be_visible()
+    expect(page.get_by_test_id("broadcast-row")).to_have_count(0)
 
 
 def test_the_list_moves_the_bar_live_and_pauses_resumes_and_cancels_a_sending_broadcast(

@@ -23,7 +23,7 @@ export async function mountAnalytics(main) {
   const status = h("div", { "aria-live": "polite" });
   const title = h("h2", {});
   const badge = h("span", {});
-  const sub = h("p", { class: "muted" });
+  const sub = h("p", { class: "muted", "data-testid": "broadcast-schedule" });
   const bar = progressBar("live-progress");
   const runError = h("div", { class: "notice error", role: "alert", "data-testid": "run-error", hidden: true });
   const funnel = h("div", { class: "funnel", "data-testid": "funnel" });
@@ -102,7 +102,8 @@ export async function mountAnalytics(main) {
     runsBody.replaceChildren(...list.map((r) => {
       const s = r.stats;
       return h("tr", { "data-testid": "run-row" }, h("td", {}, formatDate(r.scheduled_for)), h("td", {}, statusBadge(r.status)),
-        ...["targeted", "sent", "delivered", "read", "clicked", "replied"].map((k) => h("td", {}, String(s[k] || 0))));
+        ...["targeted", "sent", "delivered", "read", "clicked", "replied"].map((k) => h("td", { "data-testid": `run-${k}` },
+          String(s[k] || 0))));
     }));
     if (!live) {
       // No socket event yet: start the bar from the current (or last) run.

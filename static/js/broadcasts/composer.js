@@ -92,10 +92,10 @@ export async function mountComposer(main, me) {
       userLabel(u))) : [h("option", { value: 0 }, "a user with no name (fallbacks)")]));
     renderPreview();
   }
+  // "Send now" of a recurring draft sends the first run now and keeps the schedule; "Schedule" of a
+  // "now" draft would be the same as sending it, so it is not offered.
   function syncButtons() {
-    const now = schedule.kind() === "now";
-    sendNow.hidden = !now;
-    scheduleBtn.hidden = now;
+    scheduleBtn.hidden = schedule.kind() === "now";
   }
   for (const el of [text, sender, buttonLabel, sampleSelect]) el.addEventListener("input", renderPreview);
   sampleSelect.addEventListener("change", renderPreview);
@@ -177,7 +177,8 @@ export async function mountComposer(main, me) {
   }));
   sendNow.addEventListener("click", () => run(async () => {
     await saveDraft();
-    if (!(await confirmDialog(`Send "${name.value.trim()}" to ${who()} now?`, "Send now"))) {
+    const then = schedule.kind() === "recurring" ? " Its schedule carries on after this run." : "";
+    if (!(await confirmDialog(`Send "${name.value.trim()}" to ${who()} now?${then}`, "Send now"))) {
       notice(top, "Saved as a draft; nothing was sent.", "ok");
       return;
     }
