@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.admin_helpers import call, signup
+from tests.admin_helpers import call, invite_and_join, signup
 from tests.sockets import ThreadedSocket, open_socket_in_thread
 from tests.support import ServerProcess, http
 from tests.test_dashboard_shell import sign_in
@@ -256,6 +256,19 @@ def test_a_recurring_broadcast_shows_its_next_runs_in_the_composer_and_the_list(
     page.get_by_test_id("confirm-dialog").get_by_role("button", name="Cancel broadcast").click()
     expect(row.get_by_test_id("broadcast-status")).to_have_text("cancelled")
     expect(row.get_by_test_id("next-run")).to_have_text("—")
+
+    # A viewer reads the list and the analytics, and is told the composer is not theirs.
+    viewer = invite_and_join(bserver, acme["token"], "viewer")
+    page.evaluate("() => localStorage.clear()")
+    sign_in(page, bserver, viewer["admin"]["email"])
+    page.goto(bserver.url + "/broadcasts.html")
+    expect(page.get_by_test_id("broadcast-row")).to_have_count(2)
+    expect(page.get_by_test_id("new-broadcast")).to_have_count(0)
+    expect(page.get_by_test_id("broadcast-row").get_by_role("button")).to_have_count(0)
+    expect(page.get_by_test_id("broadcast-row").get_by_role("link", name="Analytics")).to_have_count(2)
+    page.goto(bserver.url + "/broadcast-new.html")
+    expect(page.get_by_role("alert")).to_contain_text("broadcasts.write")
+    expect(page.get_by_test_id("send-now")).to_have_count(0)
 
 
 def _same_instant(a: str, b: str) -> bool:
