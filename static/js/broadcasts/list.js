@@ -15,6 +15,8 @@ export function scheduleText(schedule) {
   return "one-off, sent now";
 }
 
+const REFRESH_MS = 15000;
+
 export function mountBroadcastList(main, me) {
   const writable = can(me, "broadcasts.write");
   const status = h("div", { "aria-live": "polite" });
@@ -35,6 +37,7 @@ export function mountBroadcastList(main, me) {
 
   const bars = new Map(); // broadcast id -> progress bar of its row
   let cursor = null;
+  let pages = 1; // pages shown: the periodic refresh only redraws the first
 
   function act(label, b, path, { method = "POST", ask = null, yes = label, danger = false } = {}) {
     return h("button", { class: `btn small${danger ? " danger" : ""}`, type: "button", onclick: async () => {
@@ -91,6 +94,7 @@ export function mountBroadcastList(main, me) {
   async function load(reset) {
     if (reset) {
       cursor = null;
+      pages = 1;
       bars.clear();
     }
     const q = new URLSearchParams({ limit: "50" });
@@ -108,8 +112,16 @@ export function mountBroadcastList(main, me) {
     status.replaceChildren();
   }
 
-  more.addEventListener("click", () => load(false).catch((e) => notice(status, e.message)));
+  more.addEventListener("click", () => {
+    pages += 1;
+    load(false).catch((e) => notice(status, e.message));
+  });
   load(true).catch((e) => notice(status, e.message));
+  // Receipts and clicks move the rates without a socket event: refresh the first page now and then
+  // (not once a person has paged further, which a reload would undo).
+  setInterval(() => {
+    if (!document.hidden && pages === 1) load(true).catch(() => null);
+  }, REFRESH_MS);
 
   // Live: the actor's progress events move the bars; a finished run reloads the row's status and rates.
   if (window.io) {
