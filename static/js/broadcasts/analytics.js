@@ -1,17 +1,15 @@
 // One broadcast's analytics: the funnel, sent/delivered/read per minute, its runs, its recipients
 // (filter, pages, CSV) and a live progress bar fed by the /admin socket's `broadcast:progress`.
 import { adminSocket } from "../admin-socket.js";
-import { api, getSession } from "../api.js";
+import { api, getSession, refreshSession } from "../api.js";
 import { formatDate, h, notice } from "../dom.js";
 import { userLabel } from "../format.js";
-import { scheduleText } from "./list.js";
-import { percent, progressBar, statusBadge } from "./common.js";
+import { percent, progressBar, scheduleText, statusBadge } from "./common.js";
 
 const FUNNEL = ["targeted", "sent", "delivered", "read", "clicked", "replied"];
 const STATES = ["queued", "sent", "delivered", "read", "failed"];
 const SERIES = [["sent", "Sent", "#3b5bdb"], ["delivered", "Delivered", "#2b8a3e"], ["read", "Read", "#f08c00"]];
 const REFRESH_MS = 3000;
-
 
 export async function mountAnalytics(main) {
   const id = new URLSearchParams(location.search).get("id");
@@ -33,6 +31,7 @@ export async function mountAnalytics(main) {
     h("table", { class: "table" }, h("thead", {}, h("tr", {},
       ["Scheduled for", "Status", "Targeted", "Sent", "Delivered", "Read", "Clicked", "Replied"].map((t) => h("th", {}, t)))),
     runsBody));
+  const runFilter = h("select", { name: "run", "aria-label": "Run" }, h("option", { value: "" }, "Latest run"));
   const stateFilter = h("select", { name: "state", "aria-label": "Recipient state" },
     h("option", { value: "" }, "All states"), STATES.map((s) => h("option", { value: s }, s)));
   const recipientsBody = h("tbody", { "data-testid": "recipients-table" });
@@ -50,7 +49,7 @@ export async function mountAnalytics(main) {
     runsCard,
     h("section", { class: "card" },
       h("div", { class: "page-head" }, h("h2", {}, "Recipients"),
-        h("div", { class: "filters" }, stateFilter, prev, next, csv)),
+        h("div", { class: "filters" }, runFilter, stateFilter, prev, next, csv)),
       h("table", { class: "table" }, h("thead", {}, h("tr", {},
         ["#", "User", "State", "Sent", "Delivered", "Read", "Clicked", "Replied"].map((t) => h("th", {}, t)))),
       recipientsBody)));
@@ -99,6 +98,14 @@ export async function mountAnalytics(main) {
     drawChart(stats.minutes);
     const list = runs.runs;
     runsCard.hidden = b.schedule?.kind !== "recurring" && list.length < 2;
+    runFilter.hidden = list.length < 2;
+    const runIds = list.map((r) => r.id).join();
+    if (runIds !== runFilter.dataset.runs) { // redrawn only when a run came: an open select stays open
+      const picked = runFilter.value;
+      runFilter.dataset.runs = runIds;
+      runFilter.replaceChildren(h("option", { value: "" }, "Latest run"),
+        ...list.map((r) => h("option", { value: r.id, selected: r.id === picked }, `Run of ${formatDate(r.scheduled_for)}`)));
+    }
     runsBody.replaceChildren(...list.map((r) => {
       const s = r.stats;
       return h("tr", { "data-testid": "run-row" }, h("td", {}, formatDate(r.scheduled_for)), h("td", {}, statusBadge(r.status)),
@@ -118,6 +125,9 @@ export async function mountAnalytics(main) {
   async function loadRecipients() {
     const q = new URLSearchParams();
     if (stateFilter.value) q.set("state", stateFilter.value);
+    if (runFilter.value) q.set("run_id", runFilter.value);
+    // The CSV holds the same selection (every run when none is picked), all pages of it.
+    csv.href = `/admin/api/broadcasts/${id}/recipients.csv${q.toString() ? `?${q}` : ""}`;
     const cursor = cursors[cursors.length - 1];
     if (cursor) q.set("cursor", cursor);
     const page = await api(`/admin/api/broadcasts/${id}/recipients?${q}`);
@@ -133,10 +143,12 @@ export async function mountAnalytics(main) {
     next.disabled = !page.next_cursor;
     prev.disabled = cursors.length < 2;
   }
-  stateFilter.addEventListener("change", () => {
-    cursors.length = 1;
-    loadRecipients().catch((e) => notice(status, e.message));
-  });
+  for (const filter of [stateFilter, runFilter]) {
+    filter.addEventListener("change", () => {
+      cursors.length = 1;
+      loadRecipients().catch((e) => notice(status, e.message));
+    });
+  }
   next.addEventListener("click", () => {
     cursors.push(next.dataset.cursor);
     loadRecipients().catch((e) => notice(status, e.message));
@@ -148,7 +160,12 @@ export async function mountAnalytics(main) {
   // The CSV needs the admin's bearer token, which a plain link cannot carry: fetch it and save it.
   csv.addEventListener("click", async (event) => {
     event.preventDefault();
-    const res = await fetch(csv.href, { headers: { authorization: `Bearer ${getSession()?.access_token}` } });
+    const get = () => fetch(csv.href, { headers: { authorization: `Bearer ${getSession()?.access_token}` } });
+    let res = await get();
+    if (res.status === 401) {
+      await refreshSession().catch(() => null); // an access token expired while the page was open
+      res = await get();
+    }
     if (!res.ok) {
       notice(status, `CSV download failed (${res.status})`);
       return;

@@ -1,11 +1,21 @@
 // Pieces the three broadcast pages share: status badges, progress bars, rates, a confirm dialog,
 // and 422 errors put beside the field their `details.path` names.
-import { h } from "../dom.js";
+import { formatDate, h } from "../dom.js";
 
 export const STATS = ["targeted", "sent", "delivered", "read", "clicked", "replied", "failed"];
 
 export function statusBadge(status) {
   return h("span", { class: `status-badge ${status}`, "data-testid": "broadcast-status" }, status);
+}
+
+// A full schedule (one broadcast) or only its kind (a list item's `schedule_kind`).
+export function scheduleText(schedule) {
+  const s = typeof schedule === "string" ? { kind: schedule } : schedule || {};
+  if (s.kind === "once") return s.at ? `once, ${s.at.replace("T", " ")} ${s.timezone}` : "once, at a set time";
+  if (s.kind === "recurring") {
+    return s.cron ? `recurring "${s.cron}" ${s.timezone}${s.end_at ? ` until ${formatDate(s.end_at)}` : ""}` : "recurring";
+  }
+  return "one-off, sent now";
 }
 
 export function percent(part, whole) {

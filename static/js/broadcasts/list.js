@@ -3,17 +3,7 @@ import { adminSocket } from "../admin-socket.js";
 import { api } from "../api.js";
 import { formatDate, h, notice } from "../dom.js";
 import { can } from "../shell.js";
-import { confirmDialog, currentProgress, progressBar, rates, statusBadge } from "./common.js";
-
-// A full schedule (one broadcast) or only its kind (a list item's `schedule_kind`).
-export function scheduleText(schedule) {
-  const s = typeof schedule === "string" ? { kind: schedule } : schedule || {};
-  if (s.kind === "once") return s.at ? `once, ${s.at.replace("T", " ")} ${s.timezone}` : "once, at a set time";
-  if (s.kind === "recurring") {
-    return s.cron ? `recurring "${s.cron}" ${s.timezone}${s.end_at ? ` until ${formatDate(s.end_at)}` : ""}` : "recurring";
-  }
-  return "one-off, sent now";
-}
+import { confirmDialog, currentProgress, progressBar, rates, scheduleText, statusBadge } from "./common.js";
 
 const REFRESH_MS = 15000;
 
