@@ -115,8 +115,8 @@ export async function mountAnalytics(main) {
     if (!live) {
       // No socket event yet: start the bar from the current (or last) run.
       const run = b.current_run || list[0] || null;
-      if (run) bar.update({ targeted: run.targeted ?? run.stats.targeted, sent: run.sent ?? run.stats.sent });
-      else bar.update({ targeted: totals.targeted, sent: totals.sent });
+      if (run) bar.update({ targeted: run.targeted ?? run.stats.targeted, sent: run.sent ?? run.stats.sent, status: run.status });
+      else bar.update({ idle: b.status === "draft" ? "not sent yet" : "no run yet" });
     }
   }
 

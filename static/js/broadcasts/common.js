@@ -29,12 +29,16 @@ export function progressBar(testid = "progress") {
   const label = h("span", { class: "label" });
   const el = h("div", { class: "progress", "data-testid": testid, role: "progressbar",
     "aria-valuemin": "0", "aria-valuemax": "100" }, h("div", { class: "bar" }, fill), label);
-  function update({ sent = 0, targeted = 0 } = {}) {
-    const pct = targeted ? Math.min(100, Math.round((100 * sent) / targeted)) : 0;
+  // `idle`: no run to show (a draft), said in words rather than an empty bar.
+  function update({ sent = 0, targeted = 0, status = null, idle = null } = {}) {
+    const done = ["completed", "cancelled", "failed"].includes(status);
+    const pct = targeted ? Math.min(100, Math.round((100 * sent) / targeted)) : done ? 100 : 0;
     fill.style.width = `${pct}%`;
     el.setAttribute("aria-valuenow", String(pct));
     el.dataset.percent = String(pct);
-    label.textContent = targeted ? `${sent} / ${targeted} · ${pct}%` : "preparing…";
+    if (idle) label.textContent = idle;
+    else if (targeted) label.textContent = `${sent} / ${targeted} · ${pct}%`;
+    else label.textContent = done ? "nobody to send to" : "preparing…";
   }
   return { el, update };
 }
