@@ -322,21 +322,32 @@ def test_the_servers_422s_show_beside_the_field_they_name(page: Page, bserver: S
     expect(error_for("$.schedule.at")).to_be_visible()
     expect(page.get_by_test_id("confirm-dialog")).to_have_count(0)
 
-    # Nothing refused was stored; a valid draft is, and the list deletes it.
+    # Nothing refused was stored. A time to come is scheduled, and the list shows it as its next run.
     status, listed = call(bserver, "GET", "/admin/api/broadcasts", acme["token"])
     assert status == 200 and listed["broadcasts"] == []
-    page.get_by_label("Send now").check()
-    page.get_by_test_id("save-draft").click()
-    expect(page.get_by_role("status")).to_contain_text("Draft saved.")
+    page.locator("input[name=at]").fill("2030-01-01T09:00")
+    page.locator("input[name=timezone]").fill("Europe/Paris")
+    page.get_by_test_id("schedule").click()
     expect(error_for("$.schedule.at")).to_be_empty()
-    page.goto(bserver.url + "/broadcasts.html")
+    dialog = page.get_by_test_id("confirm-dialog")
+    expect(dialog).to_contain_text("at 2030-01-01 09:00 Europe/Paris")
+    dialog.get_by_role("button", name="Schedule").click()
+    expect(page).to_have_url(re.compile(r"/broadcasts\.html"))
     row = page.get_by_test_id("broadcast-row")
-    expect(row).to_have_count(1)
-    expect(row.get_by_test_id("broadcast-status")).to_have_text("draft")
-    row.get_by_role("button", name="Delete").click()
+    expect(row.get_by_test_id("broadcast-status")).to_have_text("scheduled")
+    at = row.get_by_test_id("next-run").get_attribute("data-at")
+    assert at is not None and _same_instant(at, "2030-01-01T08:00:00Z")
+
+    # Its duplicate is a draft the list can delete.
+    row.get_by_role("button", name="Duplicate").click()
+    expect(page.locator("input[name=at]")).to_have_value("2030-01-01T09:00")
+    page.goto(bserver.url + "/broadcasts.html")
+    draft = page.locator("[data-testid=broadcast-row][data-status=draft]")
+    expect(draft).to_have_count(1)
+    draft.get_by_role("button", name="Delete").click()
     page.get_by_test_id("confirm-dialog").get_by_role("button", name="Delete").click()
-    expect(page.get_by_test_id("broadcasts-empty")).to_be_visible()
-    expect(page.get_by_test_id("broadcast-row")).to_have_count(0)
+    expect(draft).to_have_count(0)
+    expect(page.get_by_test_id("broadcast-row")).to_have_count(1)
 
 
 def test_the_list_moves_the_bar_live_and_pauses_resumes_and_cancels_a_sending_broadcast(
