@@ -1,6 +1,9 @@
-"""The broadcast pages in real headless Chromium: compose with an audience and a live count, send now
-to live SDK sockets, watch the progress bar fill, let the users act (read, click, reply), and read
-the same numbers on the analytics page; a recurring broadcast's next runs; 422s by their field."""
+"""The broadcast pages in real headless Chromium: save a segment in the composer's audience builder,
+send now to live SDK sockets, watch the progress bar fill, let the users act (read, click, reply) and
+read the same numbers on the analytics page (funnel, chart, recipients, CSV); a recurring broadcast's
+next runs in the composer and the list, its runs; 422s beside their field; the list's live bars and
+pause/resume/cancel; what a viewer may do. These need the segments, broadcast routes, actor and SDK
+side merged (h/segments, h/bcore, h/bactor, h/bsdk)."""
 
 from __future__ import annotations
 
@@ -279,8 +282,8 @@ def _same_instant(a: str, b: str) -> bool:
     return datetime.fromisoformat(a.replace("Z", "+00:00")) == datetime.fromisoformat(b.replace("Z", "+00:00"))
 
 
-def test_the_servers_422s_show_beside_the_field_they_name(page: Page, bserver: ServerProcess,
-                                                          acme: dict[str, Any]) -> None:
+def test_422s_show_beside_their_field_and_a_one_off_shows_as_the_next_run(
+        page: Page, bserver: ServerProcess, acme: dict[str, Any]) -> None:
     sign_in(page, bserver, acme["email"])
     page.goto(bserver.url + "/broadcast-new.html")
     build_pro_audience(page)
