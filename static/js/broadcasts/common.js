@@ -1,11 +1,17 @@
 // Pieces the three broadcast pages share: status badges, progress bars, rates, a confirm dialog,
 // and 422 errors put beside the field their `details.path` names.
-import { formatDate, h } from "../dom.js";
-
-export const STATS = ["targeted", "sent", "delivered", "read", "clicked", "replied", "failed"];
+import { h } from "../dom.js";
 
 export function statusBadge(status) {
   return h("span", { class: `status-badge ${status}`, "data-testid": "broadcast-status" }, status);
+}
+
+// The wall-clock "YYYY-MM-DDTHH:MM" of an instant in `zone`.
+export function wallTime(instant, zone) {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-CA", { timeZone: zone, hourCycle: "h23",
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" })
+    .formatToParts(new Date(instant)).map((p) => [p.type, p.value]));
+  return `${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}`;
 }
 
 // A full schedule (one broadcast) or only its kind (a list item's `schedule_kind`).
@@ -13,7 +19,8 @@ export function scheduleText(schedule) {
   const s = typeof schedule === "string" ? { kind: schedule } : schedule || {};
   if (s.kind === "once") return s.at ? `once, ${s.at.replace("T", " ")} ${s.timezone}` : "once, at a set time";
   if (s.kind === "recurring") {
-    return s.cron ? `recurring "${s.cron}" ${s.timezone}${s.end_at ? ` until ${formatDate(s.end_at)}` : ""}` : "recurring";
+    const until = s.end_at ? ` until ${wallTime(s.end_at, s.timezone).replace("T", " ")}` : "";
+    return s.cron ? `recurring "${s.cron}" ${s.timezone}${until}` : "recurring";
   }
   return "one-off, sent now";
 }

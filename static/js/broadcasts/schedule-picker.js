@@ -2,6 +2,7 @@
 // optional end; the next run times shown are the server's (POST /admin/api/broadcasts/cron-preview).
 import { api } from "../api.js";
 import { h } from "../dom.js";
+import { wallTime } from "./common.js";
 
 const ZONES = (() => {
   try {
@@ -14,14 +15,6 @@ const HERE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 
 // datetime-local inputs give "YYYY-MM-DDTHH:MM"; the API's local times are the same without seconds.
 const minutes = (value) => (value ? value.slice(0, 16) : "");
-
-// The wall-clock "YYYY-MM-DDTHH:MM" of an instant in `zone`.
-export function wallTime(instant, zone) {
-  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-CA", { timeZone: zone, hourCycle: "h23",
-    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" })
-    .formatToParts(new Date(instant)).map((p) => [p.type, p.value]));
-  return `${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}`;
-}
 
 // The instant (UTC ISO) a wall-clock time in `zone` names: end_at is an instant, the picker a wall time.
 export function zonedInstant(local, zone) {
