@@ -29,6 +29,7 @@ from server.platform.redis import client as redis_client
 from server.platform.redis.writer import RedisWriter
 from server.realtime import capability as realtime
 from server.realtime.capability import SOCKETIO_PATH
+from server.segments import capability as segments
 from server.settings import Settings
 from server.tenancy import capability as tenancy
 from server.usage import capability as usage
@@ -39,7 +40,7 @@ log = logging.getLogger("replyhq.app")
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT / "static"
 # Each sets up its routes and its lifecycle steps (started in this order, stopped in reverse).
-CAPABILITIES = (tenancy, auth, users, conversations, analytics, events, webhooks, usage, broadcasts)
+CAPABILITIES = (tenancy, auth, users, conversations, analytics, events, webhooks, usage, segments, broadcasts)
 
 
 def create_app(settings: Settings, name: str = "replyhq") -> Sanic:

@@ -55,6 +55,9 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     # The body is read before the endpoint is looked up: a NUL is refused even for an unknown id.
     ("PATCH", "/admin/webhooks/{endpoint_id}"): {"url": "https://hooks.example.com/in", "description": "crm",
                                                  "event_types": ["message.created"]},
+    ("POST", "/admin/api/segments"): {"name": "VIPs", "filter": {"all": []}},
+    ("POST", "/admin/api/segments/preview"): {"filter": {"all": []}},
+    ("PATCH", "/admin/api/segments/{segment_id}"): {"name": "renamed", "filter": {"all": []}},
 }
 # The fields the issue found failing with a 500: the walk must reach them.
 REPORTED = {("POST", "/admin/api/api-keys", "$.name"), ("POST", "/admin/api/team/invite", "$.email"),
@@ -75,6 +78,8 @@ def _string_paths(info: mi.Type, path: tuple[str | int, ...] = ()) -> Iterator[t
             yield from _string_paths(f.type, (*path, f.encode_name))
     elif isinstance(info, (mi.ListType, mi.SetType, mi.FrozenSetType, mi.VarTupleType)):
         yield from _string_paths(info.item_type, (*path, 0))
+    elif isinstance(info, mi.DictType) and isinstance(info.value_type, mi.AnyType):
+        return  # free-form JSON read by its own parser (a segment filter: NUL cases in tests/test_segments.py)
     elif isinstance(info, mi.DictType):
         raise AssertionError(f"teach _string_paths dicts (at {_json_path(path)})")
 
@@ -113,7 +118,7 @@ async def test_nul_in_any_admin_string_is_a_422_naming_the_field_and_stores_noth
     agent = teammate(server, token, "agent")
     keys = call(server, "GET", "/admin/api/api-keys", token)[1]["api_keys"]
     ids = {"conversation_id": conv["id"], "admin_id": agent["admin"]["id"], "key_id": keys[0]["id"],
-           "email": workspace.email, "endpoint_id": str(uuid.uuid4())}
+           "email": workspace.email, "endpoint_id": str(uuid.uuid4()), "segment_id": str(uuid.uuid4())}
     operations = [op for op in REGISTRY if op.path.startswith("/admin") and op.body is not None]
     missing = {(op.method, op.path) for op in operations} - set(EXAMPLES)
     assert not missing, f"add an example body for {missing}"

@@ -81,6 +81,17 @@ READ_BAD = (
     *NOT_AN_OBJECT, b"{}", b'{"seq": -1}', b'{"seq": "1"}', b'{"seq": 1.5}', b'{"seq": 2147483648}',
     b'{"seq": null}', b'{"seq": 1e400}', b'{"seq": 1, "user": 1}',
 )
+SEGMENT_FILTER = {"all": [{"field": "custom.plan", "op": "eq", "value": "pro"}]}
+FILTER_BAD = (
+    *NOT_AN_OBJECT, b'{"filter": []}', b'{"filter": {"all": [{"field": "nickname", "op": "eq", "value": "x"}]}}',
+    b'{"filter": {"all": [{"field": "name", "op": "gt", "value": "x"}]}}', b'{"filter": {"none": []}}',
+    _j({"filter": {"all": [{"field": "anonymous", "op": "eq", "value": "yes"}] * 51}}),
+)
+SEGMENT_BAD = (
+    *(b.replace(b'{"filter"', b'{"name": "x", "filter"') for b in FILTER_BAD if b.startswith(b'{"filter"')),
+    b'{"name": "x"}', _j({"name": "", "filter": SEGMENT_FILTER}), _j({"name": "n\u0000", "filter": SEGMENT_FILTER}),
+    _j({"name": "x", "filter": SEGMENT_FILTER, "id": "mine"}),
+)
 INBOX_QUERY_BAD = ("?limit=0", "?limit=101", "?limit=abc", "?status=deleted", "?assignee=nobody", "?unread=maybe",
                    "?unassigned=2", "?cursor=garbage", "?cursor=bm9wZQ", "?q=%00", "?tag=%00", "?assignee=%00")
 
@@ -149,6 +160,13 @@ ROUTES: list[Route] = [
     Route("POST", "/admin/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay", "webhooks.write"),
     Route("POST", "/admin/webhooks/{endpoint_id}/rotate-secret", "webhooks.write"),
     Route("DELETE", "/admin/webhooks/{endpoint_id}", "webhooks.write"),
+    # segments
+    Route("GET", "/admin/api/segments", "broadcasts.read"),
+    Route("POST", "/admin/api/segments", "broadcasts.write", {"name": "Pro", "filter": SEGMENT_FILTER},
+          (*NOT_AN_OBJECT, *SEGMENT_BAD)),
+    Route("POST", "/admin/api/segments/preview", "broadcasts.read", {"filter": SEGMENT_FILTER}, FILTER_BAD),
+    Route("GET", "/admin/api/segments/{segment_id}", "broadcasts.read"),
+    Route("PATCH", "/admin/api/segments/{segment_id}", "broadcasts.write", {"name": "renamed"}, FILTER_BAD),
     Route("GET", "/admin/api/workspace", "settings.read"),
     Route("PATCH", "/admin/api/workspace", "settings.write", {"name": "Renamed", "timezone": "Europe/Paris"}, (
         *NOT_AN_OBJECT, b'{"identity_verification": "yes"}', b'{"identity_verification_required": true}',
@@ -172,6 +190,7 @@ ROUTES: list[Route] = [
               b'{"current_password": "x", "new_password": "short"}')),
     Route("DELETE", "/admin/api/team/{admin_id}", "team.write"),
     Route("DELETE", "/admin/api/api-keys/{key_id}", "api_keys.write"),
+    Route("DELETE", "/admin/api/segments/{segment_id}", "broadcasts.write"),
 ]
 ROUTE_PERMISSIONS = sorted({r.permission for r in ROUTES if r.permission})
 
@@ -261,12 +280,16 @@ def _workspace(server: ServerProcess, name: str, receiver: ThreadedReceiver) -> 
     receiver.secret = endpoint["secret"]
     status, ping = call(server, "POST", f"/admin/webhooks/{endpoint['endpoint']['id']}/test", token)
     assert status == 200 and ping["attempt"]["status_code"] == 200, ping
-    ids = {"conversation_id": cid, "admin_id": agent["admin"]["id"], "key_id": keys[0]["id"],
-           "user_id": conv["user_id"], "marker": marker, "tag": tag, "gone_id": gone["admin"]["id"],
+    status, segment = call(server, "POST", "/admin/api/segments", token, {"name": f"Segment {marker}",
+                                                                         "filter": SEGMENT_FILTER})
+    assert status == 201, segment
+    ids = {"segment_id": segment["id"], "conversation_id": cid, "admin_id": agent["admin"]["id"],
+           "key_id": keys[0]["id"], "user_id": conv["user_id"], "marker": marker, "tag": tag,
+           "gone_id": gone["admin"]["id"],
            "user_client_id": first, "hook_url": hook_url, "invitation_id": pending["invitation_id"],
            "endpoint_id": endpoint["endpoint"]["id"], "delivery_id": ping["delivery"]["id"]}
     return {"owner": owner, "viewer": viewer, "agent": agent, "gone": gone, "ids": ids, "pk": pk,
-            "secrets": [cid, conv["user_id"], marker, agent["admin"]["id"], viewer["admin"]["id"],
+            "secrets": [segment["id"], cid, conv["user_id"], marker, agent["admin"]["id"], viewer["admin"]["id"],
                         owner["admin"]["id"], keys[0]["id"], owner["app"]["id"], pending["invitation_id"]]}
 
 
@@ -372,7 +395,7 @@ async def test_another_apps_admin_gets_404_for_our_ids_and_never_sees_our_data(
     for route in ROUTES:
         token = globex["owner"]["access_token"]
         if any("{" + k + "}" in route.documented[1] for k in ("conversation_id", "admin_id", "key_id", "user_id",
-                                                                    "invitation_id")):
+                                                                    "invitation_id", "segment_id")):
             status, resp = _send(server, route, mixed, bearer(token))
             assert status == 404 and _is_error(resp), (route, resp)
             checked += 1
