@@ -125,7 +125,7 @@ export async function mountComposer(main, me) {
     rate.value = b.rate_per_s;
     schedule.set(b.schedule);
   }
-  const audience = await mountAudience(audienceBox, { audience: draft?.audience, onCount: ({ count: n, users }) => {
+  const audience = mountAudience(audienceBox, { audience: draft?.audience, onCount: ({ count: n, users }) => {
     recipients = n;
     count.textContent = n === null || n === undefined ? "—" : String(n);
     if (users?.length) setSamples(users);
