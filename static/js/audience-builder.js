@@ -156,8 +156,8 @@ export function mountAudienceBuilder(element, options = {}) {
       showError(null);
       count.textContent = result.count === 1 ? "1 user matches" : `${result.count.toLocaleString()} users match`;
       count.dataset.count = String(result.count);
-      sample.replaceChildren(...result.users.slice(0, 5).map((u) => h("li", {}, userLabel(u))),
-        result.count > 5 ? h("li", {}, `and ${(result.count - 5).toLocaleString()} more`) : null);
+      const more = result.count > 5 ? [h("li", {}, `and ${(result.count - 5).toLocaleString()} more`)] : [];
+      sample.replaceChildren(...result.users.slice(0, 5).map((u) => h("li", {}, userLabel(u))), ...more);
       options.onPreview?.(result);
     } catch (err) {
       if (mine !== sequence || destroyed) return;
