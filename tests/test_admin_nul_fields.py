@@ -58,7 +58,32 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/admin/api/segments"): {"name": "VIPs", "filter": {"all": []}},
     ("POST", "/admin/api/segments/preview"): {"filter": {"all": []}},
     ("PATCH", "/admin/api/segments/{segment_id}"): {"name": "renamed", "filter": {"all": []}},
+    ("POST", "/admin/api/broadcasts"): {
+        "name": "News", "message": {"text": "Hi", "button_url": "https://acme.test/new", "button_label": "See"},
+        "audience": {"filter": {"all": []}}, "schedule": {"kind": "once", "at": "2099-01-01T09:00",
+                                                          "timezone": "UTC"}},
+    ("PATCH", "/admin/api/broadcasts/{broadcast_id}"): {
+        "name": "News", "message": {"text": "Hi", "button_url": "https://acme.test/new", "button_label": "See"},
+        "schedule": {"kind": "once", "at": "2099-01-01T09:00", "timezone": "UTC"}},
+    ("POST", "/admin/api/broadcasts/cron-preview"): {"cron": "0 9 * * 1", "timezone": "UTC"},
 }
+# A schedule is one of several shapes (its `kind`): strings of the other shapes are walked in these.
+MORE_EXAMPLES: dict[tuple[str, str], list[dict[str, Any]]] = {
+    op: [{**EXAMPLES[op], "schedule": {"kind": "recurring", "cron": "0 9 * * 1", "timezone": "UTC"}}]
+    for op in (("POST", "/admin/api/broadcasts"), ("PATCH", "/admin/api/broadcasts/{broadcast_id}"))}
+
+
+def _example_for(op: tuple[str, str], path: tuple[str | int, ...]) -> dict[str, Any]:
+    """The first example in which the string at `path` already has a place (so the walk never adds a
+    field another shape of the body does not take)."""
+    candidates = [EXAMPLES[op], *MORE_EXAMPLES.get(op, [])]
+    for example in candidates:
+        node: Any = example
+        for step in path[:-1]:
+            node = node.get(step) if isinstance(node, dict) and not isinstance(step, int) else None
+        if isinstance(node, dict) and path[-1] in node:
+            return example
+    return candidates[0]
 # The fields the issue found failing with a 500: the walk must reach them.
 REPORTED = {("POST", "/admin/api/api-keys", "$.name"), ("POST", "/admin/api/team/invite", "$.email"),
             ("POST", "/admin/api/team/invite", "$.name"), ("POST", "/admin/auth/signup", "$.email"),
@@ -118,7 +143,8 @@ async def test_nul_in_any_admin_string_is_a_422_naming_the_field_and_stores_noth
     agent = teammate(server, token, "agent")
     keys = call(server, "GET", "/admin/api/api-keys", token)[1]["api_keys"]
     ids = {"conversation_id": conv["id"], "admin_id": agent["admin"]["id"], "key_id": keys[0]["id"],
-           "email": workspace.email, "endpoint_id": str(uuid.uuid4()), "segment_id": str(uuid.uuid4())}
+           "email": workspace.email, "endpoint_id": str(uuid.uuid4()), "segment_id": str(uuid.uuid4()),
+           "broadcast_id": str(uuid.uuid4())}
     operations = [op for op in REGISTRY if op.path.startswith("/admin") and op.body is not None]
     missing = {(op.method, op.path) for op in operations} - set(EXAMPLES)
     assert not missing, f"add an example body for {missing}"
@@ -126,9 +152,10 @@ async def test_nul_in_any_admin_string_is_a_422_naming_the_field_and_stores_noth
     walked: set[tuple[str, str, str]] = set()
     for op in operations:
         assert op.body is not None
-        example = {k: _fill(v, ids) if isinstance(v, str) else v for k, v in EXAMPLES[(op.method, op.path)].items()}
         headers = bearer(token) if op.auth == "admin_jwt" else {}
         for path in _string_paths(mi.type_info(op.body)):
+            example = {k: _fill(v, ids) if isinstance(v, str) else v
+                       for k, v in _example_for((op.method, op.path), path).items()}
             body = _with(example, path, NUL)
             status, resp = http(op.method, server.url + _fill(op.path, ids), body, headers=headers)
             where = _json_path(path)
