@@ -152,7 +152,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Seconds a recurring broadcast's occurrences must at least be apart.
     broadcast_min_interval: Annotated[int, Meta(ge=1, le=31 * 86400)] = 3600
     # Seconds between the scheduler's ticks (every replica ticks; each occurrence runs once).
-    broadcast_scheduler_interval: Annotated[float, Meta(gt=0, le=3600)] = 1.0
+    broadcast_scheduler_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.5
     # Recipients the actor moves to sent in one transaction (at most; the token bucket may ask fewer).
     broadcast_batch_size: Annotated[int, Meta(ge=1, le=50_000)] = 2_000
 
