@@ -43,6 +43,18 @@ def _cpu_seconds(procs: list[psutil.Process]) -> float:
             pass
     return total
 
+def _cpu_by_part(procs: list[psutil.Process], driver: subprocess.Popen[bytes]) -> dict[str, float]:
+    """CPU seconds so far of each part of the run: the replicas, Postgres (every backend), Redis and
+    the Node driver. On two cores they share, what one part saves the others can use: CPU per
+    message says what a change costs more steadily than msgs/s does."""
+    parts = {"server": _cpu_seconds(procs), "postgres": 0.0, "redis": 0.0,
+             "driver": _cpu_seconds([psutil.Process(driver.pid)])}
+    for p in psutil.process_iter(["name"]):
+        part = {"postgres": "postgres", "redis-server": "redis", "valkey-server": "redis"}.get(p.info["name"] or "")
+        if part is not None:
+            parts[part] += _cpu_seconds([p])
+    return parts
+
 
 async def _workspace(db_url: str) -> tuple[str, uuid.UUID]:
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
@@ -143,20 +155,30 @@ def run_messages(urls: list[str], api_key: str, clients: int, warmup: float, dur
                       "warmupS": warmup, "durationS": duration})
     _wait_phase(driver, "measuring", timeout=600)
     # Server CPU and memory over the measured window only.
-    cpu0, t0 = _cpu_seconds(procs), time.monotonic()
+    cpu0, parts0, t0 = _cpu_seconds(procs), _cpu_by_part(procs, driver), time.monotonic()
     rss_peak = 0.0
     killed = False
+    parts1: dict[str, float] | None = None
     while driver.poll() is None and time.monotonic() - t0 < duration:
         rss_peak = max(rss_peak, _rss_mb(procs))
+        if parts1 is None and time.monotonic() - t0 >= duration - 1:  # before the driver stops
+            parts1, parts_s = _cpu_by_part(procs, driver), time.monotonic() - t0
         if kill is not None and not killed and time.monotonic() - t0 > duration / 3:
             kill.kill()  # SIGKILL the replica owning half the partitions, mid-load
             killed = True
         time.sleep(0.25)
-    cpu_pct = (_cpu_seconds(procs) - cpu0) / (time.monotonic() - t0) * 100
+    elapsed = time.monotonic() - t0
+    cpu_pct = (_cpu_seconds(procs) - cpu0) / elapsed * 100
     result = _result(driver, duration + 300)
+    # CPU milliseconds per acknowledged message, by part, over the window's first duration - 1 s.
+    per_msg: dict[str, float] = {}
+    sent = float(result.get("msgs_per_s") or 0)  # type: ignore[arg-type]
+    if parts1 is not None and sent:
+        per_msg = {k: round((parts1[k] - parts0[k]) * 1000 / (sent * parts_s), 3) for k in parts0}
+        per_msg["total"] = round(sum(per_msg.values()), 3)
     stored = asyncio.run(_verify(db_url, result.pop("conversations")))  # type: ignore[arg-type]
     return {**result, **stored, **_commit_stats(urls), "server_cpu_pct": round(cpu_pct, 1),
-            "server_rss_mb": round(rss_peak, 1)}
+            "server_rss_mb": round(rss_peak, 1), "cpu_ms_per_msg": per_msg}
 
 
 def run_storm(urls: list[str], api_key: str, sockets: int, procs: list[psutil.Process]) -> list[dict[str, object]]:

@@ -215,15 +215,7 @@ class ConsumerGroup:
     async def handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]], *, ack: bool = True) -> int:
         """Apply a batch of stream entries once; returns how many events were applied. Without
         `ack`, the entries are acknowledged with the next read."""
-        runs = []
-        for _, fields in entries:
-            prev = Position.parse(fields[b"prev"])
-            many = fields.get(b"es")
-            if many is not None:  # what the relay appends: consecutive events, up to the entry's `pos`
-                runs.append(_Run(prev, Position.parse(fields[b"pos"]), store.decode_events(many)))
-            else:  # one event (`e`) per entry
-                event = store.decode_event(fields[b"e"])
-                runs.append(_Run(prev, Position.parse(event.position), [event]))
+        runs = [_decoded(self.redis, entry_id, fields) for entry_id, fields in entries]
         applied = await self._apply(sorted(runs, key=lambda run: run.last))
         ids = [entry_id for entry_id, _ in entries]
         if ack:
@@ -345,6 +337,31 @@ class _Run(NamedTuple):
     prev: Position
     last: Position
     events: list[DomainEvent]
+
+
+# Entries decoded lately, shared by the groups of a replica: each group reads every entry, and
+# decoding an entry (about a hundred envelopes) was a replica's largest cost per event after the
+# transactions. Keyed by the Redis client, the entry id and the positions it spans, so groups of
+# another stream (another test's server in the same process) never share one. Consumers must
+# treat events as read-only.
+_DECODED: dict[tuple[int, bytes, bytes, bytes], _Run] = {}
+_DECODED_MAX = 64
+
+
+def _decoded(redis: aioredis.Redis, entry_id: bytes, fields: dict[bytes, bytes]) -> _Run:
+    many = fields.get(b"es")
+    if many is None:  # one event (`e`) per entry
+        event = store.decode_event(fields[b"e"])
+        return _Run(Position.parse(fields[b"prev"]), Position.parse(event.position), [event])
+    # What the relay appends: consecutive events, up to the entry's `pos`.
+    key = (id(redis), entry_id, fields[b"prev"], fields[b"pos"])
+    run = _DECODED.get(key)
+    if run is None:
+        run = _Run(Position.parse(fields[b"prev"]), Position.parse(fields[b"pos"]), store.decode_events(many))
+        if len(_DECODED) >= _DECODED_MAX:
+            del _DECODED[next(iter(_DECODED))]  # the oldest
+        _DECODED[key] = run
+    return run
 
 
 def _past(run: _Run, cursor: Position) -> list[DomainEvent]:
