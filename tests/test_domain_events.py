@@ -216,6 +216,57 @@ async def test_a_group_passes_over_events_it_has_no_use_for_and_still_applies_th
     await redis.aclose()
 
 
+async def test_a_group_with_an_interval_gathers_batches_but_reads_a_backlog_without_waiting(
+        workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str) -> None:
+    """A consumer with `interval_s` waits that long between batches once it keeps up, so a burst
+    arriving meanwhile is one batch; a backlog is read in full reads one after another, never
+    waiting between them; every event is applied once."""
+    import msgspec
+
+    from server.events.catalog import STREAM
+
+    batches: list[int] = []
+
+    class Patient(EventCounts):
+        interval_s = 30.0
+
+        async def apply(self, conn: asyncpg.Connection, events: list[Any]) -> None:
+            batches.append(len(events))
+            await super().apply(conn, events)
+
+    redis = aioredis.from_url(redis_url)
+    await db.execute("DELETE FROM domain_events")
+    prev = START
+
+    async def append(n: int) -> None:
+        nonlocal prev
+        await db.execute("INSERT INTO domain_events (type, app_id, data) SELECT 'user.updated', $1, '{}'::json "
+                         "FROM generate_series(1, $2)", workspace.app_id, n)
+        for e in await read_after(db, prev, 100):
+            await redis.xadd(STREAM, {"prev": str(prev), "e": msgspec.json.encode(e)})
+            prev = Position.parse(e.position)
+
+    await append(16)
+    group = ConsumerGroup(db, redis, Patient(), replica_id="r1", batch=100)  # 5 entries a read
+    await group.start()
+    try:
+        # Three full reads, then one of a single entry: a wait of 30 s between any two of them
+        # would outlast this.
+        await _wait(lambda: _applied(db, 16))
+        assert batches == [5, 5, 5, 1]
+        await append(3)
+        await asyncio.sleep(1.0)
+        assert batches == [5, 5, 5, 1]  # caught up: it waits out its interval before reading on
+    finally:
+        await group.stop()
+    assert await db.fetchval("SELECT sum(count) FROM event_counts WHERE app_id = $1", workspace.app_id) == 16
+    await redis.aclose()
+
+
+async def _applied(db: asyncpg.Pool, n: int) -> bool:
+    return bool(await db.fetchval("SELECT applied >= $1 FROM event_consumers WHERE name = 'event-counts'", n))
+
+
 async def test_the_events_route_lists_filters_pages_and_refuses_bad_input(
         server: ServerProcess, workspace: NewWorkspace, db: asyncpg.Pool) -> None:
     token = owner_token(server, workspace)

@@ -66,6 +66,8 @@ KNOWN_ACTIVE_MAX = 200_000
 
 class UsageCounts:
     name = "usage"
+    # Daily counts may trail by a second: one transaction a second, not one per relay cycle.
+    interval_s = 1.0
 
     def __init__(self) -> None:
         # (app, month, user) rows of usage_active_users certainly committed: a user's every message

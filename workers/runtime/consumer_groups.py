@@ -65,10 +65,13 @@ class Consumer(Protocol):
     """What a group does with events: runs inside the transaction that moves its checkpoint.
 
     A consumer may also define `committed(events)`, called after that transaction committed (never
-    after a rollback): the place to remember what is now certainly stored; and `types`, the event
+    after a rollback): the place to remember what is now certainly stored; `types`, the event
     types it has any effect for (absent: all). A batch with none of them has no effect to commit:
     the group moves past it in memory and writes its checkpoint at most every SKIP_SAVE_S (a
-    successor that starts from an older checkpoint reads those events again, to no effect)."""
+    successor that starts from an older checkpoint reads those events again, to no effect); and
+    `interval_s`, the least time between its batches while it keeps up (absent: 0, a batch per
+    relay cycle). A consumer whose effect may wait that long (counters, statistics) commits one
+    transaction per interval instead of one per relay cycle; a backlog is still read at full speed."""
 
     name: str
 
@@ -110,6 +113,7 @@ class ConsumerGroup:
         # take one from the pool.
         self._conn: asyncpg.Connection | None = None
         self._committed = getattr(consumer, "committed", None)
+        self._interval = float(getattr(consumer, "interval_s", 0.0))
         # Labelled metric children, looked up once rather than on every batch.
         self._m_applied = self._m_delay = self._m_lag = self._m_behind = None
         if metrics is not None:
@@ -167,10 +171,13 @@ class ConsumerGroup:
                     group_ready = True
                 if self._conn is None:
                     self._conn = await self.pool.acquire()
+                started = loop.time()
                 entries = await self._read()
                 if entries:
                     await self.handle(entries, ack=False)
                     quiet_since = loop.time()
+                    if self._interval and len(entries) < self.read_entries:  # caught up: let the next batch gather
+                        await asyncio.sleep(self._interval - (quiet_since - started))
                 elif loop.time() - quiet_since >= self.idle_catch_up_s:
                     await self.catch_up()
                     quiet_since = loop.time()

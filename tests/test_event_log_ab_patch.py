@@ -1,0 +1,27 @@
+"""The event log A/B bench (`make bench-events-ab`) compares this tree with itself minus the event
+log, by applying `loadtests/event_log_off.patch`. A change to the code it patches must keep the
+patch applying, or the bench's "off" side silently stops existing: caught here, not on bench day."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PATCH = ROOT / "loadtests" / "event_log_off.patch"
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs a git checkout")
+def test_the_event_log_off_patch_still_applies_to_the_tree_and_removes_each_part_of_the_log() -> None:
+    check = subprocess.run(["git", "apply", "--check", str(PATCH)], cwd=ROOT, capture_output=True, text=True)
+    assert check.returncode == 0, f"loadtests/event_log_off.patch no longer applies: {check.stderr}"
+    text = PATCH.read_text()
+    # Each part of the log the "off" side must lack: the event in the group commit, every other
+    # recording site, the relay and the consumer groups.
+    for path in ("server/conversations/commit.py", "server/events/record.py", "workers/event_relay.py",
+                 "workers/runtime/consumer_groups.py"):
+        assert f"+++ b/{path}" in text, path
+    assert "-    INSERT INTO domain_events" in text
