@@ -19,7 +19,7 @@ import asyncpg
 
 from server.broadcasts import store
 from server.broadcasts.audience import audience_filter, compile_audience
-from server.errors import Conflict, NotFound
+from server.errors import Conflict
 from server.events.record import record
 
 ACTIVE = ("pending", "snapshotting", "sending")
@@ -332,14 +332,6 @@ async def progress(conn: asyncpg.Pool | asyncpg.Connection, run_id: UUID) -> dic
 
 
 # ---- the commands ----------------------------------------------------------------------------------
-async def _lock(conn: asyncpg.Connection, app_id: UUID, broadcast_id: UUID) -> asyncpg.Record:
-    row = await conn.fetchrow("SELECT status, next_run_at FROM broadcasts WHERE id = $1 AND app_id = $2 FOR UPDATE",
-                              broadcast_id, app_id)
-    if row is None:
-        raise NotFound("broadcast not found", code="broadcast_not_found")
-    return row
-
-
 async def _changed(conn: asyncpg.Connection, app_id: UUID, broadcast_id: UUID, previous: str) -> None:
     await record(conn, "broadcast.status_changed", app_id,
                  {**await _event_data(conn, app_id, broadcast_id), "previous_status": previous})
@@ -348,7 +340,7 @@ async def _changed(conn: asyncpg.Connection, app_id: UUID, broadcast_id: UUID, p
 async def pause(pool: asyncpg.Pool, app_id: UUID, broadcast_id: UUID) -> tuple[str, list[UUID]]:
     """sending or scheduled -> paused, with its active runs; the new status and the runs paused."""
     async with pool.acquire() as conn, conn.transaction():
-        b = await _lock(conn, app_id, broadcast_id)
+        b = await store.locked(conn, app_id, broadcast_id)
         if b["status"] == "paused":
             return "paused", []
         if b["status"] not in ("sending", "scheduled"):
@@ -364,7 +356,7 @@ async def pause(pool: asyncpg.Pool, app_id: UUID, broadcast_id: UUID) -> tuple[s
 async def resume(pool: asyncpg.Pool, app_id: UUID, broadcast_id: UUID) -> tuple[str, list[UUID]]:
     """paused -> sending (its paused runs carry on where they were), or back to scheduled when none is."""
     async with pool.acquire() as conn, conn.transaction():
-        b = await _lock(conn, app_id, broadcast_id)
+        b = await store.locked(conn, app_id, broadcast_id)
         if b["status"] in ("sending", "scheduled"):
             return str(b["status"]), []
         if b["status"] != "paused":
@@ -382,7 +374,7 @@ async def resume(pool: asyncpg.Pool, app_id: UUID, broadcast_id: UUID) -> tuple[
 async def cancel(pool: asyncpg.Pool, app_id: UUID, broadcast_id: UUID) -> tuple[str, list[UUID]]:
     """No more sends and no further occurrences: the broadcast and its unfinished runs cancelled."""
     async with pool.acquire() as conn, conn.transaction():
-        b = await _lock(conn, app_id, broadcast_id)
+        b = await store.locked(conn, app_id, broadcast_id)
         if b["status"] == "cancelled":
             return "cancelled", []
         if b["status"] not in ("scheduled", "sending", "paused"):

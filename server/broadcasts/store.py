@@ -122,7 +122,8 @@ async def create(pool: asyncpg.Pool, app_id: UUID, admin_id: UUID | None, *, nam
     return created
 
 
-async def _locked(conn: asyncpg.Connection, app_id: UUID, broadcast_id: UUID) -> asyncpg.Record:
+async def locked(conn: asyncpg.Connection, app_id: UUID, broadcast_id: UUID) -> asyncpg.Record:
+    """The broadcast's row, locked for the rest of the caller's transaction (404 if not in the workspace)."""
     row = await conn.fetchrow("SELECT * FROM broadcasts WHERE app_id = $1 AND id = $2 FOR UPDATE",
                               app_id, broadcast_id)
     if row is None:
@@ -140,7 +141,7 @@ async def update(pool: asyncpg.Pool, app_id: UUID, admin_id: UUID | None, broadc
                  changes: dict[str, Any]) -> Broadcast:
     """changes: name, message, audience, schedule, rate_per_s (validated). A draft only (409)."""
     async with pool.acquire() as conn, conn.transaction():
-        _draft_only(await _locked(conn, app_id, broadcast_id), "edited")
+        _draft_only(await locked(conn, app_id, broadcast_id), "edited")
         values = {k: msgspec.to_builtins(v) for k, v in changes.items()}
         await conn.execute(
             """UPDATE broadcasts SET name = CASE WHEN $3 THEN $4 ELSE name END,
@@ -160,14 +161,14 @@ async def update(pool: asyncpg.Pool, app_id: UUID, admin_id: UUID | None, broadc
 
 async def delete(pool: asyncpg.Pool, app_id: UUID, admin_id: UUID | None, broadcast_id: UUID) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        _draft_only(await _locked(conn, app_id, broadcast_id), "deleted")
+        _draft_only(await locked(conn, app_id, broadcast_id), "deleted")
         gone = await must_get(conn, app_id, broadcast_id)
         await conn.execute("DELETE FROM broadcasts WHERE app_id = $1 AND id = $2", app_id, broadcast_id)
         await record(conn, "broadcast.deleted", app_id, event_data(gone), admin_id=admin_id)
 
 
 async def lock_draft(conn: asyncpg.Connection, app_id: UUID, broadcast_id: UUID, action: str) -> asyncpg.Record:
-    row = await _locked(conn, app_id, broadcast_id)
+    row = await locked(conn, app_id, broadcast_id)
     _draft_only(row, action)
     return row
 
