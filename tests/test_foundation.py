@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -161,17 +162,21 @@ def test_embedded_default_serves_bootstraps_a_login_and_ctrl_c_leaves_no_process
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     srv = ServerProcess(env, port=port, proc=proc)
     out = b""
+    drain: threading.Thread | None = None
     try:
         deadline = time.monotonic() + 60
         while b"Server key:" not in out and time.monotonic() < deadline:
             assert proc.stdout is not None
             out += proc.stdout.readline()
+        # Keep reading what it writes: a full pipe would block the server (even on its way out).
+        rest: list[bytes] = []
+        assert proc.stdout is not None
+        drain = threading.Thread(target=lambda: rest.extend(iter(proc.stdout.readline, b"")), daemon=True)  # type: ignore[union-attr]
+        drain.start()
         try:
             srv.wait_healthy()
         except RuntimeError as exc:  # its output went to the pipe, not a log file: show it
-            assert proc.stdout is not None
-            rest = proc.stdout.read() if proc.poll() is not None else b""
-            raise RuntimeError(f"{exc}\n{(out + rest).decode(errors='replace')[-5000:]}") from None
+            raise RuntimeError(f"{exc}\n{(out + b''.join(rest)).decode(errors='replace')[-5000:]}") from None
         text = out.decode()
         login = re.search(r"Login:\s+(\S+)", text)
         password = re.search(r"Password:\s+(\S+)", text)
@@ -189,12 +194,19 @@ def test_embedded_default_serves_bootstraps_a_login_and_ctrl_c_leaves_no_process
 
         asyncio.run(check_login())
         proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers
-        assert proc.wait(timeout=30) == 0
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            said = b"".join(rest).decode(errors="replace")[-5000:]
+            raise AssertionError(f"no exit 30 s after SIGINT:\n{said}") from None
+        assert code == 0, b"".join(rest).decode(errors="replace")[-5000:]
         time.sleep(0.2)
         assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     finally:
         if proc.poll() is None:
             proc.kill()
+        if drain is not None:
+            drain.join(timeout=10)  # the pipe's end once the server and its children are gone
         if proc.stdout:
             proc.stdout.close()
 
