@@ -43,6 +43,11 @@ def _cpu_seconds(procs: list[psutil.Process]) -> float:
             pass
     return total
 
+
+# Process names of the services the bench starts, by the part of the run they count towards.
+_PART_OF = {"postgres": "postgres", "redis-server": "redis", "valkey-server": "redis"}
+
+
 def _cpu_by_part(procs: list[psutil.Process], driver: subprocess.Popen[bytes]) -> dict[str, float]:
     """CPU seconds so far of each part of the run: the replicas, Postgres (every backend), Redis and
     the Node driver. On two cores they share, what one part saves the others can use: CPU per
@@ -50,7 +55,7 @@ def _cpu_by_part(procs: list[psutil.Process], driver: subprocess.Popen[bytes]) -
     parts = {"server": _cpu_seconds(procs), "postgres": 0.0, "redis": 0.0,
              "driver": _cpu_seconds([psutil.Process(driver.pid)])}
     for p in psutil.process_iter(["name"]):
-        part = {"postgres": "postgres", "redis-server": "redis", "valkey-server": "redis"}.get(p.info["name"] or "")
+        part = _PART_OF.get(p.info["name"] or "")
         if part is not None:
             parts[part] += _cpu_seconds([p])
     return parts
