@@ -162,6 +162,9 @@ async def test_deliveries_are_signed_verified_pinged_rotated_and_replayed(
     await _wait(lambda: len(receiver.on("/crm")) >= 2, what="two deliveries")
     got = {r.verified["type"]: r for r in receiver.on("/crm") if r.verified}
     assert set(got) == set(EVENTS), [r.headers for r in receiver.on("/crm")]
+    # The receiver answers before the sender records the outcome: wait for the log to say so.
+    await _wait(lambda: len(call(srv, "GET", f"/admin/webhooks/{ep['id']}/deliveries?status=delivered",
+                                 token)[1]["deliveries"]) == 2, what="both deliveries logged as delivered")
     message = got["message.created"]
     assert message.verified is not None
     assert message.verified["data"]["message"]["body"] == "hello hooks"
