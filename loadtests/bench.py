@@ -48,12 +48,23 @@ def _cpu_seconds(procs: list[psutil.Process]) -> float:
 _PART_OF = {"postgres": "postgres", "redis-server": "redis", "valkey-server": "redis"}
 
 
+def _children(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """The replicas' event worker processes (EVENT_WORKERS=process)."""
+    found: list[psutil.Process] = []
+    for p in procs:
+        try:
+            found += p.children()
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
 def _cpu_by_part(procs: list[psutil.Process], driver: subprocess.Popen[bytes]) -> dict[str, float]:
-    """CPU seconds so far of each part of the run: the replicas, Postgres (every backend), Redis and
-    the Node driver. On two cores they share, what one part saves the others can use: CPU per
-    message says what a change costs more steadily than msgs/s does."""
-    parts = {"server": _cpu_seconds(procs), "postgres": 0.0, "redis": 0.0,
-             "driver": _cpu_seconds([psutil.Process(driver.pid)])}
+    """CPU seconds so far of each part of the run: the replicas, their event worker processes,
+    Postgres (every backend), Redis and the Node driver. On two cores they share, what one part saves
+    the others can use: CPU per message says what a change costs more steadily than msgs/s does."""
+    parts = {"server": _cpu_seconds(procs), "event_workers": _cpu_seconds(_children(procs)), "postgres": 0.0,
+             "redis": 0.0, "driver": _cpu_seconds([psutil.Process(driver.pid)])}
     for p in psutil.process_iter(["name"]):
         part = _PART_OF.get(p.info["name"] or "")
         if part is not None:

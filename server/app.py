@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, file
@@ -39,14 +40,20 @@ from server.webhooks import capability as webhooks
 log = logging.getLogger("replyhq.app")
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT / "static"
-# Each sets up its routes and its lifecycle steps (started in this order, stopped in reverse).
+# Each sets up its routes and its lifecycle steps (started in this order, stopped in reverse), and
+# may name the event consumers it needs (`EVENT_CONSUMERS`, run by the event workers).
 CAPABILITIES = (tenancy, auth, users, conversations, analytics, events, webhooks, usage, segments, broadcasts)
+
+
+def event_consumers() -> list[Any]:
+    """Every capability's event consumers, new: the replica's and its event worker process's one list."""
+    return [make() for capability in CAPABILITIES for make in getattr(capability, "EVENT_CONSUMERS", ())]
 
 
 def create_app(settings: Settings, name: str = "replyhq") -> Sanic:
     if not settings.database_url or not settings.redis_url:
         raise ValueError("create_app needs database_url and redis_url (the CLI fills them in embedded mode)")
-    ctx = AppContext(settings=settings, metrics=Metrics())
+    ctx = AppContext(settings=settings, metrics=Metrics(), event_consumers=event_consumers())
     app = Sanic(name, ctx=ctx, dumps=dumps, configure_logging=False)
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.graceful_shutdown_timeout
     app.config.REQUEST_MAX_SIZE = 1_000_000

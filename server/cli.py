@@ -133,6 +133,21 @@ def cmd_cluster(args: argparse.Namespace) -> None:
             services.stop()
 
 
+def cmd_event_workers(args: argparse.Namespace) -> None:
+    """The event worker process of one replica, started by it (server/events/worker_process.py)."""
+    import uvloop
+
+    from server.app import event_consumers
+    from server.events.worker_process import run
+    from server.platform.logging_setup import configure_logging
+
+    settings = _settings()
+    if settings.embedded:
+        _fail("event-workers needs DATABASE_URL and REDIS_URL (the replica that starts it passes them)")
+    configure_logging(settings.log_level, f"{settings.replica_id}/events")
+    uvloop.run(run(settings, event_consumers(), args.parent_pid))
+
+
 def cmd_migrate(args: argparse.Namespace) -> None:
     from server.platform.db.migrate import migrate
     from server.platform.logging_setup import configure_logging
@@ -194,6 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     cluster.add_argument("--restart", action="store_true", help="restart a replica that exits on its own")
     cluster.set_defaults(func=cmd_cluster)
     sub.add_parser("migrate", help="apply database migrations and exit").set_defaults(func=cmd_migrate)
+    ew = sub.add_parser("event-workers", help="(started by each replica) its relay, consumer groups and retention")
+    ew.add_argument("--parent-pid", type=int, required=True)
+    ew.set_defaults(func=cmd_event_workers)
     cw = sub.add_parser("create-workspace", help="create a workspace and its owner")
     cw.add_argument("--name", required=True)
     cw.add_argument("--email", required=True)

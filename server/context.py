@@ -8,7 +8,7 @@ Routes reach it with `context_of(request)`; domain functions take it as their fi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from uuid import UUID
@@ -83,7 +83,12 @@ class AppContext:
     key_changes: KeyChanges = field(init=False)
     admin_activity: AdminActivity = field(init=False)
     sdk_identity: SdkIdentity = field(init=False)
+    # The event log's consumers, of every capability (server/app.py), and its running workers
+    # when they run in this process (settings.event_workers == "inline").
+    event_consumers: list[Any] = field(default_factory=list)
     event_workers: list[Any] = field(default_factory=list)
+    # More Prometheus exposition text for /metrics, from families this registry does not hold.
+    metrics_sources: list[Callable[[], Awaitable[bytes]]] = field(default_factory=list)
     webhooks: WebhookDispatcher = field(init=False)
     usage: ApiCallMeter = field(init=False)  # counts secret-key API calls (server/usage/api_calls.py)
     broadcast_commands: BroadcastCommands = field(init=False)  # the per-broadcast actors (actors/broadcast.py)

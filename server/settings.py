@@ -47,6 +47,7 @@ ENV_VARS: dict[str, str] = {
     "CONVERSATION_STATE_CACHE_SIZE": "conversation_state_cache_size",
     "EVENT_RETENTION_DAYS": "event_retention_days",
     "EVENT_RELAY_INTERVAL": "event_relay_interval",
+    "EVENT_WORKERS": "event_workers",
     "SDK_KEY_RATE_LIMIT": "sdk_key_rate_limit",
     "SDK_USER_RATE_LIMIT": "sdk_user_rate_limit",
     "SDK_HANDSHAKE_RATE_LIMIT": "sdk_handshake_rate_limit",
@@ -121,6 +122,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # event latency, and what relaying and consuming cost per second (a read, an append and a
     # consumer transaction per cycle, however few events; docs/benchmarks.md).
     event_relay_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.06
+    # Where the relay, the consumer groups and retention run: "process", a worker process beside
+    # the replica (it starts, restarts and stops it), so the message path's event loop carries none
+    # of it (docs/benchmarks.md); "inline", in the replica's own event loop.
+    event_workers: Literal["process", "inline"] = "process"
     # SDK edge rate limits per SDK_RATE_WINDOW seconds (server/http/sdk_limits.py; 0 turns one off).
     # Per API key: /v1 requests + /client handshakes and events of all the key's users together.
     sdk_key_rate_limit: Annotated[int, Meta(ge=0)] = 200_000
@@ -170,6 +175,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         if not self.jwt_secret:
             raise ValueError("JWT_SECRET is not set")
         return self.jwt_secret
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment `load_settings` turns back into these settings (for a child process)."""
+    env: dict[str, str] = {}
+    for var, name in ENV_VARS.items():
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        env[var] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return env
 
 
 def _field_from_error(err: msgspec.ValidationError) -> str | None:

@@ -16,7 +16,8 @@ from server.broadcasts import routes, sdk_routes
 from server.broadcasts.stats_consumer import BroadcastStats
 from server.context import AppContext
 from workers.broadcast_scheduler import BroadcastScheduler
-from workers.runtime.consumer_groups import ConsumerGroup
+
+EVENT_CONSUMERS = (BroadcastStats,)  # run by the event workers (server/events/worker_process.py)
 
 
 def setup(app: Sanic, ctx: AppContext) -> None:
@@ -64,17 +65,5 @@ def _setup_scheduler(ctx: AppContext) -> None:
 
 
 def _setup_sdk_side(app: Sanic, ctx: AppContext) -> None:
-    """The SDK routes, and the consumer group that counts what they (and the actor) record."""
+    """The SDK routes: receipts, replies, the click redirect (the stats consumer counts them)."""
     app.blueprint(sdk_routes.bp)
-    groups: list[ConsumerGroup] = []
-
-    async def start() -> None:
-        groups.append(ConsumerGroup(ctx.pool, ctx.redis, BroadcastStats(), replica_id=ctx.settings.replica_id,
-                                    metrics=ctx.metrics))
-        await groups[0].start()
-
-    async def stop() -> None:
-        for group in groups:
-            await group.stop()
-
-    ctx.lifecycle.add("broadcast-stats", start, stop)

@@ -1,36 +1,44 @@
-"""Domain events: recorded with each change; one replica relays them to the stream, every replica
-consumes (workers/event_*.py); the admin route lists a workspace's recent events."""
+"""Domain events: recorded with each change; the event workers relay them to the stream and run
+every capability's consumer (server/events/worker_process.py: in a worker process beside the
+replica, or inline); the admin route lists a workspace's recent events."""
 
 from __future__ import annotations
 
 from sanic import Sanic
 
 from server.context import AppContext
-from server.events import routes
+from server.events import routes, worker_process
 from server.events.counts import EventCounts
-from workers.event_relay import EventRelay
-from workers.event_retention import EventRetention
-from workers.runtime.consumer_groups import ConsumerGroup
+from server.platform.supervised_child import SupervisedChild
+
+EVENT_CONSUMERS = (EventCounts,)
 
 
 def setup(app: Sanic, ctx: AppContext) -> None:
     app.blueprint(routes.bp)
     settings = ctx.settings
+    process: list[SupervisedChild] = []
+    if settings.event_workers == "inline":
+        ctx.metrics_sources.append(worker_process.inline_metrics(ctx.metrics))
+    else:
+        ctx.metrics_sources.append(worker_process.published_metrics(lambda: ctx.redis, settings.replica_id))
 
     async def start() -> None:
-        ctx.event_workers = [
-            EventRelay(ctx.pool, ctx.redis, replica_id=settings.replica_id, metrics=ctx.metrics,
-                       interval_s=settings.event_relay_interval),
-            ConsumerGroup(ctx.pool, ctx.redis, EventCounts(), replica_id=settings.replica_id,
-                          metrics=ctx.metrics),
-            EventRetention(ctx.pool, ctx.redis, replica_id=settings.replica_id,
-                           days=settings.event_retention_days),
-        ]
-        for worker in ctx.event_workers:
-            await worker.start()
+        if settings.event_workers == "inline":
+            ctx.event_workers = worker_process.build_workers(ctx.pool, ctx.redis, settings, ctx.metrics,
+                                                             ctx.event_consumers)
+            for worker in ctx.event_workers:
+                await worker.start()
+            return
+        child = worker_process.child(settings)
+        child.on_restart = ctx.metrics.event_worker_restarts.inc
+        process.append(child)
+        await child.start()
 
     async def stop() -> None:
-        for worker in ctx.event_workers:
+        for child in process:
+            await child.stop()
+        for worker in reversed(ctx.event_workers):
             await worker.stop()
 
     ctx.lifecycle.add("domain events", start, stop)

@@ -77,7 +77,11 @@ async def readyz(request: Request) -> HTTPResponse:
 
 @bp.get("/metrics")
 async def metrics(request: Request) -> HTTPResponse:
-    return raw(generate_latest(context_of(request).metrics.registry), content_type=CONTENT_TYPE_LATEST)
+    ctx = context_of(request)
+    body = generate_latest(ctx.metrics.registry)
+    for source in ctx.metrics_sources:  # families counted elsewhere (the event worker process)
+        body += await source()
+    return raw(body, content_type=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/openapi.json")

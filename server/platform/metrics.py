@@ -1,4 +1,9 @@
-"""Prometheus metrics of one replica, kept on one registry per app."""
+"""Prometheus metrics of one replica, kept on one registry per app.
+
+The event log's families (relay, consumer groups) are on a registry of their own: they are
+counted where the event workers run, in the replica or in its event worker process, and /metrics
+shows them from there (server/events/worker_process.py).
+"""
 
 from __future__ import annotations
 
@@ -37,6 +42,11 @@ class Metrics:
                                 ["state"], registry=r)
         self.handshake_waits = Counter("replyhq_connection_handshake_waits_total",
                                        "New connections that waited for a handshake slot", registry=r)
+        self.event_worker_restarts = Counter(
+            "replyhq_event_worker_restarts_total",
+            "Times the replica restarted its event worker process after it exited on its own", registry=r)
+        self.event_registry = CollectorRegistry()
+        r = self.event_registry
         self.events_relayed = Counter("replyhq_events_relayed_total",
                                       "Domain events copied from Postgres to the Redis Stream", registry=r)
         self.events_relay_delay = Histogram("replyhq_events_relay_delay_seconds",
@@ -58,6 +68,7 @@ class Metrics:
             "replyhq_event_consumer_behind_retention",
             "1 when the group's checkpoint is older than what retention has deleted: it missed events",
             ["group"], registry=r)
+        r = self.registry
         self.identity_unverified = Counter(
             "replyhq_identity_unverified_total",
             "SDK users accepted without a valid user_hash because the app's identity verification is "

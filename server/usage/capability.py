@@ -1,4 +1,4 @@
-"""Usage: the `usage` consumer group (daily counts from domain events), the secret-key API call
+"""Usage: the `usage` consumer (daily counts from domain events), the secret-key API call
 meter with its flusher, and GET /admin/api/usage. Webhook deliveries and active users are counted
 by triggers of migration 034 in the transactions that write them."""
 
@@ -12,25 +12,20 @@ from server.context import AppContext
 from server.usage import routes
 from server.usage.api_calls import ApiCallMeter
 from server.usage.consumer import UsageCounts
-from workers.runtime.consumer_groups import ConsumerGroup
+
+EVENT_CONSUMERS = (UsageCounts,)  # run by the event workers (server/events/worker_process.py)
 
 
 def setup(app: Sanic, ctx: AppContext) -> None:
     app.blueprint(routes.bp)
     settings = ctx.settings
-    group: list[ConsumerGroup] = []
     tasks: list[asyncio.Task[None]] = []
 
     async def start() -> None:
         ctx.usage = ApiCallMeter(ctx.pool, ctx.redis, ctx.redis_writer)
         tasks.append(ctx.spawn(ctx.usage.run(settings.usage_flush_interval), "usage-flush"))
-        group.append(ConsumerGroup(ctx.pool, ctx.redis, UsageCounts(), replica_id=settings.replica_id,
-                                   metrics=ctx.metrics))
-        await group[0].start()
 
     async def stop() -> None:
-        for g in group:
-            await g.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
