@@ -329,11 +329,13 @@ def run_events(urls: list[str], api_key: str, app_id: uuid.UUID, backlog: int, p
             applied_at = now
         time.sleep(0.05)
     done = asyncio.run(_events_progress(db_url, app_id))
+    time.sleep(1.5)  # the event worker process publishes its histograms every second
     before = _histogram(urls, "replyhq_event_consumer_delay_seconds", 'group="event-counts"')
     relay_before = _histogram(urls, "replyhq_events_relay_delay_seconds")
     traffic = run_messages(urls, api_key, int(os.environ.get("EVENTS_CLIENTS", "100")), warmup, duration, procs,
                            db_url)
     _wait_events(db_url, app_id, timeout=60)
+    time.sleep(1.5)
     after = _histogram(urls, "replyhq_event_consumer_delay_seconds", 'group="event-counts"')
     relay_after = _histogram(urls, "replyhq_events_relay_delay_seconds")
     final = asyncio.run(_events_progress(db_url, app_id))

@@ -92,7 +92,7 @@ def _summary(runs: dict[str, list[dict[str, object]]]) -> dict[str, object]:
     on = [_rate(x) for x in runs["on"]]
     parts = {side: {k: round(statistics.fmean(float(x["cpu_ms_per_msg"].get(k, 0))  # type: ignore[attr-defined]
                                               for x in lines), 3)
-                    for k in ("server", "postgres", "redis", "driver", "total")}
+                    for k in ("server", "event_workers", "postgres", "redis", "driver", "total")}
              for side, lines in runs.items() if lines and all(x.get("cpu_ms_per_msg") for x in lines)}
     return {"scenario": "event_log_ab", "summary": True, "rounds": len(on),
             "off_msgs_per_s": round(statistics.fmean(off)), "on_msgs_per_s": round(statistics.fmean(on)),
