@@ -21,7 +21,7 @@ from server.auth.passwords import verify_password
 from server.auth.tokens import issue_access_token
 from server.dev.embedded import EmbeddedRedis
 from server.platform.db.migrate import discover, migrate
-from server.settings import SettingsError, load_settings
+from server.settings import SettingsError, load_settings, settings_env
 from tests.conftest import TEST_JWT_SECRET
 from tests.sockets import open_socket, refused_handshake
 from tests.support import ROOT, ServerProcess, http
@@ -142,6 +142,14 @@ def test_bad_settings_stop_start_up_with_one_line_naming_the_variable(env: dict[
     assert result.returncode == 2
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"replyhq: {variable}:")
+
+
+def test_settings_turned_back_into_an_environment_load_as_the_same_settings(tmp_path: Path) -> None:
+    """What a replica hands its event worker process: every field, exactly."""
+    settings = load_settings({"DATA_DIR": str(tmp_path), "DATABASE_URL": "postgresql://db/x", "REDIS_URL": "redis://r",
+                              "LEGACY_AUTH": "off", "EVENT_RELAY_INTERVAL": "0.25", "EVENT_WORKERS": "inline",
+                              "STRIPE_API_BASE": "http://127.0.0.1:9/"})
+    assert load_settings(settings_env(settings)) == settings
 
 
 def test_development_jwt_secret_is_generated_once_and_kept(tmp_path: Path) -> None:

@@ -88,11 +88,16 @@ async def run(settings: Settings, consumers: Sequence[Consumer], parent_pid: int
     exit_with_parent(parent_pid)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    # Ctrl-C reaches the whole process group: the replica stops this process itself, in its turn.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     settings = msgspec.structs.replace(settings, db_pool_min=1, db_pool_max=min(settings.db_pool_max, CHILD_POOL_MAX))
     metrics = Metrics()
-    pool = await create_pool(settings, settings.database_url or "")
+    # Asynchronous commit: every write here (a group's effect with its checkpoint, the relay's and
+    # retention's checkpoints) is redone from the previous checkpoint if a crash of Postgres loses
+    # it, and effect and checkpoint are lost together. Waiting for each flush made these
+    # transactions queue with the group commits of the message path, which do wait for theirs.
+    pool = await create_pool(settings, settings.database_url or "", server_settings={"synchronous_commit": "off"})
     redis = redis_client.connect(settings.redis_url or "")
     workers = build_workers(pool, redis, settings, metrics, consumers)
     started: list[Worker] = []

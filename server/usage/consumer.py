@@ -75,6 +75,10 @@ class UsageCounts:
         self._known: set[tuple[str, str, str]] = set()
         self._pending: list[tuple[str, str, str]] = []
 
+    def forget(self) -> None:
+        self._known.clear()
+        self._pending = []
+
     def committed(self, events: list[DomainEvent]) -> None:
         if len(self._known) + len(self._pending) > KNOWN_ACTIVE_MAX:
             self._known.clear()

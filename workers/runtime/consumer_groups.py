@@ -71,7 +71,10 @@ class Consumer(Protocol):
     successor that starts from an older checkpoint reads those events again, to no effect); and
     `interval_s`, the least time between its batches while it keeps up (absent: 0, a batch per
     relay cycle). A consumer whose effect may wait that long (counters, statistics) commits one
-    transaction per interval instead of one per relay cycle; a backlog is still read at full speed."""
+    transaction per interval instead of one per relay cycle; a backlog is still read at full speed.
+    `forget()`, if defined, is called when the group loses Postgres or Redis: what `committed`
+    remembered may be gone (the event worker process commits asynchronously: a crash of Postgres
+    loses its last transactions, each effect with its checkpoint, and those events are applied again)."""
 
     name: str
 
@@ -113,6 +116,7 @@ class ConsumerGroup:
         # take one from the pool.
         self._conn: asyncpg.Connection | None = None
         self._committed = getattr(consumer, "committed", None)
+        self._forget = getattr(consumer, "forget", None)
         self._interval = float(getattr(consumer, "interval_s", 0.0))
         # Labelled metric children, looked up once rather than on every batch.
         self._m_applied = self._m_delay = self._m_lag = self._m_behind = None
@@ -193,6 +197,8 @@ class ConsumerGroup:
             except Exception as exc:  # Postgres or Redis away: the checkpoint keeps our place
                 log.warning("event consumer %s: %r; retrying", self.name, exc)
                 group_ready = False
+                if self._forget is not None:
+                    self._forget()
                 await self._release()
                 await asyncio.sleep(0.5)
 
