@@ -198,3 +198,49 @@ async def test_a_flush_retried_after_its_commit_adds_nothing_twice(workspace: Ne
     assert not await redis.exists(BATCH)
     assert await meter.flush() == 4 and await added() == 12
     await redis.aclose()
+
+
+async def test_a_group_that_loses_postgres_forgets_which_active_users_it_stored(
+        workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str) -> None:
+    """The event worker process commits asynchronously: a crash of Postgres may lose the usage
+    group's last transaction, its checkpoint with it, and the events are applied again. The group
+    lost its connection too, so the consumer forgets the users it remembered as stored and marks
+    them active again (remembering them, it would skip them and undercount)."""
+    user = await db.fetchval("INSERT INTO end_users (app_id, external_id) VALUES ($1, 'lost') RETURNING id",
+                             workspace.app_id)
+    await db.execute("INSERT INTO domain_events (type, app_id, data) VALUES ('message.created', $1, $2)",
+                     workspace.app_id, {"message": {"sender_kind": "user", "sender_id": str(user), "is_note": False}})
+    await db.execute("DELETE FROM usage_active_users WHERE app_id = $1", workspace.app_id)
+    await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ('usage', '0', 0)")
+    redis = aioredis.from_url(redis_url)
+    group = ConsumerGroup(db, redis, UsageCounts(), replica_id="r1", idle_catch_up_s=0.2)
+
+    async def stored() -> tuple[int, int]:
+        active = await db.fetchval("SELECT count(*) FROM usage_active_users WHERE app_id = $1", workspace.app_id)
+        messages = await db.fetchval("SELECT coalesce(sum(count), 0) FROM usage_daily WHERE app_id = $1 "
+                                     "AND metric = 'messages.user'", workspace.app_id)
+        return int(active), int(messages)
+
+    async def until(want: tuple[int, int]) -> None:
+        for _ in range(200):
+            if await stored() == want:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"usage is {await stored()}, not {want}")
+
+    await group.start()
+    try:
+        await until((1, 1))
+        # The crash: the group's transaction is gone, effect and checkpoint together ...
+        async with db.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM usage_active_users WHERE app_id = $1", workspace.app_id)
+            await conn.execute("DELETE FROM usage_daily WHERE app_id = $1", workspace.app_id)
+            await conn.execute("UPDATE event_consumers SET tx = '0', seq = 0 WHERE name = 'usage'")
+        # ... and so is the connection it held (the group's own, read from it to end that one only).
+        held = group._conn
+        assert held is not None
+        await db.execute("SELECT pg_terminate_backend($1)", held.get_server_pid())
+        await until((1, 1))
+    finally:
+        await group.stop()
+        await redis.aclose()
