@@ -86,6 +86,8 @@ def published_metrics(redis_of: Callable[[], aioredis.Redis], replica_id: str) -
 async def run(settings: Settings, consumers: Sequence[Consumer], parent_pid: int) -> None:
     """The worker process: run the workers until SIGTERM or the replica is gone."""
     exit_with_parent(parent_pid)
+    if settings.event_workers_nice:
+        os.nice(settings.event_workers_nice)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
