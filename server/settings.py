@@ -48,7 +48,6 @@ ENV_VARS: dict[str, str] = {
     "EVENT_RETENTION_DAYS": "event_retention_days",
     "EVENT_RELAY_INTERVAL": "event_relay_interval",
     "EVENT_WORKERS": "event_workers",
-    "EVENT_WORKERS_NICE": "event_workers_nice",
     "SDK_KEY_RATE_LIMIT": "sdk_key_rate_limit",
     "SDK_USER_RATE_LIMIT": "sdk_user_rate_limit",
     "SDK_HANDSHAKE_RATE_LIMIT": "sdk_handshake_rate_limit",
@@ -127,9 +126,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # the replica (it starts, restarts and stops it), so the message path's event loop carries none
     # of it (docs/benchmarks.md); "inline", in the replica's own event loop.
     event_workers: Literal["process", "inline"] = "process"
-    # The worker process's niceness (0 to 19): when the cores are busy, the replica's event loop and
-    # Postgres run first and the event workers take what is left, catching up in larger batches.
-    event_workers_nice: Annotated[int, Meta(ge=0, le=19)] = 0
     # SDK edge rate limits per SDK_RATE_WINDOW seconds (server/http/sdk_limits.py; 0 turns one off).
     # Per API key: /v1 requests + /client handshakes and events of all the key's users together.
     sdk_key_rate_limit: Annotated[int, Meta(ge=0)] = 200_000

@@ -202,8 +202,8 @@ async def test_a_flush_retried_after_its_commit_adds_nothing_twice(workspace: Ne
 
 async def test_a_group_that_loses_postgres_forgets_which_active_users_it_stored(
         workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str) -> None:
-    """The event worker process commits asynchronously: a crash of Postgres may lose the usage
-    group's last transaction, its checkpoint with it, and the events are applied again. The group
+    """A group commits asynchronously: a crash of Postgres may lose the usage group's last
+    transaction, its checkpoint with it, and the events are applied again. The group
     lost its connection too, so the consumer forgets the users it remembered as stored and marks
     them active again (remembering them, it would skip them and undercount)."""
     user = await db.fetchval("INSERT INTO end_users (app_id, external_id) VALUES ($1, 'lost') RETURNING id",

@@ -11,7 +11,6 @@ child that dies, on the same port and data.
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import logging
 import os
@@ -26,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.dev.embedded_paths import reachable_bin_dir, reachable_data_dir
+from server.platform.supervised_child import die_with_parent
 
 DB_USER_NAME = "replyhq-db"
-_PR_SET_PDEATHSIG = 1
 log = logging.getLogger("replyhq.embedded")
 
 
@@ -40,11 +39,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _die_with_parent(sig: int) -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, sig)
 
 
 def _package_dir(name: str) -> Path | None:
@@ -158,7 +152,7 @@ class EmbeddedPostgres:
              "-c", "max_connections=400", "-c", "shared_buffers=128MB", "-c", "fsync=on",
              "-c", "synchronous_commit=on", "-c", "max_wal_size=2GB", "-c", "autovacuum_naptime=5s"],
             stdout=logf, stderr=subprocess.STDOUT, cwd=home, start_new_session=True,
-            preexec_fn=lambda: _die_with_parent(signal.SIGINT), **run_as,  # type: ignore[call-overload]
+            preexec_fn=lambda: die_with_parent(signal.SIGINT), **run_as,  # type: ignore[call-overload]
         )
         logf.close()
         _wait_port(self.port, self.proc, "postgres", log_path)
@@ -223,7 +217,7 @@ class EmbeddedRedis:
              "--appendonly", "no", "--dir", str(self.data_dir), "--logfile", str(log_path),
              "--maxclients", "10000"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-            preexec_fn=lambda: _die_with_parent(signal.SIGTERM),
+            preexec_fn=lambda: die_with_parent(signal.SIGTERM),
         )
         _wait_port(self.port, self.proc, "redis", log_path)
         return self.url

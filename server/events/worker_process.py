@@ -86,8 +86,6 @@ def published_metrics(redis_of: Callable[[], aioredis.Redis], replica_id: str) -
 async def run(settings: Settings, consumers: Sequence[Consumer], parent_pid: int) -> None:
     """The worker process: run the workers until SIGTERM or the replica is gone."""
     exit_with_parent(parent_pid)
-    if settings.event_workers_nice:
-        os.nice(settings.event_workers_nice)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -95,11 +93,7 @@ async def run(settings: Settings, consumers: Sequence[Consumer], parent_pid: int
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     settings = msgspec.structs.replace(settings, db_pool_min=1, db_pool_max=min(settings.db_pool_max, CHILD_POOL_MAX))
     metrics = Metrics()
-    # Asynchronous commit: every write here (a group's effect with its checkpoint, the relay's and
-    # retention's checkpoints) is redone from the previous checkpoint if a crash of Postgres loses
-    # it, and effect and checkpoint are lost together. Waiting for each flush made these
-    # transactions queue with the group commits of the message path, which do wait for theirs.
-    pool = await create_pool(settings, settings.database_url or "", server_settings={"synchronous_commit": "off"})
+    pool = await create_pool(settings, settings.database_url or "")
     redis = redis_client.connect(settings.redis_url or "")
     workers = build_workers(pool, redis, settings, metrics, consumers)
     started: list[Worker] = []

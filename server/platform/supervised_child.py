@@ -89,12 +89,17 @@ class SupervisedChild:
                 self.on_restart()
 
 
-def exit_with_parent(parent_pid: int) -> None:
-    """In the child: receive SIGTERM when the parent dies (Linux), and exit now if it already has."""
+def die_with_parent(sig: int) -> None:
+    """Ask Linux to send `sig` to this process when its parent dies (elsewhere: nothing)."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+            libc.prctl(_PR_SET_PDEATHSIG, sig)
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """In the child: receive SIGTERM when the parent dies, and exit now if it already has."""
+    die_with_parent(signal.SIGTERM)
     if os.getppid() != parent_pid:
         raise SystemExit(f"parent {parent_pid} is gone")
 

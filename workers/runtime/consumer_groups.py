@@ -73,8 +73,8 @@ class Consumer(Protocol):
     relay cycle). A consumer whose effect may wait that long (counters, statistics) commits one
     transaction per interval instead of one per relay cycle; a backlog is still read at full speed.
     `forget()`, if defined, is called when the group loses Postgres or Redis: what `committed`
-    remembered may be gone (the event worker process commits asynchronously: a crash of Postgres
-    loses its last transactions, each effect with its checkpoint, and those events are applied again)."""
+    remembered may be gone (a group commits asynchronously: a crash of Postgres may lose its last
+    transactions, each effect with its checkpoint, and those events are then applied again)."""
 
     name: str
 

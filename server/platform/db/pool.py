@@ -17,9 +17,9 @@ async def init_connection(conn: asyncpg.Connection) -> None:
                                   schema="pg_catalog")
 
 
-async def create_pool(settings: Settings, dsn: str, server_settings: dict[str, str] | None = None) -> asyncpg.Pool:
+async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
-                                     init=init_connection, command_timeout=30, server_settings=server_settings,
+                                     init=init_connection, command_timeout=30,
                                      # Re-prepared every 30 s, statements get plans for the
                                      # tables as they are now, not as they were at start-up.
                                      max_cached_statement_lifetime=30)
