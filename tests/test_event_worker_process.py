@@ -118,3 +118,36 @@ def test_a_worker_process_whose_replica_is_gone_exits_at_once(server_env: dict[s
     done = subprocess.run([sys.executable, "-m", "server", "event-workers", "--parent-pid", "1"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "parent 1 is gone" in done.stderr
+
+
+def test_a_worker_process_stuck_on_a_silent_postgres_still_exits_after_sigterm(server_env: dict[str, str]) -> None:
+    """Postgres accepts and never answers: starting hangs (asyncpg waits a minute). SIGTERM ends the
+    process anyway, within GRACEFUL_SHUTDOWN_TIMEOUT and one more step, as a SIGKILL would (the
+    checkpoints make that safe)."""
+    import socket
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    env = {**os.environ, **server_env, "REPLICA_ID": "stuck", "GRACEFUL_SHUTDOWN_TIMEOUT": "1",
+           "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{port}/silent"}
+    proc = subprocess.Popen([sys.executable, "-m", "server", "event-workers", "--parent-pid", str(os.getpid())],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        accepted, _ = silent.accept()  # it is connecting: the handshake waits for an answer
+        time.sleep(0.5)
+        assert proc.poll() is None
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        assert code == 3 and time.monotonic() - started < 15, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+        accepted.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        silent.close()

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -37,6 +38,7 @@ log = logging.getLogger("replyhq.events.worker_process")
 ROOT = Path(__file__).resolve().parents[2]
 PUBLISH_EVERY_S = 1.0
 METRICS_TTL_S = 10  # a process that stopped publishing stops showing after this long
+STOP_STEP_S = 5.0  # the longest one step of stopping may take before the next goes on
 CHILD_POOL_MAX = 8  # the relay and each group hold one connection; catch-up and retention take one
 
 
@@ -87,8 +89,18 @@ async def run(settings: Settings, consumers: Sequence[Consumer], parent_pid: int
     """The worker process: run the workers until SIGTERM or the replica is gone."""
     exit_with_parent(parent_pid)
     stop = asyncio.Event()
+    # Whatever hangs once stopping began (starting up, a peer gone silent), the process ends:
+    # leaving without cleaning up is what a SIGKILL does, which the checkpoints and leases make safe.
+    watchdog = threading.Timer(settings.graceful_shutdown_timeout + STOP_STEP_S, os._exit, args=(3,))
+    watchdog.daemon = True
+
+    def stopping() -> None:
+        stop.set()
+        if not watchdog.is_alive():
+            watchdog.start()
+
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stopping)
     # Ctrl-C reaches the whole process group: the replica stops this process itself, in its turn.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     settings = msgspec.structs.replace(settings, db_pool_min=1, db_pool_max=min(settings.db_pool_max, CHILD_POOL_MAX))
@@ -107,20 +119,31 @@ async def run(settings: Settings, consumers: Sequence[Consumer], parent_pid: int
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), PUBLISH_EVERY_S)
     finally:
+        stopping()
         for worker in reversed(started):
-            try:
-                await worker.stop()
-            except Exception:
-                log.exception("stopping an event worker failed")
+            await _step(f"stopping {type(worker).__name__}", worker.stop())
         await _publish(redis, settings.replica_id, metrics)
-        await redis.aclose()
-        await pool.close()
+        await _step("closing Redis", redis.aclose())
+        if not await _step("closing the Postgres pool", pool.close()):
+            pool.terminate()
         log.info("event workers stopped")
+
+
+async def _step(what: str, done: Awaitable[None]) -> bool:
+    try:
+        await asyncio.wait_for(done, STOP_STEP_S)
+        return True
+    except TimeoutError:
+        log.error("event workers: %s took over %.0f s; going on", what, STOP_STEP_S)
+    except Exception:
+        log.exception("event workers: %s failed", what)
+    return False
 
 
 async def _publish(redis: aioredis.Redis, replica_id: str, metrics: Metrics) -> None:
     try:
-        await redis.set(metrics_key(replica_id), generate_latest(metrics.event_registry), ex=METRICS_TTL_S)
+        await asyncio.wait_for(redis.set(metrics_key(replica_id), generate_latest(metrics.event_registry),
+                                         ex=METRICS_TTL_S), PUBLISH_EVERY_S)
     except Exception as exc:  # Redis restarting: the next second publishes again
         log.debug("publishing event worker metrics: %r", exc)
 
