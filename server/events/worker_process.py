@@ -2,9 +2,10 @@
 
 They run in the replica's event loop (EVENT_WORKERS=inline) or, by default, in a worker process
 beside it (`python -m server event-workers`, started, restarted and stopped by the replica): the
-message path's event loop then spends nothing on relaying and consuming, which measured 10 to 12 %
-of its throughput (docs/benchmarks.md). The process publishes its metric families to Redis every
-second and the replica's /metrics shows them.
+event loop that carries every socket and group commit then spends nothing on relaying and
+consuming, and a crash or a stall of the workers leaves the replica serving (docs/benchmarks.md
+has what it changes). The process publishes its metric families to Redis every second and the
+replica's /metrics shows them.
 """
 
 from __future__ import annotations
