@@ -4,6 +4,7 @@ stream and applied once by consumer groups, through Redis losing its data."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -131,6 +132,35 @@ async def test_every_change_records_exactly_one_event(server: ServerProcess, wor
     assert set(types) <= set(EVENT_TYPES)
     bodies = [e["data"]["message"]["body"] for e in events if e["type"] == "message.created"]
     assert bodies == ["first", "second", "an answer", "a note"]
+
+
+async def test_a_message_event_carries_the_message_as_stored(server: ServerProcess, workspace: NewWorkspace,
+                                                             db: asyncpg.Pool) -> None:
+    """The replica builds message.created's data (not the group commit): it equals what Postgres
+    builds from the stored row, field for field, attachments, escapes and the time's format too."""
+    client = ReplyHQClient(server.url, workspace.publishable_key, user_id="exact")
+    await client.connect()
+    try:
+        conv = (await client.create_conversation(subject="exact"))["conversation"]
+        await client.send(conv["id"], 'quote " backslash \\ tab \t newline \n é 👋 \u2028',
+                          attachments=[{"url": "https://files.example/a.png", "name": "a \"b\"", "size": 0},
+                                       {"url": "https://files.example/b"}])
+        await client.send(conv["id"], "plain")
+    finally:
+        await client.close()
+    rows = await db.fetch(
+        """SELECT e.data::text AS stored, json_build_object('message', json_build_object(
+               'id', m.id, 'conversation_id', m.conversation_id, 'seq', m.seq, 'client_id', m.client_id,
+               'sender_kind', m.sender_kind, 'sender_id', m.sender_id, 'body', m.body,
+               'attachments', m.attachments::json, 'is_note', m.is_note,
+               'created_at', to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))::text AS built
+           FROM domain_events e JOIN messages m ON m.id = (e.data -> 'message' ->> 'id')::uuid
+           WHERE e.app_id = $1 AND e.type = 'message.created' ORDER BY m.seq""", workspace.app_id)
+    assert len(rows) == 2
+    for row in rows:
+        assert json.loads(row["stored"]) == json.loads(row["built"])
+    assert json.loads(rows[0]["stored"])["message"]["attachments"][0] == {
+        "url": "https://files.example/a.png", "name": 'a "b"', "content_type": None, "size": 0}
 
 
 def test_the_events_page_lists_every_type() -> None:
