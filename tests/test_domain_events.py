@@ -136,7 +136,7 @@ async def test_every_change_records_exactly_one_event(server: ServerProcess, wor
 
 async def test_a_message_event_carries_the_message_as_stored(server: ServerProcess, workspace: NewWorkspace,
                                                              db: asyncpg.Pool) -> None:
-    """The replica builds message.created's data (not the group commit): it equals what Postgres
+    """message.created's data, built in the group commit from the batch's input, equals what Postgres
     builds from the stored row, field for field, attachments, escapes and the time's format too."""
     client = ReplyHQClient(server.url, workspace.publishable_key, user_id="exact")
     await client.connect()

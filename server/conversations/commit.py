@@ -8,7 +8,7 @@ with StaleSeq and the actor reloads instead of writing a gap or a duplicate.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -48,39 +48,6 @@ class NewMessage:
     attachments_json: str
     is_note: bool
     created_at: datetime
-
-
-class _CreatedMessage(msgspec.Struct):
-    id: UUID
-    conversation_id: UUID
-    seq: int
-    client_id: str
-    sender_kind: str
-    sender_id: UUID | None
-    body: str
-    attachments: msgspec.Raw
-    is_note: bool
-    created_at: str
-
-
-class _MessageCreated(msgspec.Struct):
-    message: _CreatedMessage
-
-
-def message_created_data(new: list[NewMessage]) -> list[str]:
-    """The `message.created` data of each message, as JSON text. Built here rather than by
-    json_build_object in the group commit: most of what the event cost the message path was
-    building it there, on the path every send waits for (docs/benchmarks.md)."""
-    times: dict[datetime, str] = {}  # a batch's messages share their commit time
-    out = []
-    for m in new:
-        at = times.get(m.created_at)
-        if at is None:
-            at = times[m.created_at] = m.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        out.append(_encode(_MessageCreated(_CreatedMessage(
-            m.id, m.conversation_id, m.seq, m.client_id, m.sender_kind, m.sender_id, m.body,
-            msgspec.Raw(m.attachments_json.encode()), m.is_note, at))).decode())
-    return out
 
 
 async def load_states(conn: asyncpg.Connection | asyncpg.Pool, ids: list[UUID]) -> dict[UUID, ConversationState]:
@@ -171,11 +138,12 @@ logged AS (
     RETURNING 1
 ),
 ev AS (  -- message.created, in this same statement: the event commits with its message or not at all
-    -- $4: each new message's event data, built by the replica (message_created_data), in `new` order
     INSERT INTO domain_events (type, app_id, conversation_id, user_id, data)
-    SELECT 'message.created', new.a, new.c, adv.user_id, d.data::json
-    FROM new JOIN adv ON adv.id = new.c JOIN unnest($4::text[]) WITH ORDINALITY AS d(data, ord) ON d.ord = new.ord
-    ORDER BY new.ord
+    SELECT 'message.created', new.a, new.c, adv.user_id, json_build_object('message', json_build_object(
+               'id', new.i, 'conversation_id', new.c, 'seq', new.s, 'client_id', new.cid, 'sender_kind', new.sk,
+               'sender_id', new.sid, 'body', new.b, 'attachments', new.att::json, 'is_note', new.n,
+               'created_at', to_char(new.t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))
+    FROM new JOIN adv ON adv.id = new.c ORDER BY new.ord
     RETURNING 1
 )
 SELECT (SELECT array_agg(conversation_id) FROM dup) AS dup_conversations,
@@ -213,7 +181,7 @@ async def insert_messages(conn: asyncpg.Connection | asyncpg.Pool, new: list[New
                     agg["admin_at"] = m.created_at
     try:
         row = await conn.fetchrow(_COMMIT_SQL, _encode(new).decode(),
-                                  _encode(list(per_conv.values())).decode(), list(per_conv), message_created_data(new))
+                                  _encode(list(per_conv.values())).decode(), list(per_conv))
     except asyncpg.RaiseError as exc:
         raise StaleSeq(str(exc)) from None
     assert row is not None
