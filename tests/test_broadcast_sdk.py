@@ -305,6 +305,8 @@ async def test_a_reply_starts_one_conversation_linked_to_the_delivery_and_the_in
 
 # ---- the click redirect -------------------------------------------------------------------------------
 
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
 async def test_a_click_redirects_to_the_stored_url_and_is_recorded_once(
         bsdk_server: ServerProcess, pool: asyncpg.Pool, ws: NewWorkspace) -> None:
     run = await sent_run(pool, ws, ["ann", "bob"])
@@ -327,6 +329,8 @@ async def test_a_click_redirects_to_the_stored_url_and_is_recorded_once(
     forged = [click_tokens.sign("another-key-" + "y" * 40, d),  # signed with another key
               f"{bob_body}.{mac}",  # Ann's signature on Bob's delivery
               f"{body}.{mac[:-2]}{'AA' if mac[-2:] != 'AA' else 'BB'}",  # a tampered signature
+              f"{body}.{mac[:-1]}{_B64[_B64.index(mac[-1]) ^ 1]}",  # another spelling of the same bytes
+              f"{body}.{mac[:5]}!{mac[5:]}", f"{body[:3]}*{body[3:]}.{mac}",  # stray characters
               body, "x", f"{body}.{mac}.{mac}", "%00", "a" * 300]
     for bad in forged:
         status, location = await open_click(f"{bsdk_server.url}/v1/r/{bad}")
