@@ -30,8 +30,7 @@ def setup(app: Sanic, ctx: AppContext) -> None:
             for worker in ctx.event_workers:
                 await worker.start()
             return
-        child = worker_process.child(settings)
-        child.on_restart = ctx.metrics.event_worker_restarts.inc
+        child = worker_process.child(settings, on_restart=ctx.metrics.event_worker_restarts.inc)
         process.append(child)
         await child.start()
 

@@ -63,13 +63,14 @@ def build_workers(pool: asyncpg.Pool, redis: aioredis.Redis, settings: Settings,
     return workers
 
 
-def child(settings: Settings) -> SupervisedChild:
+def child(settings: Settings, on_restart: Callable[[], None]) -> SupervisedChild:
     """The replica's side: the worker process to start, with these settings exactly."""
     env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
     env.update(settings_env(settings))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     argv = [sys.executable, "-m", "server", "event-workers", "--parent-pid", str(os.getpid())]
-    return SupervisedChild("event worker process", argv, env, grace_s=settings.graceful_shutdown_timeout)
+    return SupervisedChild("event worker process", argv, env, grace_s=settings.graceful_shutdown_timeout,
+                           on_restart=on_restart)
 
 
 def published_metrics(redis_of: Callable[[], aioredis.Redis], replica_id: str) -> Callable[[], Awaitable[bytes]]:

@@ -35,10 +35,6 @@ class SupervisedChild:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
-
     async def start(self) -> None:
         await self._spawn()
         self._task = asyncio.create_task(self._watch(), name=f"supervise-{self.name}")
@@ -100,7 +96,7 @@ def die_with_parent(sig: int) -> None:
 def exit_with_parent(parent_pid: int) -> None:
     """In the child: receive SIGTERM when the parent dies, and exit now if it already has."""
     die_with_parent(signal.SIGTERM)
-    if os.getppid() != parent_pid:
+    if not parent_alive(parent_pid):
         raise SystemExit(f"parent {parent_pid} is gone")
 
 
