@@ -301,13 +301,22 @@ async def _events_progress(db_url: str, app_id: uuid.UUID) -> dict[str, int]:
 
 
 async def _seed_events(db_url: str, app_id: uuid.UUID, n: int) -> None:
+    """`n` message.created events, as the group commit records them: each names a stored message,
+    whose data every read builds from the messages row (so the relay's rate includes that)."""
     conn = await asyncpg.connect(db_url)
     try:
-        await conn.execute(
-            """INSERT INTO domain_events (type, app_id, user_id, data)
-               SELECT 'user.updated', $1, gen_random_uuid(), jsonb_build_object('user', jsonb_build_object('n', g),
-                      'changes', jsonb_build_array('attributes'))
-               FROM generate_series(1, $2) g""", app_id, n)
+        async with conn.transaction():
+            user = await conn.fetchval("INSERT INTO end_users (app_id, external_id) VALUES ($1, $2) RETURNING id",
+                                       app_id, f"backlog-{uuid.uuid4()}")
+            conv = await conn.fetchval("INSERT INTO conversations (app_id, user_id, last_seq) VALUES ($1, $2, $3) "
+                                       "RETURNING id", app_id, user, n)
+            await conn.execute(
+                """WITH m AS (
+                       INSERT INTO messages (app_id, conversation_id, seq, client_id, sender_kind, sender_id, body)
+                       SELECT $1, $2, g, 'backlog-' || g, 'user', $3, 'A backlog message, number ' || g
+                       FROM generate_series(1, $4) g RETURNING id, seq)
+                   INSERT INTO domain_events (type, app_id, conversation_id, user_id, message_id)
+                   SELECT 'message.created', $1, $2, $3, m.id FROM m ORDER BY m.seq""", app_id, conv, user, n)
     finally:
         await conn.close()
 

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from loadtests.sdk_client import ReplyHQClient
 from server.events.catalog import EVENT_TYPES
 from server.events.counts import EventCounts
-from server.events.store import START, Position, read_after
+from server.events.store import START, Position, list_for_app, read_after
 from server.tenancy.workspaces import NewWorkspace
 from tests.admin_helpers import call
 from tests.inbox_helpers import identify, owner_token, reply, start_conversation, teammate
@@ -25,9 +25,11 @@ from tests.support import ROOT, ServerProcess, http
 from workers.runtime.consumer_groups import ConsumerGroup
 
 
-async def _events(db: asyncpg.Pool, app_id: Any) -> list[asyncpg.Record]:
-    return await db.fetch("SELECT type, data, conversation_id, user_id FROM domain_events WHERE app_id = $1 "
-                          "ORDER BY seq", app_id)
+async def _events(db: asyncpg.Pool, app_id: Any) -> list[dict[str, Any]]:
+    """The workspace's events as readers get them (message.created's data is built when read)."""
+    found = await list_for_app(db, app_id, types=None, before=None, limit=10_000)
+    return [{"type": e.type, "data": json.loads(bytes(e.data)), "conversation_id": e.conversation_id,
+             "user_id": e.user_id} for e in reversed(found)]
 
 
 async def _wait(predicate: Callable[[], Any], timeout: float = 15.0) -> None:
@@ -134,10 +136,12 @@ async def test_every_change_records_exactly_one_event(server: ServerProcess, wor
     assert bodies == ["first", "second", "an answer", "a note"]
 
 
-async def test_a_message_event_carries_the_message_as_stored(server: ServerProcess, workspace: NewWorkspace,
-                                                             db: asyncpg.Pool) -> None:
-    """message.created's data, built in the group commit from the batch's input, equals what Postgres
-    builds from the stored row, field for field, attachments, escapes and the time's format too."""
+async def test_a_message_event_carries_the_message_as_the_api_shows_it(server: ServerProcess,
+                                                                       workspace: NewWorkspace,
+                                                                       db: asyncpg.Pool) -> None:
+    """message.created stores a reference, and every reader (the relay's, a consumer's catch-up, the
+    events route) builds its data from the stored message: field for field what the REST API shows,
+    attachments, escapes and the time's format too."""
     client = ReplyHQClient(server.url, workspace.publishable_key, user_id="exact")
     await client.connect()
     try:
@@ -148,19 +152,56 @@ async def test_a_message_event_carries_the_message_as_stored(server: ServerProce
         await client.send(conv["id"], "plain")
     finally:
         await client.close()
-    rows = await db.fetch(
-        """SELECT e.data::text AS stored, json_build_object('message', json_build_object(
-               'id', m.id, 'conversation_id', m.conversation_id, 'seq', m.seq, 'client_id', m.client_id,
-               'sender_kind', m.sender_kind, 'sender_id', m.sender_id, 'body', m.body,
-               'attachments', m.attachments::json, 'is_note', m.is_note,
-               'created_at', to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))::text AS built
-           FROM domain_events e JOIN messages m ON m.id = (e.data -> 'message' ->> 'id')::uuid
-           WHERE e.app_id = $1 AND e.type = 'message.created' ORDER BY m.seq""", workspace.app_id)
-    assert len(rows) == 2
-    for row in rows:
-        assert json.loads(row["stored"]) == json.loads(row["built"])
-    assert json.loads(rows[0]["stored"])["message"]["attachments"][0] == {
+    token = owner_token(server, workspace)
+    status, detail = call(server, "GET", f"/admin/api/conversations/{conv['id']}", token)
+    assert status == 200
+    shown = sorted(detail["messages"], key=lambda m: m["seq"])
+    assert len(shown) == 2
+    stored = await db.fetch("SELECT data, message_id FROM domain_events WHERE app_id = $1 AND "
+                            "type = 'message.created'", workspace.app_id)
+    assert [r["data"] for r in stored] == [None, None]  # a reference, not a copy
+    assert {str(r["message_id"]) for r in stored} == {m["id"] for m in shown}
+    status, listed = call(server, "GET", "/admin/api/events?type=message.created", token)
+    assert status == 200
+    assert [e["data"]["message"] for e in reversed(listed["events"])] == shown
+    relayed = [e for e in await read_after(db, START, 100_000)
+               if e.type == "message.created" and e.app_id == str(workspace.app_id)]
+    assert [json.loads(bytes(e.data))["message"] for e in relayed] == shown
+    assert shown[0]["attachments"][0] == {
         "url": "https://files.example/a.png", "name": 'a "b"', "content_type": None, "size": 0}
+
+
+async def test_a_message_deleted_before_its_event_is_read_reads_as_null_and_consumers_carry_on(
+        workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str) -> None:
+    """No route deletes a message, but an operator may delete a conversation by hand. Its
+    message.created events then read as {"message": null}, and the usage group counts what is left."""
+    from server.usage.consumer import UsageCounts
+
+    app = workspace.app_id
+    user = await db.fetchval("INSERT INTO end_users (app_id, external_id) VALUES ($1, 'gone') RETURNING id", app)
+    conv = await db.fetchval("INSERT INTO conversations (app_id, user_id) VALUES ($1, $2) RETURNING id", app, user)
+    async with db.acquire() as conn, conn.transaction():
+        for seq, kept in ((1, True), (2, False)):
+            target = conv if kept else await conn.fetchval(
+                "INSERT INTO conversations (app_id, user_id) VALUES ($1, $2) RETURNING id", app, user)
+            mid = await conn.fetchval(
+                """INSERT INTO messages (app_id, conversation_id, seq, client_id, sender_kind, sender_id, body)
+                   VALUES ($1, $2, $3, $4, 'user', $5, 'hi') RETURNING id""", app, target, seq, f"c{seq}", user)
+            await conn.execute("INSERT INTO domain_events (type, app_id, conversation_id, message_id) "
+                               "VALUES ('message.created', $1, $2, $3)", app, target, mid)
+    gone = await db.fetchval("SELECT conversation_id FROM messages WHERE client_id = 'c2' AND app_id = $1", app)
+    await db.execute("DELETE FROM conversations WHERE id = $1", gone)
+    events = [e for e in await _events(db, app) if e["type"] == "message.created"]
+    assert [e["data"]["message"] and e["data"]["message"]["client_id"] for e in events] == ["c1", None]
+    redis = aioredis.from_url(redis_url)
+    await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ('usage', '0', 0)")
+    try:
+        assert await ConsumerGroup(db, redis, UsageCounts(), replica_id="r1").catch_up() > 0
+        counted = await db.fetch("SELECT metric, count FROM usage_daily WHERE app_id = $1 AND metric LIKE 'messages%'",
+                                 app)
+        assert [(r["metric"], r["count"]) for r in counted] == [("messages.user", 1)]
+    finally:
+        await redis.aclose()
 
 
 def test_the_events_page_lists_every_type() -> None:

@@ -108,7 +108,7 @@ async def assert_events_exactly_once(db_url: str, timeout: float = 20) -> None:
     try:
         per_message = await conn.fetch(
             """SELECT m.id, count(e.seq) AS n FROM messages m LEFT JOIN domain_events e
-               ON e.type = 'message.created' AND (e.data -> 'message' ->> 'id')::uuid = m.id GROUP BY m.id""")
+               ON e.type = 'message.created' AND e.message_id = m.id GROUP BY m.id""")
         assert per_message and all(r["n"] == 1 for r in per_message), [dict(r) for r in per_message if r["n"] != 1]
         recount_sql = """SELECT app_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, type, count(*) AS n
                           FROM domain_events GROUP BY 1, 2, 3"""

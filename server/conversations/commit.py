@@ -137,12 +137,11 @@ logged AS (
     SELECT chg.user_id, bump.base + chg.k, 'message', chg.c, chg.s FROM chg JOIN bump ON bump.id = chg.user_id
     RETURNING 1
 ),
-ev AS (  -- message.created, in this same statement: the event commits with its message or not at all
-    INSERT INTO domain_events (type, app_id, conversation_id, user_id, data)
-    SELECT 'message.created', new.a, new.c, adv.user_id, json_build_object('message', json_build_object(
-               'id', new.i, 'conversation_id', new.c, 'seq', new.s, 'client_id', new.cid, 'sender_kind', new.sk,
-               'sender_id', new.sid, 'body', new.b, 'attachments', new.att::json, 'is_note', new.n,
-               'created_at', to_char(new.t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))
+ev AS (  -- message.created, in this same statement: the event commits with its message or not at all.
+         -- It names its message rather than copying it: readers build the data from the row
+         -- (server/events/store.py), and the commit writes about 650 bytes less an event.
+    INSERT INTO domain_events (type, app_id, conversation_id, user_id, message_id)
+    SELECT 'message.created', new.a, new.c, adv.user_id, new.i
     FROM new JOIN adv ON adv.id = new.c ORDER BY new.ord
     RETURNING 1
 )

@@ -36,7 +36,8 @@ class DomainEvent(msgspec.Struct, kw_only=True):
 
 # type -> (when it happens, the keys of `data`)
 EVENT_TYPES: dict[str, tuple[str, str]] = {
-    "message.created": ("a message or private note was committed (not on a resend)", "message"),
+    "message.created": ("a message or private note was committed (not on a resend)",
+                        "message (null if deleted by hand before the read)"),
     "receipt.updated": ("a participant's delivered/read high-water marks rose", "receipt"),
     "conversation.created": ("a conversation was started", "conversation"),
     "conversation.status_changed": ("status changed (open, closed, snoozed; a snooze that ends reopens)",

@@ -33,6 +33,20 @@ class Position(NamedTuple):
 
 START = Position(0, 0)
 
+# message.created names its message (`message_id`) rather than storing a copy: the copy was most
+# of what an event cost the group commit (migration 042). Its data is built here, when read, from
+# the message row: messages are never updated, so every read builds the same document, the message
+# as the REST API shows it (server/conversations/rows.py). A message gone with its conversation
+# (deleted by hand: no route deletes one) reads as {"message":null}. A scalar subquery, so one
+# primary-key probe for each such event and nothing for the others (coalesce stops at `data`).
+_MESSAGE_DATA = """(SELECT '{"message":{"id":"' || m.id || '","conversation_id":"' || m.conversation_id
+    || '","seq":' || m.seq || ',"client_id":' || to_json(m.client_id)::text
+    || ',"sender_kind":"' || m.sender_kind || '","sender_id":' || coalesce('"' || m.sender_id || '"', 'null')
+    || ',"body":' || to_json(m.body)::text || ',"attachments":' || m.attachments::text
+    || ',"is_note":' || CASE WHEN m.is_note THEN 'true' ELSE 'false' END
+    || ',"created_at":"' || to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"}}'
+    FROM messages m WHERE m.id = domain_events.message_id)"""
+
 # `tx` comes back as text (asyncpg has no xid8 codec); ORDER BY names the table's columns, since
 # an output column of the same name would sort as text ("1001" before "991").
 # Postgres builds the envelope (server/events/catalog.py DomainEvent) as JSON text: the relay
@@ -40,12 +54,13 @@ START = Position(0, 0)
 # Concatenated rather than json_build_object: the same document (no spaces) at half the cost,
 # about 2 µs an event instead of 4.5. Every piece is JSON already: the type through to_json,
 # the ids are uuids, the rest numbers and json (`data`, stored as the text it is: migration 035).
-_ENVELOPE = """('{"id":"evt_' || seq || '","type":' || to_json(type)::text || ',"app_id":"' || app_id
+_ENVELOPE = f"""('{{"id":"evt_' || seq || '","type":' || to_json(type)::text || ',"app_id":"' || app_id
     || '","occurred_at":"' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
     || '","conversation_id":' || coalesce('"' || conversation_id || '"', 'null')
     || ',"user_id":' || coalesce('"' || user_id || '"', 'null')
     || ',"admin_id":' || coalesce('"' || admin_id || '"', 'null')
-    || ',"version":' || version || ',"data":' || data::text || ',"position":"' || tx::text || '.' || seq || '"}')"""
+    || ',"version":' || version || ',"data":' || coalesce(data::text, {_MESSAGE_DATA}, '{{"message":null}}')
+    || ',"position":"' || tx::text || '.' || seq || '"}}')"""
 _COLUMNS = f"tx::text AS tx, seq, {_ENVELOPE} AS envelope"
 _VISIBLE_AFTER = """(tx, seq) > ($1::text::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot())"""
 

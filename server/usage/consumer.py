@@ -33,7 +33,7 @@ class _Message(msgspec.Struct):
 
 
 class _MessageData(msgspec.Struct):
-    message: _Message
+    message: _Message | None  # None: the message was deleted (with its conversation) before this read
 
 
 class _BatchData(msgspec.Struct):
@@ -93,6 +93,8 @@ class UsageCounts:
             n = 1
             if e.type == "message.created":
                 m = _decode_message(e.data).message
+                if m is None:  # nothing left to count, as a recount from the stored messages agrees
+                    continue
                 metric = message_metric(m.sender_kind, m.is_note)
                 if m.sender_kind == "user" and m.sender_id:
                     active = (e.app_id, e.occurred_at[:7], m.sender_id)

@@ -16,7 +16,7 @@ from server.conversations.models import Conversation, EndUser, Message
 
 
 class MessageData(msgspec.Struct, kw_only=True):
-    message: Message
+    message: Message | None  # null only if the message was deleted (with its conversation) before it was read
 
 
 class ConversationData(msgspec.Struct, kw_only=True):
