@@ -13,7 +13,7 @@ from actors.runtime.leases import PartitionLeases
 
 
 class LeasedWorker:
-    """`tick()` runs every `interval_s` while this replica holds the `kind` lease; it returns True
+    """`tick()` starts every `interval_s` while this replica holds the `kind` lease; it returns True
     when more work is waiting (then it runs again at once). An error is logged and retried later."""
 
     kind = "worker"
@@ -56,8 +56,10 @@ class LeasedWorker:
         give back what the ticks held on to (a connection)."""
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             more = False
+            started = loop.time()
             try:
                 if self.active:
                     more = await self.tick()
@@ -71,5 +73,5 @@ class LeasedWorker:
                 self.on_error()
                 await self.rest()
                 await asyncio.sleep(self.error_delay_s)
-            if not more:
-                await asyncio.sleep(self.interval_s)
+            if not more:  # ticks start every interval_s (a slow tick does not stretch the period)
+                await asyncio.sleep(max(0.0, self.interval_s - (loop.time() - started)))
