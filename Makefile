@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 NODE_STAMP := static/node_modules/.installed-$(shell cat static/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 N ?= 3
 
-.PHONY: run test lint typecheck check migrate bench bench-events-ab cluster loadtest browser clean fuzz
+.PHONY: run test lint typecheck check migrate bench bench-events-ab bench-commit-cost cluster loadtest browser clean fuzz
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -67,6 +67,10 @@ bench: $(STAMP) $(NODE_STAMP)
 # The messages scenario with the event log on and off (this commit with and without it), interleaved.
 bench-events-ab: $(STAMP) $(NODE_STAMP)
 	$(PY) -m loadtests.event_log_ab
+
+# The group commit's statement alone, with its message.created event, without it, and with the old copy.
+bench-commit-cost: $(STAMP)
+	$(PY) -m loadtests.commit_cost
 
 # N replicas (N=3) on one Postgres + Redis behind one address (HOST/PORT, default 127.0.0.1:8000).
 cluster: $(STAMP) $(NODE_STAMP)
