@@ -24,6 +24,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 
+from loadtests.process_cpu import cpu_seconds
 from server.dev.embedded import EmbeddedServices
 from server.platform.db.migrate import migrate
 from server.settings import Settings
@@ -32,17 +33,6 @@ from tests.support import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = ROOT / "loadtests" / "bench_driver.mjs"
-
-
-def _cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 # Process names of the services the bench starts, by the part of the run they count towards.
@@ -64,12 +54,12 @@ def _cpu_by_part(procs: list[psutil.Process], driver: subprocess.Popen[bytes]) -
     """CPU seconds so far of each part of the run: the replicas, their event worker processes,
     Postgres (every backend), Redis and the Node driver. On two cores they share, what one part saves
     the others can use: CPU per message says what a change costs more steadily than msgs/s does."""
-    parts = {"server": _cpu_seconds(procs), "event_workers": _cpu_seconds(_children(procs)), "postgres": 0.0,
-             "redis": 0.0, "driver": _cpu_seconds([psutil.Process(driver.pid)])}
+    parts = {"server": cpu_seconds(procs), "event_workers": cpu_seconds(_children(procs)), "postgres": 0.0,
+             "redis": 0.0, "driver": cpu_seconds([psutil.Process(driver.pid)])}
     for p in psutil.process_iter(["name"]):
         part = _PART_OF.get(p.info["name"] or "")
         if part is not None:
-            parts[part] += _cpu_seconds([p])
+            parts[part] += cpu_seconds([p])
     return parts
 
 
@@ -172,7 +162,7 @@ def run_messages(urls: list[str], api_key: str, clients: int, warmup: float, dur
                       "warmupS": warmup, "durationS": duration})
     _wait_phase(driver, "measuring", timeout=600)
     # Server CPU and memory over the measured window only.
-    cpu0, parts0, t0 = _cpu_seconds(procs), _cpu_by_part(procs, driver), time.monotonic()
+    cpu0, parts0, t0 = cpu_seconds(procs), _cpu_by_part(procs, driver), time.monotonic()
     rss_peak = 0.0
     killed = False
     parts1: dict[str, float] | None = None
@@ -185,7 +175,7 @@ def run_messages(urls: list[str], api_key: str, clients: int, warmup: float, dur
             killed = True
         time.sleep(0.25)
     elapsed = time.monotonic() - t0
-    cpu_pct = (_cpu_seconds(procs) - cpu0) / elapsed * 100
+    cpu_pct = (cpu_seconds(procs) - cpu0) / elapsed * 100
     result = _result(driver, duration + 300)
     # CPU milliseconds per acknowledged message, by part, over the window's first duration - 1 s.
     per_msg: dict[str, float] = {}

@@ -33,6 +33,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 
+from loadtests.process_cpu import cpu_seconds
 from server.conversations import commit
 from server.dev.embedded import EmbeddedPostgres
 from server.platform.db.migrate import migrate
@@ -119,16 +120,8 @@ async def _slice(pool: asyncpg.Pool, writers: list[Writer], sql: str, seconds: f
     return done
 
 
-def _postgres_cpu(root: psutil.Process) -> float:
-    procs = [root, *root.children(recursive=True)]
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
+def _with_children(p: psutil.Process) -> list[psutil.Process]:
+    return [p, *p.children(recursive=True)]  # Postgres: the postmaster, its backends and workers
 
 
 async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -147,11 +140,11 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         results: dict[str, list[tuple[float, float, float]]] = {v: [] for v in sqls}
         for r in range(args.rounds):
             for name in (list(sqls) if r % 2 == 0 else list(reversed(sqls))):
-                cpu0, wal0 = _postgres_cpu(postmaster), await pool.fetchval(_WAL)
+                cpu0, wal0 = cpu_seconds(_with_children(postmaster)), await pool.fetchval(_WAL)
                 t0 = time.monotonic()
                 n = await _slice(pool, writers, sqls[name], args.slice, args.batch)
                 elapsed = time.monotonic() - t0
-                cpu = _postgres_cpu(postmaster) - cpu0
+                cpu = cpu_seconds(_with_children(postmaster)) - cpu0
                 wal = float(await pool.fetchval(_WAL) - wal0)
                 results[name].append((n / elapsed, cpu / n * 1e6, wal / n))
         await pool.close()
