@@ -41,8 +41,9 @@ from server.platform.db.pool import init_connection
 from server.tenancy.workspaces import create_workspace
 
 _WAL = "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"
-_EVENT_START = "ev AS ("
-_EVENT_END = "SELECT (SELECT array_agg(conversation_id) FROM dup)"
+# Where the statement's event part begins, and the text that follows it (the test checks both).
+EVENT_START = "ev AS ("
+EVENT_END = "SELECT (SELECT array_agg(conversation_id) FROM dup)"
 # The event as it was recorded before migration 042: the message's JSON built in the statement.
 _COPY_EVENT = """ev AS (
     INSERT INTO domain_events (type, app_id, conversation_id, user_id, data)
@@ -59,7 +60,7 @@ BODY = "Hello there, this is a fairly ordinary message of support chat length."
 
 def variants() -> dict[str, str]:
     sql = commit._COMMIT_SQL
-    head, tail = sql[:sql.index(_EVENT_START)], sql[sql.index(_EVENT_END):]
+    head, tail = sql[:sql.index(EVENT_START)], sql[sql.index(EVENT_END):]
     return {"current": sql, "none": head + "ev AS (SELECT 1 WHERE false)\n" + tail, "copy": head + _COPY_EVENT + tail}
 
 

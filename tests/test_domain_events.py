@@ -179,18 +179,16 @@ async def test_a_message_deleted_before_its_event_is_read_reads_as_null_and_cons
 
     app = workspace.app_id
     user = await db.fetchval("INSERT INTO end_users (app_id, external_id) VALUES ($1, 'gone') RETURNING id", app)
-    conv = await db.fetchval("INSERT INTO conversations (app_id, user_id) VALUES ($1, $2) RETURNING id", app, user)
-    async with db.acquire() as conn, conn.transaction():
-        for seq, kept in ((1, True), (2, False)):
-            target = conv if kept else await conn.fetchval(
-                "INSERT INTO conversations (app_id, user_id) VALUES ($1, $2) RETURNING id", app, user)
-            mid = await conn.fetchval(
-                """INSERT INTO messages (app_id, conversation_id, seq, client_id, sender_kind, sender_id, body)
-                   VALUES ($1, $2, $3, $4, 'user', $5, 'hi') RETURNING id""", app, target, seq, f"c{seq}", user)
-            await conn.execute("INSERT INTO domain_events (type, app_id, conversation_id, message_id) "
-                               "VALUES ('message.created', $1, $2, $3)", app, target, mid)
-    gone = await db.fetchval("SELECT conversation_id FROM messages WHERE client_id = 'c2' AND app_id = $1", app)
-    await db.execute("DELETE FROM conversations WHERE id = $1", gone)
+    convs = []
+    for client_id in ("c1", "c2"):  # one message in each of two conversations, recorded as the commit does
+        conv = await db.fetchval("INSERT INTO conversations (app_id, user_id) VALUES ($1, $2) RETURNING id", app, user)
+        await db.execute(
+            """WITH m AS (INSERT INTO messages (app_id, conversation_id, seq, client_id, sender_kind, sender_id, body)
+                          VALUES ($1, $2, 1, $3, 'user', $4, 'hi') RETURNING id)
+               INSERT INTO domain_events (type, app_id, conversation_id, message_id)
+               SELECT 'message.created', $1, $2, id FROM m""", app, conv, client_id, user)
+        convs.append(conv)
+    await db.execute("DELETE FROM conversations WHERE id = $1", convs[1])
     events = [e for e in await _events(db, app) if e["type"] == "message.created"]
     assert [e["data"]["message"] and e["data"]["message"]["client_id"] for e in events] == ["c1", None]
     redis = aioredis.from_url(redis_url)

@@ -30,13 +30,13 @@ def test_the_event_log_off_patch_still_applies_to_the_tree_and_removes_each_part
 def test_the_commit_cost_bench_still_finds_the_event_in_the_group_commit() -> None:
     """`make bench-commit-cost` swaps the commit statement's event part: each variant must differ
     from the others in that part alone, or the bench measures nothing."""
-    from loadtests.commit_cost import variants
+    from loadtests.commit_cost import EVENT_END, EVENT_START, variants
     from server.conversations.commit import _COMMIT_SQL
 
     found = variants()
     assert found["current"] == _COMMIT_SQL
     assert "INSERT INTO domain_events" not in found["none"]
     assert "message_id" in found["current"] and "json_build_object('message'" in found["copy"]
-    heads = {sql[:sql.index("ev AS (")] for sql in found.values()}
-    tails = {sql[sql.index("SELECT (SELECT array_agg(conversation_id) FROM dup)"):] for sql in found.values()}
+    heads = {sql[:sql.index(EVENT_START)] for sql in found.values()}
+    tails = {sql[sql.index(EVENT_END):] for sql in found.values()}
     assert len(heads) == 1 and len(tails) == 1
