@@ -2,6 +2,9 @@
 //   mode "messages": each client has a sender socket and an observer socket (the same user's second
 //     device) in its own conversation; it sends, waits for the ack, sends again (closed loop).
 //     Retryable errors (503, timeouts) are retried with the same client_id, like the SDKs do.
+//     With `rate` (messages per second in all), each client also keeps to its share of it: it sends
+//     when its next turn is due, never earlier, and a client that fell behind does not burst to
+//     catch up (so the offered load is at most `rate`; acks that take long lower it).
 //   mode "storm": opens `clients` sockets at once, reports how long until all connected, then holds
 //     them idle for `holdS` seconds (the runner measures server memory meanwhile).
 //   mode "soak": `clients` sockets, one user at a time each, send one message to every conversation
@@ -16,7 +19,7 @@ const require = createRequire(import.meta.url);
 const { io } = require(process.env.SIO_CLIENT || "../static/node_modules/socket.io-client");
 
 const cfg = JSON.parse(process.argv[2]);
-const { mode = "messages", urls, apiKey, clients, warmupS = 0, durationS = 0, holdS = 0, runId } = cfg;
+const { mode = "messages", urls, apiKey, clients, warmupS = 0, durationS = 0, holdS = 0, runId, rate = 0 } = cfg;
 const pct = (a, p) => { if (!a.length) return null; const s = Float64Array.from(a).sort(); return +s[Math.min(s.length - 1, Math.floor(p / 100 * s.length))].toFixed(2); };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -68,7 +71,14 @@ async function messages() {
   }
   async function loop(c, i) {
     let n = 0;
+    const every = rate > 0 ? clients / rate * 1000 : 0;  // ms between this client's sends
+    let due = performance.now() + Math.random() * every;  // spread the clients' turns
     while (!stopping) {
+      if (every) {
+        const now = performance.now();
+        if (due > now) await sleep(due - now);
+        due = Math.max(due, performance.now() - every) + every;
+      }
       const clientId = `${runId}-${i}-${n++}`;
       const t0 = performance.now();
       sentAt.set(clientId, t0);
