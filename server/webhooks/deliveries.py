@@ -3,7 +3,15 @@
 It runs inside the transaction that moves the group's checkpoint (workers/runtime/consumer_groups.py),
 so the deliveries of a batch and the progress past it commit together; a redelivered batch is
 skipped by the checkpoint, and `UNIQUE (event_id, endpoint_id)` would refuse a second row anyway.
-An endpoint gets the events that happened after it was created, of the types it subscribed to.
+An endpoint gets the events recorded after it was created (by position: its own transaction's
+`webhook.endpoint_created` is the first), of the types it subscribed to.
+
+Most workspaces have no endpoint, and a batch for none of those that do needs no transaction: the
+group knows which workspaces have one, enabled or not (loaded by `refresh`, and learned from the
+`webhook.endpoint_created` events it reads: one comes before any event its endpoint is owed, as both
+follow the position order) and passes over the rest in memory. Whether an endpoint is enabled is
+still read in the transaction, as before. An endpoint inserted by hand, without its event, is seen
+from the group's next refresh (its first batch after a restart, or after another replica's).
 """
 
 from __future__ import annotations
@@ -34,10 +42,10 @@ _INSERT = f"""
 WITH ins AS (
     INSERT INTO webhook_deliveries (app_id, endpoint_id, event_id, message_id, event_type, payload, event_at)
     SELECT ep.app_id, ep.id, x.seq, 'evt_' || x.seq, x.type, x.payload, x.at
-    FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])
-        AS x(app_id, seq, type, payload, at)
+    FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+        AS x(app_id, seq, type, payload, at, tx)
     JOIN webhook_endpoints ep ON ep.app_id = x.app_id AND ep.enabled AND ep.created_at <= x.at
-         AND (ep.event_types IS NULL OR x.type = ANY(ep.event_types))
+         AND ep.created_tx <= x.tx::xid8 AND (ep.event_types IS NULL OR x.type = ANY(ep.event_types))
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
     RETURNING 1
 )
@@ -51,9 +59,31 @@ def body(event: DomainEvent) -> bytes:
 
 class WebhookDeliveries:
     name = "webhooks"
-    types = DELIVERED_TYPES
+
+    def __init__(self) -> None:
+        # Workspaces that have (or had, since the last refresh) an endpoint; None: not loaded.
+        self._hooked: set[str] | None = None
+
+    async def refresh(self, conn: asyncpg.Connection) -> None:
+        self._hooked = {r["app_id"] for r in await conn.fetch(
+            "SELECT DISTINCT app_id::text AS app_id FROM webhook_endpoints")}
+
+    def forget(self) -> None:
+        self._hooked = None
+
+    def relevant(self, events: list[DomainEvent]) -> bool:
+        hooked = self._hooked
+        if hooked is None:
+            return True
+        self._learn(events)
+        return any(e.type in DELIVERED_TYPES and e.app_id in hooked for e in events)
+
+    def _learn(self, events: list[DomainEvent]) -> None:
+        if self._hooked is not None:
+            self._hooked.update(e.app_id for e in events if e.type == "webhook.endpoint_created")
 
     async def apply(self, conn: asyncpg.Connection, events: list[DomainEvent]) -> None:
+        self._learn(events)
         candidates = [e for e in events if e.type in DELIVERED_TYPES]
         if not candidates:
             return
@@ -66,4 +96,5 @@ class WebhookDeliveries:
             return
         await conn.execute(
             _INSERT, [e.app_id for e in todo], [int(e.id.removeprefix("evt_")) for e in todo], [e.type for e in todo],
-            [body(e).decode() for e in todo], [parse_time(e.occurred_at) for e in todo])
+            [body(e).decode() for e in todo], [parse_time(e.occurred_at) for e in todo],
+            [e.position.partition(".")[0] for e in todo])

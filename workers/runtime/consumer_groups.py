@@ -68,7 +68,13 @@ class Consumer(Protocol):
     after a rollback): the place to remember what is now certainly stored; `types`, the event
     types it has any effect for (absent: all). A batch with none of them has no effect to commit:
     the group moves past it in memory and writes its checkpoint at most every SKIP_SAVE_S (a
-    successor that starts from an older checkpoint reads those events again, to no effect); and
+    successor that starts from an older checkpoint reads those events again, to no effect);
+    `relevant(events)`, instead of `types`, for a finer test: False only if the batch certainly has
+    no effect. It sees every event this replica's group reaches through the stream, in order, so it
+    may learn from them (webhooks: which workspaces have an endpoint); what it cannot have seen
+    (events another replica applied, a restart) is made up for by `refresh(conn)`, called inside a
+    batch's transaction whenever the checkpoint it locked is past the last event this replica saw
+    (and on the group's first batch); and
     `interval_s`, the least time between its batches while it keeps up (absent: 0, a batch per
     relay cycle). A consumer whose effect may wait that long (counters, statistics) commits one
     transaction per interval instead of one per relay cycle; a backlog is still read at full speed.
@@ -109,6 +115,8 @@ class ConsumerGroup:
         self._passed = 0  # events passed over since the last save
         types = getattr(consumer, "types", None)
         self._types: frozenset[str] | None = frozenset(types) if types is not None else None
+        self._relevant = getattr(consumer, "relevant", None)
+        self._refresh = getattr(consumer, "refresh", None)
         # Entries applied but not yet acknowledged: the acknowledgement rides on the next read.
         self._unacked: list[bytes] = []
         # One connection held by the running loop (a pool round trip resets the connection, a
@@ -252,19 +260,22 @@ class ConsumerGroup:
             if todo is not None:  # the usual case: the next events, none lacking
                 if not todo:
                     return 0  # all applied before (a redelivery, or the relay appending again)
-                if self._nothing_for_consumer(todo) and time.monotonic() - self._saved_at < SKIP_SAVE_S:
+                idle = self._nothing_for_consumer(todo)
+                if idle and time.monotonic() - self._saved_at < SKIP_SAVE_S:
                     self._cursor = cursor
                     self._passed += len(todo)
                     self._applied(todo, committed=False)
                     return len(todo)
                 try:
-                    return await self._apply_following(self._saved, cursor, todo)
+                    return await self._apply_following(self._saved, cursor, todo, idle)
                 except _CheckpointMoved:
                     self._cursor = self._saved = None
         async with self._connection() as conn, conn.transaction():
             row = await conn.fetchrow(_CHECKPOINT_SQL, self.name)  # one round trip: it is on every batch
             checkpoint = Position(int(row["tx"]), row["seq"])
             self._observe(checkpoint, row)
+            if self._refresh is not None and (self._cursor is None or checkpoint > self._cursor):
+                await self._refresh(conn)  # events up to the checkpoint were applied unseen here
             todo = []
             cursor = checkpoint
             if runs is None:
@@ -291,6 +302,8 @@ class ConsumerGroup:
         return len(todo)
 
     def _nothing_for_consumer(self, todo: list[DomainEvent]) -> bool:
+        if self._relevant is not None:
+            return not self._relevant(todo)
         types = self._types
         return types is not None and not any(e.type in types for e in todo)
 
@@ -299,16 +312,18 @@ class ConsumerGroup:
         self._saved_at = time.monotonic()
         self._passed = 0
 
-    async def _apply_following(self, checkpoint: Position, cursor: Position, todo: list[DomainEvent]) -> int:
+    async def _apply_following(self, checkpoint: Position, cursor: Position, todo: list[DomainEvent],
+                               idle: bool) -> int:
         """Apply events that follow on from `checkpoint`, where this replica saved it (what lies between
-        it and `todo` was passed over: nothing for the consumer), up to `cursor`."""
+        it and `todo` was passed over: nothing for the consumer), up to `cursor`; `idle`: `todo` has
+        nothing for the consumer either (only the checkpoint moves)."""
         async with self._connection() as conn, conn.transaction():
             row = await conn.fetchrow(_MOVE_SQL, self.name, str(checkpoint.tx), checkpoint.n, str(cursor.tx),
                                       cursor.n, len(todo) + self._passed)
             if row is None:
                 raise _CheckpointMoved
             self._observe(checkpoint, row)
-            if not self._nothing_for_consumer(todo):
+            if not idle:
                 await self.consumer.apply(conn, todo)
         self._saved_here(cursor)
         self._applied(todo)
