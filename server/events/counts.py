@@ -13,8 +13,7 @@ from server.events.catalog import DomainEvent
 
 class EventCounts:
     name = "event-counts"
-    # Counts may trail by a second: one transaction a second rather than one per relay cycle, which
-    # on a busy two-core machine cost the message path about 4 % (docs/benchmarks.md).
+    # Counts may trail by a second: one transaction a second rather than one per relay cycle.
     interval_s = 1.0
 
     async def apply(self, conn: asyncpg.Connection, events: list[DomainEvent]) -> None:
