@@ -85,6 +85,9 @@ async def test_an_endpoint_gets_every_event_after_it_and_workspaces_without_one_
         for entry in await stream.next():
             assert await r1.handle([entry]) == 1
         assert await _checkpoint(db) == saved  # passed over: no endpoint anywhere, no transaction
+        assert await r1.catch_up() == 0  # a quiet moment saves what was passed over, reads none of it again
+        assert await _checkpoint(db) == stream.prev.n
+        saved = await _checkpoint(db)
 
         before = await _user_updated(db, b, 1)
         await _endpoint(db, b)

@@ -247,6 +247,14 @@ class ConsumerGroup:
 
     async def catch_up(self) -> int:
         """Apply what Postgres holds past the checkpoint (the stream may have lost it)."""
+        if self._cursor is not None and self._saved is not None and self._cursor != self._saved:
+            # Write the checkpoint past what was passed over first: read from the older one, all of
+            # that would be read and handed to the consumer again (a quiet second after a backlog
+            # passed over in memory: up to a second of it).
+            try:
+                await self._apply_following(self._saved, self._cursor, [], idle=True)
+            except _CheckpointMoved:
+                self._cursor = self._saved = None
         total = 0
         while True:
             applied = await self._apply(None)
