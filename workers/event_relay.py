@@ -106,6 +106,10 @@ class EventRelay(LeasedWorker):
         count = sum(entry.size for entry in entries)
         if self.metrics is not None:
             self.metrics.events_relayed.inc(count)
-            # The oldest event's wait, the longest in the batch (a sample per batch is enough).
-            self.metrics.events_relay_delay.observe(max(0.0, time.time() - min(e.oldest for e in entries)))
+            # Each entry's oldest event's wait, the longest of its (up to ENTRY_EVENTS) events: a
+            # bound on each, weighed about by how many there are (a sample per batch weighed a stall's
+            # big batch like a quiet one).
+            now = time.time()
+            for entry in entries:
+                self.metrics.events_relay_delay.observe(max(0.0, now - entry.oldest))
         return count

@@ -53,6 +53,9 @@ RETURNING r.tx::text AS kept_tx, r.seq AS kept_seq, l.seq AS relayed_seq
 """
 
 
+# One event in this many has its delay observed (replyhq_event_consumer_delay_seconds).
+DELAY_SAMPLE_EVERY = 8
+
 # How long a group may move past batches with nothing for it before its checkpoint is written.
 SKIP_SAVE_S = 1.0
 
@@ -113,6 +116,7 @@ class ConsumerGroup:
         self._saved: Position | None = None
         self._saved_at = 0.0
         self._passed = 0  # events passed over since the last save
+        self._counted = 0  # events applied so far, modulo DELAY_SAMPLE_EVERY: which to sample next
         types = getattr(consumer, "types", None)
         self._types: frozenset[str] | None = frozenset(types) if types is not None else None
         self._relevant = getattr(consumer, "relevant", None)
@@ -349,12 +353,14 @@ class ConsumerGroup:
             self._committed(todo)
         if self._m_applied is not None and self._m_delay is not None:
             self._m_applied.inc(len(todo))
-            # The batch's oldest and newest events bound its delays: two samples per batch are
-            # enough for the histogram (parsing every event's time cost more than applying it).
+            # Every DELAY_SAMPLE_EVERY-th event, counted across batches: each sample stands for as
+            # many events, so the histogram's quantiles are the events' (parsing every event's time
+            # cost more than applying it; sampling per batch would weigh a small batch like a big one).
             now = time.time()
-            self._m_delay.observe(todo[0].age_s(now))
-            if len(todo) > 1:
-                self._m_delay.observe(todo[-1].age_s(now))
+            first = -self._counted % DELAY_SAMPLE_EVERY
+            for e in todo[first::DELAY_SAMPLE_EVERY]:
+                self._m_delay.observe(e.age_s(now))
+            self._counted = (self._counted + len(todo)) % DELAY_SAMPLE_EVERY
 
     def _check_retention(self, checkpoint: Position, mark: Position) -> None:
         behind = checkpoint < mark
