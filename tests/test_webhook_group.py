@@ -66,8 +66,11 @@ async def test_an_endpoint_gets_every_event_after_it_and_workspaces_without_one_
     where it was (nothing committed). An endpoint created meanwhile is learned from its
     `webhook.endpoint_created`, read before the events it is owed: each of those is delivered,
     none before it. Replica r2, which never read that event (r1 applied it), reloads what it knows
-    before applying past it, so its batches that follow on from its own deliver too."""
-    monkeypatch.setattr(consumer_groups, "SKIP_SAVE_S", 600.0)  # however slow the machine, no timed save
+    before it passes anything over again (at most every REFRESH_EVERY_S; until then it applies),
+    so its batches that follow on from its own deliver too."""
+    # However slow the machine: no save on a timer, and a refresh only when none came before.
+    monkeypatch.setattr(consumer_groups, "SKIP_SAVE_S", 600.0)
+    monkeypatch.setattr(consumer_groups, "REFRESH_EVERY_S", 600.0)
     redis = aioredis.from_url(redis_url)
     a, b = workspace.app_id, other_workspace.app_id
     await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ('webhooks', '0', 0)")
@@ -105,6 +108,18 @@ async def test_an_endpoint_gets_every_event_after_it_and_workspaces_without_one_
             assert await r2.handle([entry]) == 1
         assert await _delivered(db, b) == {*owed, *more}
         assert not await _delivered(db, a) and not set(before) & await _delivered(db, b)
+
+        # r1 applies one more (r2 cannot tell what came in it), then r2 reads on: refreshed moments
+        # ago, it does not refresh again yet, so it applies even a batch with nothing in it for
+        # anyone (the transaction decides) rather than pass it over on what it knew.
+        late = await _user_updated(db, b, 1)
+        await r1.handle(await stream.next())  # with the two of a's that r2 passed over unsaved
+        await _user_updated(db, a, 1)
+        assert await r2.handle(await stream.next()) == 1  # the checkpoint had moved: locked, and r2 takes note
+        quiet = await _user_updated(db, a, 1)
+        assert await r2.handle(await stream.next()) == 1
+        assert await _checkpoint(db) == quiet[0]  # applied in a transaction, not passed over
+        assert await _delivered(db, b) == {*owed, *more, *late}
     finally:
         await redis.aclose()
 

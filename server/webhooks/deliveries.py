@@ -11,7 +11,7 @@ group knows which workspaces have one, enabled or not (loaded by `refresh`, and 
 `webhook.endpoint_created` events it reads: one comes before any event its endpoint is owed, as both
 follow the position order) and passes over the rest in memory. Whether an endpoint is enabled is
 still read in the transaction, as before. An endpoint inserted by hand, without its event, is seen
-from the group's next refresh (its first batch after a restart, or after another replica's).
+from the group's next refresh (after a restart, or once another replica applied some events).
 """
 
 from __future__ import annotations

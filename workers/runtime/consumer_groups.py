@@ -56,6 +56,9 @@ RETURNING r.tx::text AS kept_tx, r.seq AS kept_seq, l.seq AS relayed_seq
 # One event in this many has its delay observed (replyhq_event_consumer_delay_seconds).
 DELAY_SAMPLE_EVERY = 8
 
+# The least time between two refreshes of what a consumer's `relevant` knows (see Consumer).
+REFRESH_EVERY_S = 1.0
+
 # How long a group may move past batches with nothing for it before its checkpoint is written.
 SKIP_SAVE_S = 1.0
 
@@ -75,9 +78,10 @@ class Consumer(Protocol):
     `relevant(events)`, instead of `types`, for a finer test: False only if the batch certainly has
     no effect. It sees every event this replica's group reaches through the stream, in order, so it
     may learn from them (webhooks: which workspaces have an endpoint); what it cannot have seen
-    (events another replica applied, a restart) is made up for by `refresh(conn)`, called inside a
-    batch's transaction whenever the checkpoint it locked is past the last event this replica saw
-    (and on the group's first batch); and
+    (events another replica applied, a restart) is made up for by `refresh(conn)`, called before
+    `relevant` is asked again once a batch's locked checkpoint was past the last event this replica
+    saw (and before the first time), at most every REFRESH_EVERY_S: until then such batches are
+    applied; and
     `interval_s`, the least time between its batches while it keeps up (absent: 0, a batch per
     relay cycle). A consumer whose effect may wait that long (counters, statistics) commits one
     transaction per interval instead of one per relay cycle; a backlog is still read at full speed.
@@ -121,6 +125,10 @@ class ConsumerGroup:
         self._types: frozenset[str] | None = frozenset(types) if types is not None else None
         self._relevant = getattr(consumer, "relevant", None)
         self._refresh = getattr(consumer, "refresh", None)
+        # Events up to the cursor went by unseen here (another replica applied them, or a restart),
+        # so what `relevant` learned may be short of them until the next refresh.
+        self._unseen = True
+        self._refreshed_at = float("-inf")
         # Entries applied but not yet acknowledged: the acknowledgement rides on the next read.
         self._unacked: list[bytes] = []
         # One connection held by the running loop (a pool round trip resets the connection, a
@@ -272,7 +280,7 @@ class ConsumerGroup:
             if todo is not None:  # the usual case: the next events, none lacking
                 if not todo:
                     return 0  # all applied before (a redelivery, or the relay appending again)
-                idle = self._nothing_for_consumer(todo)
+                idle = await self._nothing_for_consumer(todo)
                 if idle and time.monotonic() - self._saved_at < SKIP_SAVE_S:
                     self._cursor = cursor
                     self._passed += len(todo)
@@ -286,8 +294,8 @@ class ConsumerGroup:
             row = await conn.fetchrow(_CHECKPOINT_SQL, self.name)  # one round trip: it is on every batch
             checkpoint = Position(int(row["tx"]), row["seq"])
             self._observe(checkpoint, row)
-            if self._refresh is not None and (self._cursor is None or checkpoint > self._cursor):
-                await self._refresh(conn)  # events up to the checkpoint were applied unseen here
+            if self._cursor is None or checkpoint > self._cursor:
+                self._unseen = True  # events up to the checkpoint were applied without this replica
             todo = []
             cursor = checkpoint
             if runs is None:
@@ -313,8 +321,17 @@ class ConsumerGroup:
         self._applied(todo)
         return len(todo)
 
-    def _nothing_for_consumer(self, todo: list[DomainEvent]) -> bool:
+    async def _nothing_for_consumer(self, todo: list[DomainEvent]) -> bool:
         if self._relevant is not None:
+            if self._unseen and self._refresh is not None:
+                # At most one refresh every REFRESH_EVERY_S (with replicas taking turns, a batch
+                # seldom follows on from the last one here); until then the batch is applied, and the
+                # transaction decides, as for a consumer that cannot tell.
+                if time.monotonic() - self._refreshed_at < REFRESH_EVERY_S:
+                    return False
+                async with self._connection() as conn:
+                    await self._refresh(conn)
+                self._refreshed_at, self._unseen = time.monotonic(), False
             return not self._relevant(todo)
         types = self._types
         return types is not None and not any(e.type in types for e in todo)
