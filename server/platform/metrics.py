@@ -59,7 +59,7 @@ class Metrics:
                                               registry=r)
         self.event_consumer_delay = Histogram(
             "replyhq_event_consumer_delay_seconds",
-            "From an event's transaction to the commit of its effect by the group (one event in 8)", ["group"],
+            "From an event's transaction to the commit of its effect by the group (one event in 32)", ["group"],
             registry=r, buckets=(0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.5, 1,
                                  2.5, 5, 10, 60))
         self.event_consumer_lag = Gauge("replyhq_event_consumer_lag_events",

@@ -54,7 +54,7 @@ RETURNING r.tx::text AS kept_tx, r.seq AS kept_seq, l.seq AS relayed_seq
 
 
 # One event in this many has its delay observed (replyhq_event_consumer_delay_seconds).
-DELAY_SAMPLE_EVERY = 8
+DELAY_SAMPLE_EVERY = 32
 
 # The least time between two refreshes of what a consumer's `relevant` knows (see Consumer).
 REFRESH_EVERY_S = 1.0
