@@ -119,9 +119,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Days domain events are kept in Postgres (workers/event_retention.py); consumers must keep up.
     event_retention_days: Annotated[int, Meta(ge=1, le=3650)] = 30
     # Seconds from the start of one event relay read to the next (at once when a read filled its
-    # batch): the floor of event latency, and what relaying and consuming cost per second (a read,
-    # an append and a consumer transaction per cycle, however few events). 40 ms keeps
-    # commit-to-consumer p99 near 100 ms on two busy cores; 60 ms cost 1-2 % less (docs/benchmarks.md).
+    # batch): the floor of event latency, and what relaying and consuming cost per second (a read and
+    # an append per cycle, however few events, and a stream read for each group that follows the
+    # relay). 40 ms gave a commit-to-consumer p99 of at most 75 ms at 5,000 msgs/s on two cores;
+    # 60 ms cost 1-2 % less (docs/benchmarks.md).
     event_relay_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.04
     # Where the relay, the consumer groups and retention run: "process", a worker process beside
     # the replica (it starts, restarts and stops it), so the message path's event loop carries none

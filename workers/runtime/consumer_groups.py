@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple, Protocol
 
 import asyncpg
@@ -121,9 +121,12 @@ class ConsumerGroup:
         self._saved_at = 0.0
         self._passed = 0  # events passed over since the last save
         self._counted = 0  # events applied so far, modulo DELAY_SAMPLE_EVERY: which to sample next
+        # Whether a batch may have an effect: the consumer's own test, or one from its `types`.
+        self._relevant: Callable[[list[DomainEvent]], bool] | None = getattr(consumer, "relevant", None)
         types = getattr(consumer, "types", None)
-        self._types: frozenset[str] | None = frozenset(types) if types is not None else None
-        self._relevant = getattr(consumer, "relevant", None)
+        if self._relevant is None and types is not None:
+            wanted = frozenset(types)
+            self._relevant = lambda todo: any(e.type in wanted for e in todo)
         self._refresh = getattr(consumer, "refresh", None)
         # Events up to the cursor went by unseen here (another replica applied them, or a restart),
         # so what `relevant` learned may be short of them until the next refresh.
@@ -322,19 +325,18 @@ class ConsumerGroup:
         return len(todo)
 
     async def _nothing_for_consumer(self, todo: list[DomainEvent]) -> bool:
-        if self._relevant is not None:
-            if self._unseen and self._refresh is not None:
-                # At most one refresh every REFRESH_EVERY_S (with replicas taking turns, a batch
-                # seldom follows on from the last one here); until then the batch is applied, and the
-                # transaction decides, as for a consumer that cannot tell.
-                if time.monotonic() - self._refreshed_at < REFRESH_EVERY_S:
-                    return False
-                async with self._connection() as conn:
-                    await self._refresh(conn)
-                self._refreshed_at, self._unseen = time.monotonic(), False
-            return not self._relevant(todo)
-        types = self._types
-        return types is not None and not any(e.type in types for e in todo)
+        if self._relevant is None:
+            return False
+        if self._unseen and self._refresh is not None:
+            # At most one refresh every REFRESH_EVERY_S (with replicas taking turns, a batch seldom
+            # follows on from the last one here); until then the batch is applied, and the
+            # transaction decides, as for a consumer that cannot tell.
+            if time.monotonic() - self._refreshed_at < REFRESH_EVERY_S:
+                return False
+            async with self._connection() as conn:
+                await self._refresh(conn)
+            self._refreshed_at, self._unseen = time.monotonic(), False
+        return not self._relevant(todo)
 
     def _saved_here(self, cursor: Position) -> None:
         self._cursor = self._saved = cursor
