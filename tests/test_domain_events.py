@@ -202,6 +202,61 @@ async def test_a_message_deleted_before_its_event_is_read_reads_as_null_and_cons
         await redis.aclose()
 
 
+async def test_the_stream_names_each_message_and_a_group_gets_the_message_unless_it_takes_the_reference(
+        workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str) -> None:
+    """The relay puts message.created on the stream by reference (the message's JSON is built only
+    for groups that use it). A group gets the message as every other read builds it, from the stream
+    and from Postgres alike; a group that takes references (`by_reference`) gets the reference from
+    both, so its events never change form with the path they came by."""
+    from server.events.catalog import STREAM
+    from workers.event_relay import EventRelay
+
+    got: dict[str, list[bytes]] = {"full": [], "ref": []}
+
+    class Recorder:
+        def __init__(self, name: str, by_reference: bool) -> None:
+            self.name, self.by_reference = name, by_reference
+
+        async def apply(self, conn: asyncpg.Connection, events: list[Any]) -> None:
+            got[self.name] += [bytes(e.data) for e in events if e.type == "message.created"]
+
+    app = workspace.app_id
+    user = await db.fetchval("INSERT INTO end_users (app_id, external_id) VALUES ($1, 'ref') RETURNING id", app)
+    conv = await db.fetchval("INSERT INTO conversations (app_id, user_id) VALUES ($1, $2) RETURNING id", app, user)
+    ids = [await db.fetchval(
+        """WITH m AS (INSERT INTO messages (app_id, conversation_id, seq, client_id, sender_kind, sender_id, body)
+                      VALUES ($1, $2, $3, $4, 'user', $5, $6) RETURNING id)
+           INSERT INTO domain_events (type, app_id, conversation_id, message_id)
+           SELECT 'message.created', $1, $2, id FROM m RETURNING message_id""",
+        app, conv, seq, f"c{seq}", user, f'body "{seq}"') for seq in (1, 2)]
+    full = [bytes(e.data) for e in await read_after(db, START, 1000) if e.type == "message.created"]
+    assert [json.loads(d)["message"]["body"] for d in full] == ['body "1"', 'body "2"']
+    refs = [json.dumps({"message_id": str(i)}, separators=(",", ":")).encode() for i in ids]
+
+    redis = aioredis.from_url(redis_url)
+    relay = EventRelay(db, redis, replica_id="r1")
+    try:
+        await relay.relay_once()
+        await relay.rest()  # gives back the connection it holds while relaying
+        relayed = [e for _, fields in await redis.xrange(STREAM)
+                   for e in json.loads(fields[b"es"]) if e["type"] == "message.created"]
+        assert [e["data"] for e in relayed] == [{"message_id": str(i)} for i in ids]  # no message on the stream
+        entries = [(entry_id, fields) for entry_id, fields in await redis.xrange(STREAM)]
+        for name, by_reference in (("full", False), ("ref", True)):
+            await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ($1, '0', 0)", name)
+            await ConsumerGroup(db, redis, Recorder(name, by_reference), replica_id="r1").handle(entries)
+        assert got == {"full": full, "ref": refs}
+        # From Postgres (the stream lost it all): the same form for each.
+        await redis.flushdb()
+        await db.execute("UPDATE event_consumers SET tx = '0', seq = 0 WHERE name IN ('full', 'ref')")
+        got["full"], got["ref"] = [], []
+        for name, by_reference in (("full", False), ("ref", True)):
+            assert await ConsumerGroup(db, redis, Recorder(name, by_reference), replica_id="r2").catch_up() > 0
+        assert got == {"full": full, "ref": refs}
+    finally:
+        await redis.aclose()
+
+
 def test_the_events_page_lists_every_type() -> None:
     page = (ROOT / "docs" / "events.md").read_text()
     assert all(f"| `{t}` |" in page for t in EVENT_TYPES)

@@ -4,7 +4,9 @@ Runs on every replica, works on one at a time (the "event-relay" lease; a dead h
 expires and another replica resumes from the checkpoint in Postgres). Each stream entry carries
 up to ENTRY_EVENTS consecutive events, the position of the last (`pos`) and the position before
 the first (`prev`), so a consumer can tell when the stream lacks something it needs (Redis
-restarted empty, FLUSHALL, trimming) and read that from Postgres.
+restarted empty, FLUSHALL, trimming) and read that from Postgres. A message.created names its
+message rather than carrying it (server/events/store.py): the runtime builds the message for the
+groups that use it.
 A relay that dies between appending and saving its checkpoint appends some events again: the
 consumers' checkpoints make the repeat a no-op.
 """

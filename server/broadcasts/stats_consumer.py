@@ -63,6 +63,7 @@ class BroadcastStats:
     name = "broadcast-stats"
     types = frozenset(_COUNTED)  # batches without these (most: messages) cost no transaction
     interval_s = 0.5  # the funnel may trail by half a second: fewer, larger batches during a send
+    by_reference = True  # it reads only its own types' data: no message is built for it
 
     async def apply(self, conn: asyncpg.Connection, events: list[DomainEvent]) -> None:
         totals: dict[str, dict[str, int]] = {}

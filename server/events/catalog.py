@@ -25,7 +25,9 @@ class DomainEvent(msgspec.Struct, kw_only=True):
     user_id: str | None = None
     admin_id: str | None = None
     version: int = VERSION
-    # The stored JSON as it is: relaying and most consumers pass it on without parsing it.
+    # The stored JSON as it is: relaying and most consumers pass it on without parsing it. On the
+    # stream, and for consumers that take it so, message.created's is a reference to its message
+    # (server/events/store.py `referenced_message`).
     data: msgspec.Raw
     position: str = ""  # "<tx>.<n>"
 

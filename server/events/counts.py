@@ -15,6 +15,7 @@ class EventCounts:
     name = "event-counts"
     # Counts may trail by a second: one transaction a second rather than one per relay cycle.
     interval_s = 1.0
+    by_reference = True  # it never reads `data`: no message is built for it
 
     async def apply(self, conn: asyncpg.Connection, events: list[DomainEvent]) -> None:
         counts: dict[tuple[str, str, str], int] = {}

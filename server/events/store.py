@@ -37,47 +37,79 @@ START = Position(0, 0)
 # of what an event cost the group commit (migration 042). Its data is built here, when read, from
 # the message row: messages are never updated, so every read builds the same document, the message
 # as the REST API shows it (server/conversations/rows.py). A message gone with its conversation
-# (deleted by hand: no route deletes one) reads as {"message":null}. A scalar subquery, so one
-# primary-key probe for each such event and nothing for the others (coalesce stops at `data`).
-_MESSAGE_DATA = """(SELECT '{"message":{"id":"' || m.id || '","conversation_id":"' || m.conversation_id
+# (deleted by hand: no route deletes one) reads as {"message":null}.
+_MESSAGE_JSON = """'{"message":{"id":"' || m.id || '","conversation_id":"' || m.conversation_id
     || '","seq":' || m.seq || ',"client_id":' || to_json(m.client_id)::text
     || ',"sender_kind":"' || m.sender_kind || '","sender_id":' || coalesce('"' || m.sender_id || '"', 'null')
     || ',"body":' || to_json(m.body)::text || ',"attachments":' || m.attachments::text
     || ',"is_note":' || CASE WHEN m.is_note THEN 'true' ELSE 'false' END
-    || ',"created_at":"' || to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"}}'
-    FROM messages m WHERE m.id = domain_events.message_id)"""
+    || ',"created_at":"' || to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"}}'"""
+# A scalar subquery, so one primary-key probe for each such event and nothing for the others
+# (coalesce stops at `data`).
+_MESSAGE_DATA = f"(SELECT {_MESSAGE_JSON} FROM messages m WHERE m.id = domain_events.message_id)"
+_NO_MESSAGE = """'{"message":null}'"""
 
-# `tx` comes back as text (asyncpg has no xid8 codec); ORDER BY names the table's columns, since
-# an output column of the same name would sort as text ("1001" before "991").
-# Postgres builds the envelope (server/events/catalog.py DomainEvent) as JSON text: the relay
-# passes it on as it is, and a consumer decodes it in one call.
-# Concatenated rather than json_build_object: the same document (no spaces) at half the cost,
-# about 2 µs an event instead of 4.5. Every piece is JSON already: the type through to_json,
-# the ids are uuids, the rest numbers and json (`data`, stored as the text it is: migration 035).
-_ENVELOPE = f"""('{{"id":"evt_' || seq || '","type":' || to_json(type)::text || ',"app_id":"' || app_id
+# The by-reference form of that data: what the relay puts on the stream, and what consumers that
+# ask for it (`by_reference`, workers/runtime/consumer_groups.py) read. Building the message's
+# JSON was a third of the relay's Postgres time and half the bytes through Redis and the worker
+# process, for consumers that mostly never look at it; `resolve` builds it for those that do.
+REFERENCE_PREFIX = b'{"message_id":"'
+_REFERENCE = f"""'{REFERENCE_PREFIX.decode()}' || message_id || '"}}'"""
+
+
+def _envelope(data: str) -> str:
+    # Postgres builds the envelope (server/events/catalog.py DomainEvent) as JSON text: the relay
+    # passes it on as it is, and a consumer decodes it in one call.
+    # Concatenated rather than json_build_object: the same document (no spaces) at half the cost,
+    # about 2 µs an event instead of 4.5. Every piece is JSON already: the type through to_json,
+    # the ids are uuids, the rest numbers and json (`data`, stored as the text it is: migration 035).
+    return f"""('{{"id":"evt_' || seq || '","type":' || to_json(type)::text || ',"app_id":"' || app_id
     || '","occurred_at":"' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
     || '","conversation_id":' || coalesce('"' || conversation_id || '"', 'null')
     || ',"user_id":' || coalesce('"' || user_id || '"', 'null')
     || ',"admin_id":' || coalesce('"' || admin_id || '"', 'null')
-    || ',"version":' || version || ',"data":' || coalesce(data::text, {_MESSAGE_DATA}, '{{"message":null}}')
+    || ',"version":' || version || ',"data":' || coalesce(data::text, {data}, {_NO_MESSAGE})
     || ',"position":"' || tx::text || '.' || seq || '"}}')"""
-_COLUMNS = f"tx::text AS tx, seq, {_ENVELOPE} AS envelope"
+
+
+_ENVELOPE = _envelope(_MESSAGE_DATA)
+_BY_REFERENCE = _envelope(_REFERENCE)
+
+# `tx` comes back as text (asyncpg has no xid8 codec); ORDER BY names the table's columns, since
+# an output column of the same name would sort as text ("1001" before "991").
 _VISIBLE_AFTER = """(tx, seq) > ($1::text::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot())"""
 
-_AFTER_SQL = f"""
-SELECT {_COLUMNS} FROM domain_events WHERE {_VISIBLE_AFTER}
+
+def _after_sql(envelope: str) -> str:
+    return f"""
+SELECT tx::text AS tx, seq, {envelope} AS envelope FROM domain_events WHERE {_VISIBLE_AFTER}
 ORDER BY domain_events.tx, domain_events.seq LIMIT $3
 """
 
-# The relay's read: the same events, as stream entries of up to $4 events each: an entry's
-# envelopes as one JSON array, the position of its last event, how many, and the oldest commit
-# time of the entry (Unix seconds). Redis and both ends handle an entry, not each event.
+
+# The same window, bounded above: what a consumer lacks between its checkpoint and a stream entry.
+def _between_sql(envelope: str) -> str:
+    return f"""
+SELECT tx::text AS tx, seq, {envelope} AS envelope FROM domain_events
+WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND (tx, seq) < ($3::text::xid8, $4::bigint)
+ORDER BY domain_events.tx, domain_events.seq LIMIT $5
+"""
+
+
+# [by_reference] -> statement
+_AFTER_SQL = {False: _after_sql(_ENVELOPE), True: _after_sql(_BY_REFERENCE)}
+_BETWEEN_SQL = {False: _between_sql(_ENVELOPE), True: _between_sql(_BY_REFERENCE)}
+
+# The relay's read: the same events (message.created by reference), as stream entries of up to $4
+# events each: an entry's envelopes as one JSON array, the position of its last event, how many,
+# and the oldest commit time of the entry (Unix seconds). Redis and both ends handle an entry, not
+# each event.
 _ENTRIES_SQL = f"""
 SELECT count(*)::int AS n, '[' || string_agg(envelope, ',' ORDER BY rn) || ']' AS events,
        (array_agg(tx::text || '.' || seq ORDER BY rn DESC))[1] AS last,
        extract(epoch FROM min(occurred_at))::float8 AS oldest
 FROM (SELECT b.*, row_number() OVER (ORDER BY b.tx, b.seq) AS rn
-      FROM (SELECT tx, seq, occurred_at, {_ENVELOPE} AS envelope FROM domain_events WHERE {_VISIBLE_AFTER}
+      FROM (SELECT tx, seq, occurred_at, {_BY_REFERENCE} AS envelope FROM domain_events WHERE {_VISIBLE_AFTER}
             ORDER BY domain_events.tx, domain_events.seq LIMIT $3) b) c
 GROUP BY (rn - 1) / $4 ORDER BY (rn - 1) / $4
 """
@@ -92,12 +124,10 @@ saved AS (UPDATE event_relay SET tx = $1::text::xid8, seq = $2 FROM off
           WHERE id = 1 AND (tx, seq) < ($1::text::xid8, $2::bigint) RETURNING 1)
 {_ENTRIES_SQL}"""
 
-# The same window, bounded above: what a consumer lacks between its checkpoint and a stream entry.
-_BETWEEN_SQL = f"""
-SELECT {_COLUMNS} FROM domain_events
-WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND (tx, seq) < ($3::text::xid8, $4::bigint)
-ORDER BY domain_events.tx, domain_events.seq LIMIT $5
-"""
+# For `resolve`. LATERAL ... LIMIT 1: a primary-key probe per message whatever generic plan Postgres
+# settles on for this prepared statement (one made while `messages` was small could scan it all).
+_MESSAGES_SQL = f"""SELECT x.id::text AS id, j.data FROM unnest($1::uuid[]) AS x(id)
+CROSS JOIN LATERAL (SELECT {_MESSAGE_JSON} AS data FROM messages m WHERE m.id = x.id LIMIT 1) j"""
 
 
 decode_event = msgspec.json.Decoder(DomainEvent).decode
@@ -108,10 +138,36 @@ def event_from_row(row: asyncpg.Record) -> DomainEvent:
     return decode_event(row["envelope"])
 
 
-async def read_after(conn: asyncpg.Connection | asyncpg.Pool, after: Position, limit: int) -> list[DomainEvent]:
-    """Committed events after `after`, in position order, that no later commit can precede."""
-    rows = await conn.fetch(_AFTER_SQL, str(after.tx), after.n, limit)
+async def read_after(conn: asyncpg.Connection | asyncpg.Pool, after: Position, limit: int, *,
+                     by_reference: bool = False) -> list[DomainEvent]:
+    """Committed events after `after`, in position order, that no later commit can precede. With
+    `by_reference`, message.created's data is the reference (`referenced_message`), not the message."""
+    rows = await conn.fetch(_AFTER_SQL[by_reference], str(after.tx), after.n, limit)
     return [event_from_row(r) for r in rows]
+
+
+def referenced_message(event: DomainEvent) -> str | None:
+    """The id of the message whose data `event` carries by reference (None: it carries its data)."""
+    data = bytes(event.data)
+    if data.startswith(REFERENCE_PREFIX):
+        return data[len(REFERENCE_PREFIX):-2].decode()
+    return None
+
+
+async def resolve(conn: asyncpg.Connection | asyncpg.Pool, events: list[DomainEvent]) -> list[DomainEvent]:
+    """`events` with every by-reference data replaced by the message it names, as every other read
+    builds it (one statement for all); the events themselves are left as they are (groups share them)."""
+    wanted = {i for i in map(referenced_message, events) if i is not None}
+    if not wanted:
+        return events
+    found = {r["id"]: r["data"] for r in await conn.fetch(_MESSAGES_SQL, list(wanted))}
+    out = []
+    for e in events:
+        ref = referenced_message(e)
+        if ref is not None:
+            e = msgspec.structs.replace(e, data=msgspec.Raw(found.get(ref, '{"message":null}').encode()))
+        out.append(e)
+    return out
 
 
 class Entry(NamedTuple):
@@ -133,8 +189,8 @@ async def read_entries_after(conn: asyncpg.Connection | asyncpg.Pool, after: Pos
 
 
 async def read_between(conn: asyncpg.Connection | asyncpg.Pool, after: Position, before: Position,
-                       limit: int) -> list[DomainEvent]:
-    rows = await conn.fetch(_BETWEEN_SQL, str(after.tx), after.n, str(before.tx), before.n, limit)
+                       limit: int, *, by_reference: bool = False) -> list[DomainEvent]:
+    rows = await conn.fetch(_BETWEEN_SQL[by_reference], str(after.tx), after.n, str(before.tx), before.n, limit)
     return [event_from_row(r) for r in rows]
 
 
@@ -147,7 +203,7 @@ async def list_for_app(conn: asyncpg.Connection | asyncpg.Pool, app_id: UUID, *,
                        before: int | None, limit: int) -> list[DomainEvent]:
     """A workspace's events, newest first (for support and debugging)."""
     rows = await conn.fetch(
-        f"""SELECT {_COLUMNS} FROM domain_events
+        f"""SELECT tx::text AS tx, seq, {_ENVELOPE} AS envelope FROM domain_events
             WHERE app_id = $1 AND ($2::text[] IS NULL OR type = ANY($2)) AND ($3::bigint IS NULL OR seq < $3)
             ORDER BY seq DESC LIMIT $4""", app_id, types, before, limit)
     return [event_from_row(r) for r in rows]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
+from server.events import store
 from server.events.catalog import DomainEvent
 
 SENDER_KINDS = ("user", "admin", "note", "bot", "system")
@@ -64,10 +65,24 @@ def message_metric(kind: str, is_note: bool) -> str:
 KNOWN_ACTIVE_MAX = 200_000
 
 
+# The messages of a batch named by reference, counted by workspace, day and sender in the batch's
+# transaction: a row per sender rather than per message, where building each message's JSON for this
+# group (and decoding it here) cost more than counting. LATERAL ... LIMIT 1: a primary-key probe per
+# message whatever generic plan Postgres settles on (joined plainly, a plan made while `messages`
+# was small scans all of it). A message gone with its conversation is not counted, as a recount agrees.
+_BY_SENDER = """
+SELECT x.a::text AS app_id, x.d AS day, m.sender_kind, m.sender_id::text AS sender_id, m.is_note, count(*)::int AS n
+FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS x(id, a, d)
+CROSS JOIN LATERAL (SELECT sender_kind, sender_id, is_note FROM messages WHERE id = x.id LIMIT 1) m
+GROUP BY 1, 2, 3, 4, 5
+"""
+
+
 class UsageCounts:
     name = "usage"
     # Daily counts may trail by a second: one transaction a second, not one per relay cycle.
     interval_s = 1.0
+    by_reference = True
 
     def __init__(self) -> None:
         # (app, month, user) rows of usage_active_users certainly committed: a user's every message
@@ -88,19 +103,24 @@ class UsageCounts:
     async def apply(self, conn: asyncpg.Connection, events: list[DomainEvent]) -> None:
         counts: dict[tuple[str, str, str], int] = {}
         seen: dict[tuple[str, str, str], str] = {}  # (app, month, user) -> its first day in this batch
-        known = self._known
+        ids: list[str] = []  # the messages named by reference, their workspaces and days
+        apps: list[str] = []
+        days: list[str] = []
         for e in events:
             n = 1
             if e.type == "message.created":
-                m = _decode_message(e.data).message
-                if m is None:  # nothing left to count, as a recount from the stored messages agrees
+                ref = store.referenced_message(e)
+                if ref is not None:
+                    ids.append(ref)
+                    apps.append(e.app_id)
+                    days.append(e.occurred_at[:10])
                     continue
-                metric = message_metric(m.sender_kind, m.is_note)
-                if m.sender_kind == "user" and m.sender_id:
-                    active = (e.app_id, e.occurred_at[:7], m.sender_id)
-                    if active not in known:
-                        seen.setdefault(active, e.occurred_at[:10])
-            elif e.type == "broadcast.messages_sent":
+                m = _decode_message(e.data).message  # recorded with its copy (before migration 042)
+                if m is not None:  # else nothing left to count, as a recount from the stored messages agrees
+                    self._message(counts, seen, e.app_id, e.occurred_at[:10], m.sender_kind, m.sender_id,
+                                  m.is_note, 1)
+                continue
+            if e.type == "broadcast.messages_sent":
                 metric, n = "broadcast_recipients", _decode_batch(e.data).count
             else:
                 found = COUNTED.get(e.type)
@@ -109,6 +129,10 @@ class UsageCounts:
                 metric = found
             key = (e.app_id, e.occurred_at[:10], metric)
             counts[key] = counts.get(key, 0) + n
+        if ids:
+            for r in await conn.fetch(_BY_SENDER, ids, apps, days):
+                self._message(counts, seen, r["app_id"], r["day"], r["sender_kind"], r["sender_id"], r["is_note"],
+                              r["n"])
         if counts:
             # Sorted: two transactions adding to the same rows lock them in the same order.
             keys = sorted(counts)
@@ -118,3 +142,12 @@ class UsageCounts:
         if seen:
             users = sorted(seen)
             await conn.execute(_SEEN, [u[0] for u in users], [seen[u] for u in users], [u[2] for u in users])
+
+    def _message(self, counts: dict[tuple[str, str, str], int], seen: dict[tuple[str, str, str], str], app: str,
+                 day: str, kind: str, sender: str | None, is_note: bool, n: int) -> None:
+        key = (app, day, message_metric(kind, is_note))
+        counts[key] = counts.get(key, 0) + n
+        if kind == "user" and sender:
+            active = (app, day[:7], sender)
+            if active not in self._known:
+                seen[active] = min(seen.get(active, day), day)

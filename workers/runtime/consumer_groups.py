@@ -81,7 +81,10 @@ class Consumer(Protocol):
     (events another replica applied, a restart) is made up for by `refresh(conn)`, called before
     `relevant` is asked again once a batch's locked checkpoint was past the last event this replica
     saw (and before the first time), at most every REFRESH_EVERY_S: until then such batches are
-    applied; and
+    applied;
+    `by_reference`: True if it takes message.created's data by reference (server/events/store.py
+    `referenced_message`), as the stream carries it, rather than the message itself, which the
+    runtime otherwise builds for each batch it applies (one statement); and
     `interval_s`, the least time between its batches while it keeps up (absent: 0, a batch per
     relay cycle). A consumer whose effect may wait that long (counters, statistics) commits one
     transaction per interval instead of one per relay cycle; a backlog is still read at full speed.
@@ -141,6 +144,7 @@ class ConsumerGroup:
         self._committed = getattr(consumer, "committed", None)
         self._forget = getattr(consumer, "forget", None)
         self._interval = float(getattr(consumer, "interval_s", 0.0))
+        self._by_reference = bool(getattr(consumer, "by_reference", False))
         # Labelled metric children, looked up once rather than on every batch.
         self._m_applied = self._m_delay = self._m_lag = self._m_behind = None
         if metrics is not None:
@@ -302,7 +306,7 @@ class ConsumerGroup:
             todo = []
             cursor = checkpoint
             if runs is None:
-                todo = await store.read_after(conn, cursor, self.batch)
+                todo = await store.read_after(conn, cursor, self.batch, by_reference=self._by_reference)
                 if todo:
                     cursor = Position.parse(todo[-1].position)
             else:
@@ -312,17 +316,21 @@ class ConsumerGroup:
                     if run.prev > cursor:
                         # The stream lacks what lies between: every event before a relayed one is
                         # committed and visible, so Postgres has it all.
-                        todo += await _all_between(conn, cursor, Position.parse(run.events[0].position))
+                        todo += await _all_between(conn, cursor, Position.parse(run.events[0].position),
+                                                   self._by_reference)
                     todo += _past(run, cursor)
                     cursor = run.last
             if todo:
-                await self.consumer.apply(conn, todo)
+                await self._consume(conn, todo)
                 await conn.execute(
                     """UPDATE event_consumers SET tx = $2::text::xid8, seq = $3, applied = applied + $4,
                        updated_at = now() WHERE name = $1""", self.name, str(cursor.tx), cursor.n, len(todo))
         self._saved_here(cursor)
         self._applied(todo)
         return len(todo)
+
+    async def _consume(self, conn: asyncpg.Connection, todo: list[DomainEvent]) -> None:
+        await self.consumer.apply(conn, todo if self._by_reference else await store.resolve(conn, todo))
 
     async def _nothing_for_consumer(self, todo: list[DomainEvent]) -> bool:
         if self._relevant is None:
@@ -355,7 +363,7 @@ class ConsumerGroup:
                 raise _CheckpointMoved
             self._observe(checkpoint, row)
             if not idle:
-                await self.consumer.apply(conn, todo)
+                await self._consume(conn, todo)
         self._saved_here(cursor)
         self._applied(todo)
         return len(todo)
@@ -446,10 +454,11 @@ def _follows_on(cursor: Position, runs: list[_Run]) -> tuple[list[DomainEvent] |
     return todo, cursor
 
 
-async def _all_between(conn: asyncpg.Connection, after: Position, before: Position) -> list[DomainEvent]:
+async def _all_between(conn: asyncpg.Connection, after: Position, before: Position,
+                       by_reference: bool) -> list[DomainEvent]:
     out: list[DomainEvent] = []
     while True:
-        page = await store.read_between(conn, after, before, 5000)
+        page = await store.read_between(conn, after, before, 5000, by_reference=by_reference)
         out += page
         if len(page) < 5000:
             return out
