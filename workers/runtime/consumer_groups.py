@@ -306,7 +306,7 @@ class ConsumerGroup:
             todo = []
             cursor = checkpoint
             if runs is None:
-                todo = await store.read_after(conn, cursor, self.batch, by_reference=self._by_reference)
+                todo = await store.read_after(conn, cursor, self.batch, by_reference=True)
                 if todo:
                     cursor = Position.parse(todo[-1].position)
             else:
@@ -316,12 +316,14 @@ class ConsumerGroup:
                     if run.prev > cursor:
                         # The stream lacks what lies between: every event before a relayed one is
                         # committed and visible, so Postgres has it all.
-                        todo += await _all_between(conn, cursor, Position.parse(run.events[0].position),
-                                                   self._by_reference)
+                        todo += await _all_between(conn, cursor, Position.parse(run.events[0].position))
                     todo += _past(run, cursor)
                     cursor = run.last
             if todo:
-                await self._consume(conn, todo)
+                # A group behind the stream's trimmed tail reads it all here: a batch certainly
+                # without effect still costs no message built and no apply.
+                if not await self._nothing_for_consumer(todo):
+                    await self._consume(conn, todo)
                 await conn.execute(
                     """UPDATE event_consumers SET tx = $2::text::xid8, seq = $3, applied = applied + $4,
                        updated_at = now() WHERE name = $1""", self.name, str(cursor.tx), cursor.n, len(todo))
@@ -330,6 +332,8 @@ class ConsumerGroup:
         return len(todo)
 
     async def _consume(self, conn: asyncpg.Connection, todo: list[DomainEvent]) -> None:
+        # Events come by reference whatever the path (the stream, Postgres): the messages are built
+        # here, once a batch, for a consumer that takes them.
         await self.consumer.apply(conn, todo if self._by_reference else await store.resolve(conn, todo))
 
     async def _nothing_for_consumer(self, todo: list[DomainEvent]) -> bool:
@@ -454,11 +458,10 @@ def _follows_on(cursor: Position, runs: list[_Run]) -> tuple[list[DomainEvent] |
     return todo, cursor
 
 
-async def _all_between(conn: asyncpg.Connection, after: Position, before: Position,
-                       by_reference: bool) -> list[DomainEvent]:
+async def _all_between(conn: asyncpg.Connection, after: Position, before: Position) -> list[DomainEvent]:
     out: list[DomainEvent] = []
     while True:
-        page = await store.read_between(conn, after, before, 5000, by_reference=by_reference)
+        page = await store.read_between(conn, after, before, 5000, by_reference=True)
         out += page
         if len(page) < 5000:
             return out
