@@ -340,6 +340,37 @@ async def test_a_group_passes_over_events_it_has_no_use_for_and_still_applies_th
     await redis.aclose()
 
 
+async def test_a_group_reading_from_postgres_does_not_apply_a_batch_with_nothing_for_it(
+        workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str) -> None:
+    """What the stream lacks is read from Postgres (a group behind its trimmed tail, a restart): a
+    batch its consumer's `types` rule out is not applied there either, and its checkpoint moves."""
+    applied: list[list[str]] = []
+
+    class KeysOnly(EventCounts):
+        types = frozenset({"api_key.created"})
+
+        async def apply(self, conn: asyncpg.Connection, events: list[Any]) -> None:
+            applied.append([e.type for e in events])
+
+    redis = aioredis.from_url(redis_url)
+    try:
+        await db.execute("""INSERT INTO event_consumers (name, tx, seq)
+                            SELECT 'event-counts', tx, seq FROM domain_events ORDER BY tx DESC, seq DESC LIMIT 1""")
+        await db.execute("INSERT INTO domain_events (type, app_id, data) SELECT 'user.updated', $1, '{}'::json "
+                         "FROM generate_series(1, 5)", workspace.app_id)
+        group = ConsumerGroup(db, redis, KeysOnly(), replica_id="r1")
+        assert await group.catch_up() == 5
+        assert applied == []
+        last = await db.fetchval("SELECT max(seq) FROM domain_events")
+        assert await db.fetchval("SELECT seq FROM event_consumers WHERE name = 'event-counts'") == last
+        await db.execute("INSERT INTO domain_events (type, app_id, data) VALUES ('api_key.created', $1, '{}'::json)",
+                         workspace.app_id)
+        assert await ConsumerGroup(db, redis, KeysOnly(), replica_id="r2").catch_up() == 1
+        assert applied == [["api_key.created"]]
+    finally:
+        await redis.aclose()
+
+
 async def test_a_group_with_an_interval_gathers_batches_but_reads_a_backlog_without_waiting(
         workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str) -> None:
     """A consumer with `interval_s` waits that long between batches once it keeps up, so a burst
