@@ -148,6 +148,8 @@ async def read_after(conn: asyncpg.Connection | asyncpg.Pool, after: Position, l
 
 def referenced_message(event: DomainEvent) -> str | None:
     """The id of the message whose data `event` carries by reference (None: it carries its data)."""
+    if event.type != "message.created":
+        return None
     data = bytes(event.data)
     if data.startswith(REFERENCE_PREFIX):
         return data[len(REFERENCE_PREFIX):-2].decode()
