@@ -47,7 +47,8 @@ _MESSAGE_JSON = """'{"message":{"id":"' || m.id || '","conversation_id":"' || m.
 # A scalar subquery, so one primary-key probe for each such event and nothing for the others
 # (coalesce stops at `data`).
 _MESSAGE_DATA = f"(SELECT {_MESSAGE_JSON} FROM messages m WHERE m.id = domain_events.message_id)"
-_NO_MESSAGE = """'{"message":null}'"""
+NO_MESSAGE = '{"message":null}'
+_NO_MESSAGE = f"'{NO_MESSAGE}'"
 
 # The by-reference form of that data: what the relay puts on the stream, and what consumers that
 # ask for it (`by_reference`, workers/runtime/consumer_groups.py) read. Building the message's
@@ -87,18 +88,16 @@ ORDER BY domain_events.tx, domain_events.seq LIMIT $3
 """
 
 
-# The same window, bounded above: what a consumer lacks between its checkpoint and a stream entry.
-def _between_sql(envelope: str) -> str:
-    return f"""
-SELECT tx::text AS tx, seq, {envelope} AS envelope FROM domain_events
+# [by_reference] -> statement
+_AFTER_SQL = {False: _after_sql(_ENVELOPE), True: _after_sql(_BY_REFERENCE)}
+
+# The same window, bounded above, by reference: what a consumer lacks between its checkpoint and a
+# stream entry (the runtime reads it as the stream carries it).
+_BETWEEN_SQL = f"""
+SELECT tx::text AS tx, seq, {_BY_REFERENCE} AS envelope FROM domain_events
 WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND (tx, seq) < ($3::text::xid8, $4::bigint)
 ORDER BY domain_events.tx, domain_events.seq LIMIT $5
 """
-
-
-# [by_reference] -> statement
-_AFTER_SQL = {False: _after_sql(_ENVELOPE), True: _after_sql(_BY_REFERENCE)}
-_BETWEEN_SQL = {False: _between_sql(_ENVELOPE), True: _between_sql(_BY_REFERENCE)}
 
 # The relay's read: the same events (message.created by reference), as stream entries of up to $4
 # events each: an entry's envelopes as one JSON array, the position of its last event, how many,
@@ -159,17 +158,13 @@ def referenced_message(event: DomainEvent) -> str | None:
 async def resolve(conn: asyncpg.Connection | asyncpg.Pool, events: list[DomainEvent]) -> list[DomainEvent]:
     """`events` with every by-reference data replaced by the message it names, as every other read
     builds it (one statement for all); the events themselves are left as they are (groups share them)."""
-    wanted = {i for i in map(referenced_message, events) if i is not None}
+    refs = [referenced_message(e) for e in events]
+    wanted = {ref for ref in refs if ref is not None}
     if not wanted:
         return events
     found = {r["id"]: r["data"] for r in await conn.fetch(_MESSAGES_SQL, list(wanted))}
-    out = []
-    for e in events:
-        ref = referenced_message(e)
-        if ref is not None:
-            e = msgspec.structs.replace(e, data=msgspec.Raw(found.get(ref, '{"message":null}').encode()))
-        out.append(e)
-    return out
+    return [e if ref is None else msgspec.structs.replace(e, data=msgspec.Raw(found.get(ref, NO_MESSAGE).encode()))
+            for e, ref in zip(events, refs, strict=True)]
 
 
 class Entry(NamedTuple):
@@ -191,8 +186,9 @@ async def read_entries_after(conn: asyncpg.Connection | asyncpg.Pool, after: Pos
 
 
 async def read_between(conn: asyncpg.Connection | asyncpg.Pool, after: Position, before: Position,
-                       limit: int, *, by_reference: bool = False) -> list[DomainEvent]:
-    rows = await conn.fetch(_BETWEEN_SQL[by_reference], str(after.tx), after.n, str(before.tx), before.n, limit)
+                       limit: int) -> list[DomainEvent]:
+    """Committed events strictly between `after` and `before`, message.created by reference."""
+    rows = await conn.fetch(_BETWEEN_SQL, str(after.tx), after.n, str(before.tx), before.n, limit)
     return [event_from_row(r) for r in rows]
 
 

@@ -461,7 +461,7 @@ def _follows_on(cursor: Position, runs: list[_Run]) -> tuple[list[DomainEvent] |
 async def _all_between(conn: asyncpg.Connection, after: Position, before: Position) -> list[DomainEvent]:
     out: list[DomainEvent] = []
     while True:
-        page = await store.read_between(conn, after, before, 5000, by_reference=True)
+        page = await store.read_between(conn, after, before, 5000)
         out += page
         if len(page) < 5000:
             return out
