@@ -157,10 +157,14 @@ async def test_a_message_event_carries_the_message_as_the_api_shows_it(server: S
     assert status == 200
     shown = sorted(detail["messages"], key=lambda m: m["seq"])
     assert len(shown) == 2
-    stored = await db.fetch("SELECT data, message_id FROM domain_events WHERE app_id = $1 AND "
+    stored = await db.fetch("SELECT data, message_id, sender_kind, is_note FROM domain_events WHERE app_id = $1 AND "
                             "type = 'message.created'", workspace.app_id)
     assert [r["data"] for r in stored] == [None, None]  # a reference, not a copy
     assert {str(r["message_id"]) for r in stored} == {m["id"] for m in shown}
+    assert {(r["sender_kind"], r["is_note"]) for r in stored} == {("user", False)}  # what usage counts by
+    refs = [json.loads(bytes(e.data)) for e in await read_after(db, START, 100_000, by_reference=True)
+            if e.type == "message.created" and e.app_id == str(workspace.app_id)]
+    assert refs == [{"message_id": m["id"], "sender_kind": "user", "is_note": False} for m in shown]
     status, listed = call(server, "GET", "/admin/api/events?type=message.created", token)
     assert status == 200
     assert [e["data"]["message"] for e in reversed(listed["events"])] == shown
@@ -174,30 +178,37 @@ async def test_a_message_event_carries_the_message_as_the_api_shows_it(server: S
 async def test_a_message_deleted_before_its_event_is_read_reads_as_null_and_consumers_carry_on(
         workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str) -> None:
     """No route deletes a message, but an operator may delete a conversation by hand. Its
-    message.created events then read as {"message": null}, and the usage group counts what is left."""
+    message.created events then read as {"message": null}. The usage group counts the sender the
+    commit recorded with the event (migration 044); an event recorded before that, whose message
+    is gone, has no sender left to count."""
     from server.usage.consumer import UsageCounts
 
     app = workspace.app_id
     user = await db.fetchval("INSERT INTO end_users (app_id, external_id) VALUES ($1, 'gone') RETURNING id", app)
     convs = []
-    for client_id in ("c1", "c2"):  # one message in each of two conversations, recorded as the commit does
+    # One message in each of three conversations: recorded as the commit does (c1, c3), and as it
+    # did before migration 044 (c2, no sender in the event row).
+    for client_id, with_sender in (("c1", True), ("c2", False), ("c3", True)):
         conv = await db.fetchval("INSERT INTO conversations (app_id, user_id) VALUES ($1, $2) RETURNING id", app, user)
         await db.execute(
             """WITH m AS (INSERT INTO messages (app_id, conversation_id, seq, client_id, sender_kind, sender_id, body)
-                          VALUES ($1, $2, 1, $3, 'user', $4, 'hi') RETURNING id)
-               INSERT INTO domain_events (type, app_id, conversation_id, message_id)
-               SELECT 'message.created', $1, $2, id FROM m""", app, conv, client_id, user)
+                          VALUES ($1, $2, 1, $3, 'user', $4, 'hi') RETURNING id, sender_kind, is_note)
+               INSERT INTO domain_events (type, app_id, conversation_id, user_id, message_id, sender_kind, is_note)
+               SELECT 'message.created', $1, $2, $4, id, CASE WHEN $5 THEN sender_kind END,
+                      CASE WHEN $5 THEN is_note END FROM m""", app, conv, client_id, user, with_sender)
         convs.append(conv)
-    await db.execute("DELETE FROM conversations WHERE id = $1", convs[1])
+    await db.execute("DELETE FROM conversations WHERE id = ANY($1::uuid[])", convs[1:])
     events = [e for e in await _events(db, app) if e["type"] == "message.created"]
-    assert [e["data"]["message"] and e["data"]["message"]["client_id"] for e in events] == ["c1", None]
+    assert [e["data"]["message"] and e["data"]["message"]["client_id"] for e in events] == ["c1", None, None]
     redis = aioredis.from_url(redis_url)
     await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ('usage', '0', 0)")
     try:
         assert await ConsumerGroup(db, redis, UsageCounts(), replica_id="r1").catch_up() > 0
         counted = await db.fetch("SELECT metric, count FROM usage_daily WHERE app_id = $1 AND metric LIKE 'messages%'",
                                  app)
-        assert [(r["metric"], r["count"]) for r in counted] == [("messages.user", 1)]
+        assert [(r["metric"], r["count"]) for r in counted] == [("messages.user", 2)]  # c1 and c3
+        active = await db.fetchval("SELECT array_agg(user_id) FROM usage_active_users WHERE app_id = $1", app)
+        assert active == [user]
     finally:
         await redis.aclose()
 
@@ -223,15 +234,21 @@ async def test_the_stream_names_each_message_and_a_group_gets_the_message_unless
     app = workspace.app_id
     user = await db.fetchval("INSERT INTO end_users (app_id, external_id) VALUES ($1, 'ref') RETURNING id", app)
     conv = await db.fetchval("INSERT INTO conversations (app_id, user_id) VALUES ($1, $2) RETURNING id", app, user)
+    # Recorded as the commit does (with the sender), then as it did before migration 044 (without):
+    # the reference reads the same.
     ids = [await db.fetchval(
-        """WITH m AS (INSERT INTO messages (app_id, conversation_id, seq, client_id, sender_kind, sender_id, body)
-                      VALUES ($1, $2, $3, $4, 'user', $5, $6) RETURNING id)
-           INSERT INTO domain_events (type, app_id, conversation_id, message_id)
-           SELECT 'message.created', $1, $2, id FROM m RETURNING message_id""",
-        app, conv, seq, f"c{seq}", user, f'body "{seq}"') for seq in (1, 2)]
+        """WITH m AS (INSERT INTO messages (app_id, conversation_id, seq, client_id, sender_kind, sender_id, body,
+                                            is_note)
+                      VALUES ($1, $2, $3, $4, 'user', $5, $6, $7) RETURNING id, sender_kind, is_note)
+           INSERT INTO domain_events (type, app_id, conversation_id, message_id, sender_kind, is_note)
+           SELECT 'message.created', $1, $2, id, CASE WHEN $3 = 1 THEN sender_kind END,
+                  CASE WHEN $3 = 1 THEN is_note END
+           FROM m RETURNING message_id""",
+        app, conv, seq, f"c{seq}", user, f'body "{seq}"', seq == 2) for seq in (1, 2)]
     full = [bytes(e.data) for e in await read_after(db, START, 1000) if e.type == "message.created"]
     assert [json.loads(d)["message"]["body"] for d in full] == ['body "1"', 'body "2"']
-    refs = [json.dumps({"message_id": str(i)}, separators=(",", ":")).encode() for i in ids]
+    refs = [json.dumps({"message_id": str(i), "sender_kind": "user", "is_note": note}, separators=(",", ":")).encode()
+            for i, note in zip(ids, (False, True), strict=True)]
 
     redis = aioredis.from_url(redis_url)
     relay = EventRelay(db, redis, replica_id="r1")
@@ -240,7 +257,7 @@ async def test_the_stream_names_each_message_and_a_group_gets_the_message_unless
         await relay.rest()  # gives back the connection it holds while relaying
         relayed = [e for _, fields in await redis.xrange(STREAM)
                    for e in json.loads(fields[b"es"]) if e["type"] == "message.created"]
-        assert [e["data"] for e in relayed] == [{"message_id": str(i)} for i in ids]  # no message on the stream
+        assert [e["data"] for e in relayed] == [json.loads(r) for r in refs]  # no message on the stream
         entries = [(entry_id, fields) for entry_id, fields in await redis.xrange(STREAM)]
         for name, by_reference in (("full", False), ("ref", True)):
             await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ($1, '0', 0)", name)

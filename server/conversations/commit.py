@@ -139,9 +139,10 @@ logged AS (
 ),
 ev AS (  -- message.created, in this same statement: the event commits with its message or not at all.
          -- It names its message rather than copying it: readers build the data from the row
-         -- (server/events/store.py); the commit writes about 400 bytes less WAL an event.
-    INSERT INTO domain_events (type, app_id, conversation_id, user_id, message_id)
-    SELECT 'message.created', new.a, new.c, adv.user_id, new.i
+         -- (server/events/store.py); the commit writes about 400 bytes less WAL an event. Its sender
+         -- kind and note flag ride along (a few bytes): what the usage group counts by.
+    INSERT INTO domain_events (type, app_id, conversation_id, user_id, message_id, sender_kind, is_note)
+    SELECT 'message.created', new.a, new.c, adv.user_id, new.i, new.sk, new.n
     FROM new JOIN adv ON adv.id = new.c ORDER BY new.ord
     RETURNING 1
 )

@@ -14,7 +14,9 @@ VERSION = 1
 STREAM = "events:domain"  # the Redis Stream the relay appends to and consumer groups read
 
 
-class DomainEvent(msgspec.Struct, kw_only=True):
+# gc=False: an event holds only strings, numbers and bytes, so it can be in no reference cycle, and
+# the worker process decodes thousands a second that the collector then need not track.
+class DomainEvent(msgspec.Struct, kw_only=True, gc=False):
     """One committed change. `position` orders events for consumers (see server/events/store.py)."""
 
     id: str  # "evt_<n>": stable and unique, the same on every delivery

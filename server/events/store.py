@@ -54,8 +54,25 @@ _NO_MESSAGE = f"'{NO_MESSAGE}'"
 # ask for it (`by_reference`, workers/runtime/consumer_groups.py) read. Building the message's
 # JSON was a third of the relay's Postgres time and half the bytes through Redis and the worker
 # process, for consumers that mostly never look at it; `resolve` builds it for those that do.
+# It carries the sender's kind and the note flag, which the commit records with the event
+# (migration 044): `{"message_id":"…","sender_kind":"user","is_note":false}`. An event recorded
+# before takes them from its message (COALESCE evaluates the probe only then); without the
+# message either (deleted by hand), the reference is the id alone.
 REFERENCE_PREFIX = b'{"message_id":"'
-_REFERENCE = f"""'{REFERENCE_PREFIX.decode()}' || message_id || '"}}'"""
+_SENDER = """',"sender_kind":"' || {0}sender_kind || '","is_note":' || {0}is_note::text"""
+_REFERENCE = f"""'{REFERENCE_PREFIX.decode()}' || message_id || '"' || coalesce({_SENDER.format("")},
+    (SELECT {_SENDER.format("m.")} FROM messages m WHERE m.id = domain_events.message_id), '') || '}}'"""
+
+
+class MessageReference(msgspec.Struct, gc=False):
+    """message.created's by-reference data."""
+
+    message_id: str
+    sender_kind: str | None = None  # None: the message was gone before the read (and not recorded)
+    is_note: bool = False
+
+
+_decode_reference = msgspec.json.Decoder(MessageReference).decode
 
 
 def _envelope(data: str) -> str:
@@ -151,8 +168,16 @@ def referenced_message(event: DomainEvent) -> str | None:
         return None
     data = bytes(event.data)
     if data.startswith(REFERENCE_PREFIX):
-        return data[len(REFERENCE_PREFIX):-2].decode()
+        return data[len(REFERENCE_PREFIX):data.index(b'"', len(REFERENCE_PREFIX))].decode()
     return None
+
+
+def message_reference(event: DomainEvent) -> MessageReference | None:
+    """`event`'s reference to its message, with the sender (None: not a message.created, or it
+    carries the message itself: recorded before migration 042, or read without `by_reference`)."""
+    if event.type != "message.created" or not bytes(event.data).startswith(REFERENCE_PREFIX):
+        return None
+    return _decode_reference(event.data)
 
 
 async def resolve(conn: asyncpg.Connection | asyncpg.Pool, events: list[DomainEvent]) -> list[DomainEvent]:

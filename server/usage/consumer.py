@@ -65,19 +65,6 @@ def message_metric(kind: str, is_note: bool) -> str:
 KNOWN_ACTIVE_MAX = 200_000
 
 
-# The messages of a batch named by reference, counted by workspace, day and sender in the batch's
-# transaction: a row per sender rather than per message, where building each message's JSON for this
-# group (and decoding it here) cost more than counting. LATERAL ... LIMIT 1: a primary-key probe per
-# message whatever generic plan Postgres settles on (joined plainly, a plan made while `messages`
-# was small scans all of it). A message gone with its conversation is not counted, as a recount agrees.
-_BY_SENDER = """
-SELECT x.a::text AS app_id, x.d AS day, m.sender_kind, m.sender_id::text AS sender_id, m.is_note, count(*)::int AS n
-FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS x(id, a, d)
-CROSS JOIN LATERAL (SELECT sender_kind, sender_id, is_note FROM messages WHERE id = x.id LIMIT 1) m
-GROUP BY 1, 2, 3, 4, 5
-"""
-
-
 class UsageCounts:
     name = "usage"
     # Daily counts may trail by a second: one transaction a second, not one per relay cycle.
@@ -103,17 +90,17 @@ class UsageCounts:
     async def apply(self, conn: asyncpg.Connection, events: list[DomainEvent]) -> None:
         counts: dict[tuple[str, str, str], int] = {}
         seen: dict[tuple[str, str, str], str] = {}  # (app, month, user) -> its first day in this batch
-        ids: list[str] = []  # the messages named by reference, their workspaces and days
-        apps: list[str] = []
-        days: list[str] = []
         for e in events:
             n = 1
             if e.type == "message.created":
-                ref = store.referenced_message(e)
+                ref = store.message_reference(e)
                 if ref is not None:
-                    ids.append(ref)
-                    apps.append(e.app_id)
-                    days.append(e.occurred_at[:10])
+                    # The sender as the commit recorded it (or, for an event recorded before it did, as
+                    # the read found it): a user's message is its conversation's user's, the event's
+                    # user_id. No sender: the message was gone before an older event's read.
+                    if ref.sender_kind is not None:
+                        self._message(counts, seen, e.app_id, e.occurred_at[:10], ref.sender_kind, e.user_id,
+                                      ref.is_note, 1)
                     continue
                 m = _decode_message(e.data).message  # recorded with its copy (before migration 042)
                 if m is not None:  # else nothing left to count, as a recount from the stored messages agrees
@@ -129,10 +116,6 @@ class UsageCounts:
                 metric = found
             key = (e.app_id, e.occurred_at[:10], metric)
             counts[key] = counts.get(key, 0) + n
-        if ids:
-            for r in await conn.fetch(_BY_SENDER, ids, apps, days):
-                self._message(counts, seen, r["app_id"], r["day"], r["sender_kind"], r["sender_id"], r["is_note"],
-                              r["n"])
         if counts:
             # Sorted: two transactions adding to the same rows lock them in the same order.
             keys = sorted(counts)
