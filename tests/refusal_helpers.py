@@ -15,6 +15,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from server.auth.roles import ALL_PERMISSIONS
+from server.events.catalog import PAYLOADS as EVENT_PAYLOADS
 from server.events.catalog import STREAM as EVENT_STREAM
 
 
@@ -32,7 +33,7 @@ async def add_restricted_roles(db: asyncpg.Pool) -> None:
 # is their source): a refused call cannot change them except through domain_events.
 _DERIVED_TABLES = ("schema_migrations", "event_relay", "event_consumers", "event_counts", "event_retention",
                    "usage_daily", "usage_active_users", "usage_flushes")
-_DERIVED_STREAMS = (EVENT_STREAM,)
+_DERIVED_STREAMS = (EVENT_STREAM, EVENT_PAYLOADS)
 # Columns written in the background (API keys' last use, admins' last activity: flushed every few
 # seconds, at most once a minute each): the flush of earlier calls may land meanwhile, and a refused
 # admin or key was still active.

@@ -219,7 +219,7 @@ async def test_the_stream_names_each_message_and_a_group_gets_the_message_unless
     for groups that use it). A group gets the message as every other read builds it, from the stream
     and from Postgres alike; a group that takes references (`by_reference`) gets the reference from
     both, so its events never change form with the path they came by."""
-    from server.events.catalog import STREAM
+    from server.events.catalog import PAYLOADS, STREAM
     from workers.event_relay import EventRelay
 
     got: dict[str, list[bytes]] = {"full": [], "ref": []}
@@ -255,7 +255,7 @@ async def test_the_stream_names_each_message_and_a_group_gets_the_message_unless
     try:
         await relay.relay_once()
         await relay.rest()  # gives back the connection it holds while relaying
-        relayed = [e for _, fields in await redis.xrange(STREAM)
+        relayed = [e for _, fields in await redis.xrange(PAYLOADS)
                    for e in json.loads(fields[b"es"]) if e["type"] == "message.created"]
         assert [e["data"] for e in relayed] == [json.loads(r) for r in refs]  # no message on the stream
         entries = [(entry_id, fields) for entry_id, fields in await redis.xrange(STREAM)]
@@ -272,6 +272,59 @@ async def test_the_stream_names_each_message_and_a_group_gets_the_message_unless
         assert got == {"full": full, "ref": refs}
     finally:
         await redis.aclose()
+
+
+async def test_a_group_takes_the_envelopes_from_its_process_or_redis_or_else_postgres(
+        workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str) -> None:
+    """The stream carries an entry's positions; its envelopes go on a second stream under the same
+    id. A group in the relay's process reads none of them back; in another process, once per entry;
+    and an entry whose envelopes Redis no longer has is read from Postgres: every event applied once."""
+    from server.events.catalog import PAYLOADS, STREAM
+    from workers.event_relay import EventRelay
+
+    got: dict[str, list[str]] = {}
+
+    class Recorder:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            got[name] = []
+
+        async def apply(self, conn: asyncpg.Connection, events: list[Any]) -> None:
+            got[self.name] += [e.id for e in events if e.app_id == str(workspace.app_id)]
+
+    await db.execute("INSERT INTO domain_events (type, app_id, data) SELECT 'user.updated', $1, '{}'::json "
+                     "FROM generate_series(1, 250)", workspace.app_id)
+    ids = [e.id for e in await read_after(db, START, 100_000) if e.app_id == str(workspace.app_id)]
+    relaying, elsewhere = aioredis.from_url(redis_url), aioredis.from_url(redis_url)
+    relay = EventRelay(db, relaying, replica_id="r1")
+    try:
+        assert await relay.relay_once() >= 250
+        await relay.rest()
+        entries = list(await relaying.xrange(STREAM))
+        assert len(entries) >= 3 and all(set(fields) == {b"pos", b"prev"} for _, fields in entries)
+        assert await relaying.xlen(PAYLOADS) == len(entries)
+
+        async def run(name: str, redis: aioredis.Redis) -> int:
+            await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ($1, '0', 0)", name)
+            group = ConsumerGroup(db, redis, Recorder(name), replica_id="r1")
+            before = (await redis.info("commandstats")).get("cmdstat_xrange", {}).get("calls", 0)
+            await group.handle(entries)
+            return int((await redis.info("commandstats")).get("cmdstat_xrange", {}).get("calls", 0) - before)
+
+        assert await run("here", relaying) == 0  # the relay left the envelopes in this process
+        assert await run("there", elsewhere) == len(entries)  # read once from PAYLOADS
+        assert await run("there-too", elsewhere) == 0  # and then shared with the process's other groups
+        # Redis lost the envelopes of the middle entry: its events come from Postgres.
+        await relaying.xdel(PAYLOADS, entries[1][0])
+        other = aioredis.from_url(redis_url)
+        try:
+            assert await run("gap", other) == len(entries)
+        finally:
+            await other.aclose()
+        assert got["here"] == got["there"] == got["there-too"] == got["gap"] == ids
+    finally:
+        await relaying.aclose()
+        await elsewhere.aclose()
 
 
 def test_the_events_page_lists_every_type() -> None:

@@ -2,9 +2,10 @@
 
 Runs on every replica, works on one at a time (the "event-relay" lease; a dead holder's lease
 expires and another replica resumes from the checkpoint in Postgres). Each stream entry carries
-up to ENTRY_EVENTS consecutive events, the position of the last (`pos`) and the position before
-the first (`prev`), so a consumer can tell when the stream lacks something it needs (Redis
-restarted empty, FLUSHALL, trimming) and read that from Postgres. A message.created names its
+up to ENTRY_EVENTS consecutive events: on the stream, the position of the last (`pos`) and the
+position before the first (`prev`), so a consumer can tell when the stream lacks something it needs
+(Redis restarted empty, FLUSHALL, trimming) and read that from Postgres; their envelopes (`es`) on
+a second stream under the same id, which this process's groups need not read back. A message.created names its
 message rather than carrying it (server/events/store.py): the runtime builds the message for the
 groups that use it.
 A relay that dies between appending and saving its checkpoint appends some events again: the
@@ -21,8 +22,9 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from server.events import store
-from server.events.catalog import STREAM
+from server.events.catalog import PAYLOADS, STREAM
 from server.events.store import Position
+from workers.runtime.consumer_groups import remember_payload
 from workers.runtime.leased_worker import LeasedWorker
 
 log = logging.getLogger("replyhq.workers.event_relay")
@@ -34,11 +36,17 @@ CHECKPOINT_EVERY_S = 0.1
 ENTRY_EVENTS = 100
 
 # One EVAL per batch: XADD has several arguments, and redis-py packs each and reads each reply in Python.
+# An entry's positions go on STREAM, its envelopes on PAYLOADS under the same id (see
+# server/events/catalog.py). pcall: a payload that cannot be added (PAYLOADS ahead of STREAM, say
+# after STREAM alone was deleted) is only missing, and a group reads those events from Postgres.
 _APPEND_LUA = """
+local ids = {}
 for i = 2, #ARGV, 3 do
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'pos', ARGV[i], 'prev', ARGV[i + 1], 'es', ARGV[i + 2])
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'pos', ARGV[i], 'prev', ARGV[i + 1])
+    redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, 'es', ARGV[i + 2])
+    ids[#ids + 1] = id
 end
-return (#ARGV - 1) / 3
+return ids
 """
 
 
@@ -102,7 +110,10 @@ class EventRelay(LeasedWorker):
         for entry in entries:
             args += (entry.last, str(prev), entry.events)
             prev = Position.parse(entry.last)
-        await self.redis.eval(_APPEND_LUA, 1, STREAM, *args)  # type: ignore[misc]
+        ids = await self.redis.eval(_APPEND_LUA, 2, STREAM, PAYLOADS, *args)  # type: ignore[misc]
+        # This process's groups find the envelopes here rather than reading them back from Redis.
+        for entry_id, pos, prev_text, events in zip(ids, args[1::3], args[2::3], args[3::3], strict=True):
+            remember_payload(self.redis, entry_id, prev_text, pos, events)
         self._pos = prev
         self._unsaved = True
         count = sum(entry.size for entry in entries)

@@ -12,6 +12,10 @@ import msgspec
 
 VERSION = 1
 STREAM = "events:domain"  # the Redis Stream the relay appends to and consumer groups read
+# The envelopes of each STREAM entry, under the same entry id: the groups of a replica share one
+# copy of an entry's events, so each reads only the small entry from STREAM and, for an entry its
+# process has not seen, its envelopes from here (workers/runtime/consumer_groups.py).
+PAYLOADS = "events:domain:payloads"
 
 
 # gc=False: an event holds only strings, numbers and bytes, so it can be in no reference cycle, and

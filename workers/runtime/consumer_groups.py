@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from server.events import store
-from server.events.catalog import STREAM, DomainEvent
+from server.events.catalog import PAYLOADS, STREAM, DomainEvent
 from server.events.store import Position
 
 log = logging.getLogger("replyhq.workers.consumer_groups")
@@ -255,7 +255,7 @@ class ConsumerGroup:
     async def handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]], *, ack: bool = True) -> int:
         """Apply a batch of stream entries once; returns how many events were applied. Without
         `ack`, the entries are acknowledged with the next read."""
-        runs = [_decoded(self.redis, entry_id, fields) for entry_id, fields in entries]
+        runs = await self._runs(entries)
         applied = await self._apply(sorted(runs, key=lambda run: run.last))
         ids = [entry_id for entry_id, _ in entries]
         if ack:
@@ -263,6 +263,28 @@ class ConsumerGroup:
         else:
             self._unacked += ids
         return applied
+
+    async def _runs(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[_Run]:
+        """The entries' events: from this process's cache (the relay here put them there, or another
+        group read them), else from PAYLOADS, one round trip for all; an entry whose envelopes are
+        gone from Redis (trimmed, flushed) is a run without events, read from Postgres."""
+        runs: list[_Run] = []
+        missing: list[tuple[bytes, dict[bytes, bytes]]] = []
+        for entry_id, fields in entries:
+            run = _decoded(self.redis, entry_id, fields)
+            if run is None:
+                missing.append((entry_id, fields))
+            else:
+                runs.append(run)
+        if missing:
+            pipe = self.redis.pipeline(transaction=False)
+            for entry_id, _ in missing:
+                pipe.xrange(PAYLOADS, entry_id, entry_id, count=1)
+            for (entry_id, fields), found in zip(missing, await pipe.execute(), strict=True):
+                payload = found[0][1].get(b"es") if found else None
+                run = None if payload is None else _decoded(self.redis, entry_id, fields, payload)
+                runs.append(run or _Run(Position.parse(fields[b"prev"]), Position.parse(fields[b"pos"]), None))
+        return runs
 
     async def catch_up(self) -> int:
         """Apply what Postgres holds past the checkpoint (the stream may have lost it)."""
@@ -313,6 +335,12 @@ class ConsumerGroup:
                 for run in runs:
                     if run.last <= cursor:
                         continue  # applied before: a redelivery, or the relay appending again
+                    if run.events is None:
+                        # Its envelopes are gone from Redis: Postgres has them, and all before
+                        # them (up to and including `last`: nothing lies between it and n + 1).
+                        todo += await _all_between(conn, cursor, Position(run.last.tx, run.last.n + 1))
+                        cursor = run.last
+                        continue
                     if run.prev > cursor:
                         # The stream lacks what lies between: every event before a relayed one is
                         # committed and visible, so Postgres has it all.
@@ -405,44 +433,64 @@ class ConsumerGroup:
 
 
 class _Run(NamedTuple):
-    """Consecutive events from one stream entry: every committed event after `prev` up to `last`."""
+    """Consecutive events from one stream entry: every committed event after `prev` up to `last`
+    (None: the entry's envelopes were not found in Redis)."""
 
     prev: Position
     last: Position
-    events: list[DomainEvent]
+    events: list[DomainEvent] | None
 
 
 # Entries decoded lately, shared by the groups of a replica: each group reads every entry, and
 # decoding an entry (about a hundred envelopes) was a replica's largest cost per event after the
-# transactions. Keyed by the Redis client, the entry id and the positions it spans, so groups of
-# another stream (another test's server in the same process) never share one. Consumers must
-# treat events as read-only.
+# transactions; so was reading its envelopes from Redis once per group, which is why they live on
+# PAYLOADS and the relay leaves what it appended here, undecoded until a group needs it. Keyed by the
+# Redis client, the entry id and the positions it spans, so groups of another stream (another
+# test's server in the same process) never share one. Consumers must treat events as read-only.
 # Enough entries for the groups that read once a second (interval_s) to find what the group that
 # reads on every relay cycle decoded: about 75 entries a second at 5,000 events/s, since the relay
 # appends 2 to 3 entries every 40 ms. At 64 the interval groups found almost none and decoded each
 # entry again (at most 256 x 100 events: about 15 MB).
-_DECODED: dict[tuple[int, bytes, bytes, bytes], _Run] = {}
+_DECODED: dict[tuple[int, bytes, bytes, bytes], _Run | str | bytes] = {}
 _DECODED_MAX = 256
 
 
-def _decoded(redis: aioredis.Redis, entry_id: bytes, fields: dict[bytes, bytes]) -> _Run:
-    many = fields.get(b"es")
-    if many is None:  # one event (`e`) per entry
-        event = store.decode_event(fields[b"e"])
+def remember_payload(redis: aioredis.Redis, entry_id: bytes | str, prev: str, pos: str, events: str) -> None:
+    """The relay's side: the envelopes (a JSON array) of the entry it appended to the stream."""
+    key = (id(redis), entry_id.encode() if isinstance(entry_id, str) else entry_id, prev.encode(), pos.encode())
+    _remember(key, events)
+
+
+def _remember(key: tuple[int, bytes, bytes, bytes], value: _Run | str | bytes) -> None:
+    if key not in _DECODED and len(_DECODED) >= _DECODED_MAX:
+        del _DECODED[next(iter(_DECODED))]  # the oldest
+    _DECODED[key] = value
+
+
+def _decoded(redis: aioredis.Redis, entry_id: bytes, fields: dict[bytes, bytes],
+             payload: bytes | None = None) -> _Run | None:
+    """The entry's events, if this process has them or `payload` (or, as older relays appended
+    them, the entry itself) carries them."""
+    single = fields.get(b"e")
+    if single is not None:  # one event (`e`) per entry
+        event = store.decode_event(single)
         return _Run(Position.parse(fields[b"prev"]), Position.parse(event.position), [event])
     # What the relay appends: consecutive events, up to the entry's `pos`.
     key = (id(redis), entry_id, fields[b"prev"], fields[b"pos"])
-    run = _DECODED.get(key)
-    if run is None:
-        run = _Run(Position.parse(fields[b"prev"]), Position.parse(fields[b"pos"]), store.decode_events(many))
-        if len(_DECODED) >= _DECODED_MAX:
-            del _DECODED[next(iter(_DECODED))]  # the oldest
-        _DECODED[key] = run
+    found = _DECODED.get(key)
+    if isinstance(found, tuple):
+        return found
+    many = found if found is not None else fields.get(b"es", payload)
+    if many is None:
+        return None
+    run = _Run(Position.parse(fields[b"prev"]), Position.parse(fields[b"pos"]), store.decode_events(many))
+    _remember(key, run)
     return run
 
 
 def _past(run: _Run, cursor: Position) -> list[DomainEvent]:
-    """The run's events after `cursor` (at or after the run's `prev`)."""
+    """The run's events after `cursor` (at or after the run's `prev`); the run has its events."""
+    assert run.events is not None
     if run.prev >= cursor:
         return run.events
     return [e for e in run.events if Position.parse(e.position) > cursor]  # applied in part before
@@ -455,7 +503,7 @@ def _follows_on(cursor: Position, runs: list[_Run]) -> tuple[list[DomainEvent] |
     for run in runs:
         if run.last <= cursor:
             continue
-        if run.prev > cursor:
+        if run.prev > cursor or run.events is None:
             return None, cursor
         todo += _past(run, cursor)
         cursor = run.last
