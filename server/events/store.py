@@ -172,12 +172,29 @@ def referenced_message(event: DomainEvent) -> str | None:
     return None
 
 
-def message_reference(event: DomainEvent) -> MessageReference | None:
-    """`event`'s reference to its message, with the sender (None: not a message.created, or it
-    carries the message itself: recorded before migration 042, or read without `by_reference`)."""
-    if event.type != "message.created" or not bytes(event.data).startswith(REFERENCE_PREFIX):
+# What follows the message id in a reference -> (sender_kind, is_note): a handful of distinct
+# values (sender kinds by note flag), so each is decoded once rather than every event's.
+_SENDERS: dict[bytes, tuple[str | None, bool]] = {}
+
+
+def referenced_sender(event: DomainEvent) -> tuple[str | None, bool] | None:
+    """(sender_kind, is_note) of the message `event` names by reference (sender_kind None: the
+    message was gone when an event recorded before migration 044 was read); None: not a
+    message.created, or it carries the message itself (recorded before migration 042, or read
+    without `by_reference`)."""
+    if event.type != "message.created":
         return None
-    return _decode_reference(event.data)
+    data = bytes(event.data)
+    if not data.startswith(REFERENCE_PREFIX):
+        return None
+    rest = data[data.index(b'"', len(REFERENCE_PREFIX)):]
+    found = _SENDERS.get(rest)
+    if found is None:
+        ref = _decode_reference(REFERENCE_PREFIX + rest)
+        found = (ref.sender_kind, ref.is_note)
+        if len(_SENDERS) < 64:  # bounded whatever the data
+            _SENDERS[rest] = found
+    return found
 
 
 async def resolve(conn: asyncpg.Connection | asyncpg.Pool, events: list[DomainEvent]) -> list[DomainEvent]:

@@ -90,17 +90,16 @@ class UsageCounts:
     async def apply(self, conn: asyncpg.Connection, events: list[DomainEvent]) -> None:
         counts: dict[tuple[str, str, str], int] = {}
         seen: dict[tuple[str, str, str], str] = {}  # (app, month, user) -> its first day in this batch
+        # Messages named by reference, tallied by workspace, day, user and sender first (a few
+        # dozen keys a batch of thousands).
+        tally: dict[tuple[str, str, str | None, tuple[str | None, bool]], int] = {}
         for e in events:
             n = 1
             if e.type == "message.created":
-                ref = store.message_reference(e)
-                if ref is not None:
-                    # The sender as the commit recorded it (or, for an event recorded before it did, as
-                    # the read found it): a user's message is its conversation's user's, the event's
-                    # user_id. No sender: the message was gone before an older event's read.
-                    if ref.sender_kind is not None:
-                        self._message(counts, seen, e.app_id, e.occurred_at[:10], ref.sender_kind, e.user_id,
-                                      ref.is_note, 1)
+                sender = store.referenced_sender(e)
+                if sender is not None:
+                    sent_by = (e.app_id, e.occurred_at[:10], e.user_id, sender)
+                    tally[sent_by] = tally.get(sent_by, 0) + 1
                     continue
                 m = _decode_message(e.data).message  # recorded with its copy (before migration 042)
                 if m is not None:  # else nothing left to count, as a recount from the stored messages agrees
@@ -116,6 +115,12 @@ class UsageCounts:
                 metric = found
             key = (e.app_id, e.occurred_at[:10], metric)
             counts[key] = counts.get(key, 0) + n
+        for (app, day, user, (kind, is_note)), n in tally.items():
+            # The sender as the commit recorded it (or, for an event recorded before it did, as the
+            # read found it): a user's message is its conversation's user's, the event's user_id.
+            # No sender: the message was gone before an older event's read.
+            if kind is not None:
+                self._message(counts, seen, app, day, kind, user, is_note, n)
         if counts:
             # Sorted: two transactions adding to the same rows lock them in the same order.
             keys = sorted(counts)

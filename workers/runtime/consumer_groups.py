@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -451,7 +452,8 @@ class _Run(NamedTuple):
 # reads on every relay cycle decoded: about 75 entries a second at 5,000 events/s, since the relay
 # appends 2 to 3 entries every 40 ms. At 64 the interval groups found almost none and decoded each
 # entry again (at most 256 x 100 events: about 15 MB).
-_DECODED: dict[tuple[int, bytes, bytes, bytes], _Run | str | bytes] = {}
+# An OrderedDict: dropping a plain dict's first key walks past every slot deleted before it.
+_DECODED: OrderedDict[tuple[int, bytes, bytes, bytes], _Run | str | bytes] = OrderedDict()
 _DECODED_MAX = 256
 
 
@@ -463,7 +465,7 @@ def remember_payload(redis: aioredis.Redis, entry_id: bytes | str, prev: str, po
 
 def _remember(key: tuple[int, bytes, bytes, bytes], value: _Run | str | bytes) -> None:
     if key not in _DECODED and len(_DECODED) >= _DECODED_MAX:
-        del _DECODED[next(iter(_DECODED))]  # the oldest
+        _DECODED.popitem(last=False)  # the oldest
     _DECODED[key] = value
 
 
