@@ -233,7 +233,9 @@ class BroadcastHandler:
 
     async def _sweep(self) -> None:
         """Start a runner for every active run of an owned partition that has none."""
-        while True:
+        # Not `while True`: on 3.11 a cancel that lands as `_sweep_now` is set is swallowed by
+        # `wait_for`, and `close` would wait for this loop forever.
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._sweep_now.wait(), SWEEP_INTERVAL_S)
             self._sweep_now.clear()

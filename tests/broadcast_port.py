@@ -73,6 +73,12 @@ def _wire() -> None:
 
         async def start() -> None:
             ctx.broadcast_commands = RecordedCommands(ctx.pool, ctx.redis)
+            # The double stands in for the actor, so the real one must not drive runs itself: its
+            # sweep (every 2 s) carries on any run it finds active, and finished a run the double
+            # had moved to `snapshotting` while a test was still pausing and resuming it.
+            handler = getattr(ctx, "broadcast_handler", None)
+            if handler is not None:
+                await handler.close()
 
         ctx.lifecycle.add("test-broadcast-port", start)
 
