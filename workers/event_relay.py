@@ -5,9 +5,9 @@ expires and another replica resumes from the checkpoint in Postgres). Each strea
 up to ENTRY_EVENTS consecutive events: on the stream, the position of the last (`pos`) and the
 position before the first (`prev`), so a consumer can tell when the stream lacks something it needs
 (Redis restarted empty, FLUSHALL, trimming) and read that from Postgres; their envelopes (`es`) on
-a second stream under the same id, which this process's groups need not read back. A message.created names its
-message rather than carrying it (server/events/store.py): the runtime builds the message for the
-groups that use it.
+a second stream under the same id, which this process's groups need not read back. A
+message.created names its message rather than carrying it (server/events/store.py): the runtime
+builds the message for the groups that use it.
 A relay that dies between appending and saving its checkpoint appends some events again: the
 consumers' checkpoints make the repeat a no-op.
 """

@@ -162,14 +162,21 @@ async def read_after(conn: asyncpg.Connection | asyncpg.Pool, after: Position, l
     return [event_from_row(r) for r in rows]
 
 
-def referenced_message(event: DomainEvent) -> str | None:
-    """The id of the message whose data `event` carries by reference (None: it carries its data)."""
+def _split_reference(event: DomainEvent) -> tuple[bytes, bytes] | None:
+    """(message id, what follows it) of a by-reference `event`; None: it carries its data."""
     if event.type != "message.created":
         return None
     data = bytes(event.data)
-    if data.startswith(REFERENCE_PREFIX):
-        return data[len(REFERENCE_PREFIX):data.index(b'"', len(REFERENCE_PREFIX))].decode()
-    return None
+    if not data.startswith(REFERENCE_PREFIX):
+        return None
+    end = data.index(b'"', len(REFERENCE_PREFIX))
+    return data[len(REFERENCE_PREFIX):end], data[end:]
+
+
+def referenced_message(event: DomainEvent) -> str | None:
+    """The id of the message whose data `event` carries by reference (None: it carries its data)."""
+    split = _split_reference(event)
+    return None if split is None else split[0].decode()
 
 
 # What follows the message id in a reference -> (sender_kind, is_note): a handful of distinct
@@ -182,12 +189,10 @@ def referenced_sender(event: DomainEvent) -> tuple[str | None, bool] | None:
     message was gone when an event recorded before migration 044 was read); None: not a
     message.created, or it carries the message itself (recorded before migration 042, or read
     without `by_reference`)."""
-    if event.type != "message.created":
+    split = _split_reference(event)
+    if split is None:
         return None
-    data = bytes(event.data)
-    if not data.startswith(REFERENCE_PREFIX):
-        return None
-    rest = data[data.index(b'"', len(REFERENCE_PREFIX)):]
+    rest = split[1]
     found = _SENDERS.get(rest)
     if found is None:
         ref = _decode_reference(REFERENCE_PREFIX + rest)
