@@ -44,7 +44,11 @@ class ServerProcess:
                                      stdout=logf, stderr=subprocess.STDOUT)
         logf.close()
         if wait:
-            self.wait_healthy()
+            try:
+                self.wait_healthy()
+            except BaseException:  # a replica that never came up must not outlive the test run
+                self.stop(timeout=5)
+                raise
         return self
 
     def wait_healthy(self, timeout: float = 30) -> None:
