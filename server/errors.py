@@ -10,6 +10,8 @@ from sanic import Request, Sanic
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 
+from server.platform.storage_errors import storage_unavailable
+
 log = logging.getLogger("replyhq.errors")
 
 
@@ -80,6 +82,14 @@ class ServiceUnavailable(ApiError):
     code = "unavailable"
 
 
+def storage_error() -> ServiceUnavailable:
+    """What a request that found Postgres or Redis out of reach is answered: the same as the
+    message path's (`storage`), to retry."""
+    error = ServiceUnavailable("storage unavailable; retry", code="storage")
+    error.headers = {"retry-after": "1"}
+    return error
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
@@ -118,5 +128,8 @@ def install_error_handlers(app: Sanic) -> None:
 
     @app.exception(Exception)
     async def _unexpected(request: Request, exc: Exception) -> HTTPResponse:
+        if storage_unavailable(exc):  # Postgres or Redis restarting: nothing is wrong with the request
+            log.warning("storage unavailable on %s %s: %r", request.method, request.path, exc)
+            return await _api_error(request, storage_error())
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json(error_body("internal", "internal server error"), status=500)

@@ -15,11 +15,11 @@ DOCS_DIR = Path(__file__).resolve().parent.parent.parent / "docs"
 
 document(
     Operation("GET", "/docs/socket-events", "Socket.IO events of /client (and /admin), as Markdown", "docs",
-              content_type="text/markdown", errors=(404,)),
+              content_type="text/markdown", errors=(404,), storage=False),
     Operation("GET", "/docs/events", "Domain events: the envelope, every type and its data, as Markdown", "docs",
-              content_type="text/markdown", errors=(404,)),
+              content_type="text/markdown", errors=(404,), storage=False),
     Operation("GET", "/docs/webhooks", "Webhooks: types, signing, verifying (Python, Node), retries, as Markdown",
-              "docs", content_type="text/markdown", errors=(404,)),
+              "docs", content_type="text/markdown", errors=(404,), storage=False),
 )
 
 

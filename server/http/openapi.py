@@ -1,7 +1,8 @@
 """The OpenAPI document: each route module declares its operations; the app serves the union.
 
 The generator, not each route, adds what every operation of a kind can answer (a body route's 400,
-413 and 422; an SDK route's 401 and 422 for its key and user headers; an admin route's 401 and 403),
+413 and 422; an SDK route's 401 and 422 for its key and user headers; an admin route's 401 and 403;
+a route that uses Postgres or Redis, its 503 while they are out of reach),
 and every schema reference is the one msgspec generated for the type, so none can dangle.
 """
 
@@ -47,9 +48,11 @@ class Operation:
     empty: tuple[int, ...] = ()  # statuses answered without a body (a conditional GET's 304)
     content_type: str = JSON  # of the success response
     extra: dict[str, Any] = field(default_factory=dict)
+    storage: bool = True  # it reads or writes Postgres or Redis: a 503 `storage` while they are out of reach
 
     def error_statuses(self) -> list[int]:
-        implied = (*(_BODY_ERRORS if self.body is not None else ()), *_AUTH_ERRORS.get(self.auth or "", ()))
+        implied = (*(_BODY_ERRORS if self.body is not None else ()), *_AUTH_ERRORS.get(self.auth or "", ()),
+                   *((503,) if self.storage else ()))
         return sorted({*self.errors, *implied})
 
 
@@ -83,6 +86,13 @@ def _rate_limited(responses: dict[str, Any]) -> None:
         "content": {JSON: {"schema": {"$ref": ERROR_REF}}}}
 
 
+_STORAGE_UNAVAILABLE = {
+    "description": "storage (or the operation's own 503 code): Postgres or Redis is out of reach for the "
+                   "moment; retry after Retry-After seconds",
+    "headers": {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}},
+    "content": {JSON: {"schema": {"$ref": ERROR_REF}}}}
+
+
 def _parameter(param: Param) -> dict[str, Any]:
     name, where, description, *schema = param
     return {"name": name, "in": where, "description": description, "required": where == "path",
@@ -105,6 +115,8 @@ def _operation(op: Operation, refs: dict[type, dict[str, Any]]) -> dict[str, Any
     for status in op.error_statuses():
         entry["responses"][str(status)] = {"description": "Error", "content": {JSON: {
             "schema": {"$ref": ERROR_REF}}}}
+    if op.storage:
+        entry["responses"]["503"] = _STORAGE_UNAVAILABLE
     if op.params:
         entry["parameters"] = [_parameter(p) for p in op.params]
     if op.auth is not None:

@@ -31,12 +31,12 @@ class Readiness(msgspec.Struct):
 
 document(
     Operation("GET", "/healthz", "Process is alive and serving (503 while starting or stopping)", "operations",
-              response=Health, errors=(503,)),
+              response=Health, errors=(503,), storage=False),
     Operation("GET", "/readyz", "Postgres and Redis answer (503 names the failing one)", "operations",
-              response=Readiness, errors=(503,)),
+              response=Readiness, errors=(503,), storage=False),
     Operation("GET", "/metrics", "Prometheus metrics of this replica", "operations",
-              content_type=CONTENT_TYPE_LATEST.split(";")[0]),
-    Operation("GET", "/openapi.json", "This document", "operations"),
+              content_type=CONTENT_TYPE_LATEST.split(";")[0], storage=False),
+    Operation("GET", "/openapi.json", "This document", "operations", storage=False),
 )
 
 

@@ -2,8 +2,9 @@
 
 Every event handler takes (sid, payload=None): one payload argument at most. Whatever a client sends,
 it gets an ack: a packet that could not be read (JsonPacket) a 4xx error ack, a typed ApiError an
-error ack, a payload spread over several arguments a 422, and an unexpected exception a logged 500
-ack (never a silently dropped ack the client waits on). A handshake whose auth could not be read gets
+error ack, a payload spread over several arguments a 422, Postgres or Redis out of reach a 503
+`storage` ack, and any other exception a logged 500 ack (never a silently dropped ack the client
+waits on). A handshake whose auth could not be read gets
 a connect_error (422)."""
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 import socketio
 
 from server.context import AppContext
-from server.errors import ApiError, ValidationFailed
+from server.errors import ApiError, ValidationFailed, storage_error
+from server.platform.storage_errors import storage_unavailable
 from server.realtime.errors import UnreadablePacket, ack_error, internal_error, refuse, unknown_event
 
 log = logging.getLogger("replyhq.realtime")
@@ -43,6 +45,9 @@ class EventNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return await handler(*args)
         except ApiError as exc:  # typed errors become error acks, the socket stays up
             return ack_error(exc)
-        except Exception:
+        except Exception as exc:
+            if storage_unavailable(exc):  # Postgres or Redis restarting: a 503 to retry
+                log.warning("storage unavailable in %s event %r: %r", self.namespace, event[:100], exc)
+                return ack_error(storage_error())
             log.exception("unhandled error in %s event %r", self.namespace, event[:100])
             return internal_error()
