@@ -1,5 +1,5 @@
-"""Postgres out of reach (stopped, then started again): REST answers a 503 `storage` with
-Retry-After and socket events an error ack of the same, never a 500; once Postgres is back the same
+"""Postgres or Redis out of reach (stopped, then started again): REST answers a 503 `storage` with
+Retry-After and socket events an error ack of the same, never a 500; once it is back the same
 requests succeed again on the same replica, without a restart."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from loadtests.sdk_client import ReplyHQClient
-from server.dev.embedded import EmbeddedPostgres
+from server.dev.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.platform.db.migrate import migrate
 from server.tenancy.workspaces import create_workspace
 from tests.admin_helpers import PASSWORD
@@ -93,3 +93,52 @@ async def test_postgres_away_is_a_503_to_retry_and_its_return_serves_again(start
         assert "unhandled error" not in srv.log_path.read_text(errors="replace")  # no request met a 500
     finally:
         pg.stop()
+
+
+async def test_redis_away_is_never_a_500_and_its_return_serves_again(start_server, workspace, tmp_path: Path) -> None:
+    redis = EmbeddedRedis(tmp_path / "redis")
+    redis.start()
+    try:
+        srv = start_server(REDIS_URL=redis.url)
+        status, body = http("POST", srv.url + "/admin/auth/login", {"email": workspace.email, "password": PASSWORD})
+        assert status == 200, body
+        admin = {"Authorization": f"Bearer {body['access_token']}"}
+        sdk = {"X-API-Key": workspace.publishable_key, "X-User-Id": "ada"}
+        client = ReplyHQClient(srv.url, workspace.publishable_key, user_id="ada")
+        await client.connect()
+        try:
+            created = await client.create_conversation(subject="before", body="hello")
+            reads: list[tuple[str, dict[str, str]]] = [
+                ("/admin/api/conversations", admin), ("/v1/conversations", sdk),
+                (f"/v1/conversations/{created['conversation']['id']}/messages", sdk)]
+            for path, headers in reads:
+                assert http("GET", srv.url + path, headers=headers)[0] == 200
+
+            port = redis.port
+            redis.stop()
+            for path, headers in reads:  # reads may still be served from Postgres; if not, a 503 to retry
+                status, body = http("GET", srv.url + path, headers=headers)
+                assert status in (200, 503), (path, status, body)
+            sent = http("POST", srv.url + "/v1/conversations",
+                        {"subject": "during", "message": {"client_id": "during-1", "body": "anyone?"}}, headers=sdk)
+            assert sent[0] in (201, 503), sent
+
+            redis.port = port
+            redis.start()
+            deadline = asyncio.get_running_loop().time() + 20
+            for path, headers in reads:
+                while (status := http("GET", srv.url + path, headers=headers)[0]) != 200:
+                    assert status == 503 and asyncio.get_running_loop().time() < deadline, (path, status)
+                    await asyncio.sleep(0.2)
+            while (resent := http("POST", srv.url + "/v1/conversations",
+                                  {"subject": "during", "message": {"client_id": "during-1", "body": "anyone?"}},
+                                  headers=sdk))[0] == 503:
+                assert asyncio.get_running_loop().time() < deadline, resent
+                await asyncio.sleep(0.2)
+            assert resent[0] in (200, 201), resent
+        finally:
+            await client.close()
+        assert srv.log_path is not None
+        assert "unhandled error" not in srv.log_path.read_text(errors="replace")  # no request met a 500
+    finally:
+        redis.stop()
