@@ -6,7 +6,6 @@ nobody anything twice."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import uuid
 from collections import Counter
@@ -17,10 +16,9 @@ import asyncpg
 
 from loadtests.sdk_client import ReplyHQClient
 from server.broadcasts import click_tokens
-from server.dev.embedded import EmbeddedPostgres, EmbeddedRedis
-from server.platform.db.migrate import migrate
+from server.dev.embedded import EmbeddedRedis
 from server.platform.db.pool import init_connection
-from server.tenancy.workspaces import NewWorkspace, create_workspace
+from server.tenancy.workspaces import NewWorkspace
 from tests.admin_helpers import call
 from tests.broadcast_helpers import (
     act,
@@ -36,6 +34,7 @@ from tests.broadcast_helpers import (
     wait_run,
 )
 from tests.conftest import TEST_JWT_SECRET
+from tests.own_postgres import own_postgres
 from tests.sockets import admin_socket
 from tests.support import ServerProcess
 
@@ -302,25 +301,9 @@ async def test_redis_restarting_mid_send_finishes_the_run_sending_nobody_twice(
 
 async def test_postgres_restarting_mid_send_finishes_the_run_sending_nobody_twice(
         start_server, tmp_path: Path) -> None:
-    os.chmod(tmp_path, 0o755)  # the unprivileged Postgres user must reach its data dir
-    pg = EmbeddedPostgres(tmp_path / "postgres")
-    url = await asyncio.to_thread(pg.start)
-    try:
-        await migrate(url)
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
-        ws = await create_workspace(pool, app_name="Restart", email="owner@restart.test",
-                                    password="correct horse battery", owner_name="Olive Owner")
-        await pool.close()
-        srv = start_server(DATABASE_URL=url, BROADCAST_MAX_RATE="10000")
-
-        async def restart_postgres() -> None:
-            port = pg.port
-            await asyncio.to_thread(pg.stop)  # every pooled connection dies here, some mid-batch
-            await asyncio.sleep(1)
-            pg.port = port
-            await asyncio.to_thread(pg.start)
-
-        await _send_through_fault(url, ws.app_id, ws.email, srv, ws.publishable_key, restart_postgres,
+    async with own_postgres(tmp_path, "Restart") as own:
+        srv = start_server(DATABASE_URL=own.url, BROADCAST_MAX_RATE="10000")
+        ws = own.workspace
+        # every pooled connection dies in the restart, some mid-batch
+        await _send_through_fault(own.url, ws.app_id, ws.email, srv, ws.publishable_key, own.restart,
                                   users=20_000, rate=5_000)
-    finally:
-        pg.stop()

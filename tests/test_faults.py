@@ -6,7 +6,6 @@ the same client id complete the rest."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import uuid
 from pathlib import Path
@@ -16,10 +15,9 @@ import redis.asyncio as aioredis
 
 from actors.runtime.partitions import partition_of
 from loadtests.sdk_client import ReplyHQClient
-from server.dev.embedded import EmbeddedPostgres, EmbeddedRedis
-from server.platform.db.migrate import migrate
+from server.dev.embedded import EmbeddedRedis
 from server.settings import Settings
-from server.tenancy.workspaces import create_workspace
+from tests.own_postgres import own_postgres
 from tests.support import ServerProcess
 
 PARTITIONS = Settings().actor_partitions  # the servers under test run with the default
@@ -147,31 +145,13 @@ async def test_redis_restarting_mid_stream_loses_and_duplicates_nothing(start_se
 
 
 async def test_postgres_restarting_mid_stream_loses_and_duplicates_nothing(start_server, tmp_path: Path) -> None:
-    os.chmod(tmp_path, 0o755)  # the unprivileged Postgres user must reach its data dir
-    pg = EmbeddedPostgres(tmp_path / "postgres")
-    url = await asyncio.to_thread(pg.start)
-    try:
-        await migrate(url)
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
-        ws = await create_workspace(pool, app_name="Restart", email="owner@restart.test",
-                                    password="correct horse battery", owner_name="Olive Owner")
-        await pool.close()
-        srv = start_server(DATABASE_URL=url)
-
-        async def restart() -> None:
-            port = pg.port
-            await asyncio.to_thread(pg.stop)  # every pooled connection dies here
-            await asyncio.sleep(1)
-            pg.port = port
-            await asyncio.to_thread(pg.start)
-
+    async with own_postgres(tmp_path, "Restart") as own:
+        srv = start_server(DATABASE_URL=own.url)
         restarting: list[asyncio.Task[None]] = []
 
         async def restart_postgres() -> None:  # while the sends go on: some fail and are retried
-            restarting.append(asyncio.create_task(restart()))
+            restarting.append(asyncio.create_task(own.restart()))
             await asyncio.sleep(0.2)
 
-        await _survives(srv, ws.publishable_key, url, restart_postgres)
+        await _survives(srv, own.workspace.publishable_key, own.url, restart_postgres)
         await asyncio.gather(*restarting)
-    finally:
-        pg.stop()
