@@ -80,14 +80,13 @@ class RateLimited(ApiError):
 class ServiceUnavailable(ApiError):
     status = 503
     code = "unavailable"
+    headers = {"retry-after": "1"}  # a moment's outage (a restart, a failover): retry soon
 
 
 def storage_error() -> ServiceUnavailable:
     """What a request that found Postgres or Redis out of reach is answered: the same as the
     message path's (`storage`), to retry."""
-    error = ServiceUnavailable("storage unavailable; retry", code="storage")
-    error.headers = {"retry-after": "1"}
-    return error
+    return ServiceUnavailable("storage unavailable; retry", code="storage")
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
