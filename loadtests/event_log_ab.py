@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,12 +33,18 @@ def _git(*args: str, cwd: Path = ROOT) -> None:
 
 
 def _tree(tmp: Path, side: str) -> Path:
-    path = tmp / side
-    _git("worktree", "add", "--detach", str(path), "HEAD")
-    if side == "off":
-        _git("apply", str(PATCH), cwd=path)
-    (path / "static" / "node_modules").symlink_to(ROOT / "static" / "node_modules")
-    return path
+    # Made whole before a SIGTERM is acted on: git killed halfway leaves a locked tree, and its own
+    # children writing into the folder after it was removed.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        path = tmp / side
+        _git("worktree", "add", "--detach", str(path), "HEAD")
+        if side == "off":
+            _git("apply", str(PATCH), cwd=path)
+        (path / "static" / "node_modules").symlink_to(ROOT / "static" / "node_modules")
+        return path
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _run(tree: Path, clients: int, duration: float) -> dict[str, object]:
@@ -62,11 +70,15 @@ def main() -> None:
     args = parser.parse_args()
     if not (ROOT / "static" / "node_modules" / "socket.io-client").exists():
         sys.exit("bench needs `npm ci --prefix static` (make bench-events-ab does it)")
+    # SIGTERM (a CI timeout, `kill`) cleans up as Ctrl-C does: the worktrees are removed, and the run
+    # in progress is killed, its replicas with it (they die with their parent).
+    signal.signal(signal.SIGTERM, _terminated)
     tmp = Path(tempfile.mkdtemp(prefix="replyhq-event-ab-"))
     trees: dict[str, Path] = {}
     runs: dict[str, list[dict[str, object]]] = {"off": [], "on": []}
     try:
-        trees = {side: _tree(tmp, side) for side in ("off", "on")}
+        for side in ("off", "on"):
+            trees[side] = _tree(tmp, side)
         # The first run after the trees were made was once 40 % slow, Postgres at twice its usual
         # CPU a message, though every run starts its own cluster (a new tree's files not yet
         # cached, its bytecode not yet compiled?). One short run in each first, not counted.
@@ -86,7 +98,12 @@ def main() -> None:
         for path in trees.values():
             subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(tmp, ignore_errors=True)
         subprocess.run(["git", "worktree", "prune"], cwd=ROOT)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _rate(line: dict[str, object]) -> float:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from server.dev.embedded import free_port
+from server.platform.supervised_child import die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,8 +41,11 @@ class ServerProcess:
         env = {**os.environ, **self.env, "PORT": str(self.port)}
         assert self.log_path is not None
         logf = open(self.log_path, "ab")
+        # SIGTERM when the test run (or the bench) that started it dies, however it dies: a replica
+        # left behind keeps retrying its Postgres and Redis, and loads the machine, for good.
         self.proc = subprocess.Popen([sys.executable, "-m", self.module, "run"], cwd=ROOT, env=env,
-                                     stdout=logf, stderr=subprocess.STDOUT)
+                                     stdout=logf, stderr=subprocess.STDOUT,
+                                     preexec_fn=lambda: die_with_parent(signal.SIGTERM))
         logf.close()
         if wait:
             try:

@@ -40,3 +40,37 @@ def test_the_commit_cost_bench_still_finds_the_event_in_the_group_commit() -> No
     heads = {sql[:sql.index(EVENT_START)] for sql in found.values()}
     tails = {sql[sql.index(EVENT_END):] for sql in found.values()}
     assert len(heads) == 1 and len(tails) == 1
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists()
+                    or not (ROOT / "static" / "node_modules" / "socket.io-client").exists(),
+                    reason="needs a git checkout and the bench's Node client")
+def test_the_ab_bench_stopped_by_sigterm_leaves_no_worktree_behind() -> None:
+    import signal
+    import sys
+    import time
+
+    def worktrees() -> list[str]:
+        listed = subprocess.run(["git", "worktree", "list", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
+        return [line for line in listed.stdout.splitlines() if line.startswith("worktree ")]
+
+    import tempfile
+
+    def folders() -> set[Path]:
+        return set(Path(tempfile.gettempdir()).glob("replyhq-event-ab-*"))
+
+    before, folders_before = worktrees(), folders()
+    bench = subprocess.Popen([sys.executable, "-m", "loadtests.event_log_ab", "--rounds", "1", "--duration", "1"],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(worktrees()) < len(before) + 2:  # both trees made: its first run is starting
+            assert bench.poll() is None and time.monotonic() < deadline, "the bench made no trees"
+            time.sleep(0.1)
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+    assert worktrees() == before
+    assert folders() == folders_before
