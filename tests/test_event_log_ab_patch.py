@@ -5,7 +5,11 @@ patch applying, or the bench's "off" side silently stops existing: caught here, 
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -46,15 +50,9 @@ def test_the_commit_cost_bench_still_finds_the_event_in_the_group_commit() -> No
                     or not (ROOT / "static" / "node_modules" / "socket.io-client").exists(),
                     reason="needs a git checkout and the bench's Node client")
 def test_the_ab_bench_stopped_by_sigterm_leaves_no_worktree_behind() -> None:
-    import signal
-    import sys
-    import time
-
     def worktrees() -> list[str]:
         listed = subprocess.run(["git", "worktree", "list", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
         return [line for line in listed.stdout.splitlines() if line.startswith("worktree ")]
-
-    import tempfile
 
     def folders() -> set[Path]:
         return set(Path(tempfile.gettempdir()).glob("replyhq-event-ab-*"))

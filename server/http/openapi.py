@@ -51,8 +51,7 @@ class Operation:
     storage: bool = True  # it reads or writes Postgres or Redis: a 503 `storage` while they are out of reach
 
     def error_statuses(self) -> list[int]:
-        implied = (*(_BODY_ERRORS if self.body is not None else ()), *_AUTH_ERRORS.get(self.auth or "", ()),
-                   *((503,) if self.storage else ()))
+        implied = (*(_BODY_ERRORS if self.body is not None else ()), *_AUTH_ERRORS.get(self.auth or "", ()))
         return sorted({*self.errors, *implied})
 
 
