@@ -6,9 +6,13 @@ off, in interleaved runs on one machine. "Off" is this commit with `event_log_of
 the pair differs in the event log and nothing else. Both trees are git worktrees of HEAD in a
 temporary directory; each round runs both (alternating which goes first, so a drifting machine
 weighs on both alike; a short run in each tree first is not counted) and prints one JSON line per
-run, then a summary line:
+run, then a summary line for each client count:
 
     python -m loadtests.event_log_ab --rounds 6 --clients 100 --duration 15
+    CLIENTS=10,100,1000 make bench-events-ab     # the client counts `make bench` runs, in each round
+
+Throughput follows the group commit's time: one commit in flight, what arrives meanwhile joins the
+next (COMMIT_WORKERS), so each summary also gives each side's mean `commit_ms_avg`.
 """
 
 from __future__ import annotations
@@ -65,7 +69,8 @@ def _load() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", "6")))
-    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--clients", type=_counts, default=os.environ.get("CLIENTS", "100"),
+                        help="client counts, comma-separated (default 100, or CLIENTS)")
     parser.add_argument("--duration", type=float, default=float(os.environ.get("DURATION", "15")))
     args = parser.parse_args()
     if not (ROOT / "static" / "node_modules" / "socket.io-client").exists():
@@ -75,7 +80,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminated)
     tmp = Path(tempfile.mkdtemp(prefix="replyhq-event-ab-"))
     trees: dict[str, Path] = {}
-    runs: dict[str, list[dict[str, object]]] = {"off": [], "on": []}
+    runs: dict[int, dict[str, list[dict[str, object]]]] = {n: {"off": [], "on": []} for n in args.clients}
     try:
         for side in ("off", "on"):
             trees[side] = _tree(tmp, side)
@@ -83,23 +88,34 @@ def main() -> None:
         # CPU a message, though every run starts its own cluster (a new tree's files not yet
         # cached, its bytecode not yet compiled?). One short run in each first, not counted.
         for tree in trees.values():
-            _run(tree, args.clients, 3)
+            _run(tree, args.clients[0], 3)
         for i in range(1, args.rounds + 1):
-            for side in ("off", "on") if i % 2 else ("on", "off"):
-                load = _load()
-                line = _run(trees[side], args.clients, args.duration)
-                runs[side].append(line)
-                print(json.dumps({"scenario": "event_log_ab", "round": i, "side": side, "load": round(load, 2),
-                                  **{k: line.get(k) for k in ("msgs_per_s", "ack_p99_ms", "lost", "duplicated",
-                                                              "commit_ms_avg", "server_cpu_pct", "cpu_ms_per_msg")}}),
-                      flush=True)
-        print(json.dumps(_summary(runs)), flush=True)
+            for clients in args.clients:
+                for side in ("off", "on") if i % 2 else ("on", "off"):
+                    load = _load()
+                    line = _run(trees[side], clients, args.duration)
+                    runs[clients][side].append(line)
+                    print(json.dumps({"scenario": "event_log_ab", "round": i, "clients": clients, "side": side,
+                                      "load": round(load, 2),
+                                      **{k: line.get(k) for k in ("msgs_per_s", "ack_p99_ms", "lost", "duplicated",
+                                                                  "commit_ms_avg", "server_cpu_pct",
+                                                                  "cpu_ms_per_msg")}}),
+                          flush=True)
+        for clients, pair in runs.items():
+            print(json.dumps({**_summary(pair), "clients": clients}), flush=True)
     finally:
         for path in trees.values():
             subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(tmp, ignore_errors=True)
         subprocess.run(["git", "worktree", "prune"], cwd=ROOT)
+
+
+def _counts(text: str) -> list[int]:
+    counts = [int(x) for x in text.split(",") if x.strip()]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"client counts must be positive integers: {text!r}")
+    return counts
 
 
 def _terminated(signum: int, frame: object) -> None:
@@ -121,6 +137,9 @@ def _summary(runs: dict[str, list[dict[str, object]]]) -> dict[str, object]:
             "off_msgs_per_s": round(statistics.fmean(off)), "on_msgs_per_s": round(statistics.fmean(on)),
             "on_over_off": round(statistics.fmean(on) / statistics.fmean(off), 3),
             "median_pair": round(statistics.median(b / a for a, b in zip(off, on, strict=True)), 3),
+            "commit_ms_avg": {side: round(statistics.fmean(float(x.get("commit_ms_avg") or 0)  # type: ignore[arg-type]
+                                                           for x in lines), 2)
+                              for side, lines in runs.items() if lines},
             "lost": sum(int(x.get("lost") or 0) for x in runs["on"] + runs["off"]),  # type: ignore[call-overload]
             "duplicated": sum(int(x.get("duplicated") or 0) for x in runs["on"] + runs["off"]),  # type: ignore[call-overload]
             "cpu_ms_per_msg": parts}

@@ -4,6 +4,7 @@ patch applying, or the bench's "off" side silently stops existing: caught here, 
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import signal
 import subprocess
@@ -72,3 +73,20 @@ def test_the_ab_bench_stopped_by_sigterm_leaves_no_worktree_behind() -> None:
             bench.kill()
     assert worktrees() == before
     assert folders() == folders_before
+
+
+def test_the_ab_bench_summarises_each_client_count_with_each_sides_commit_time() -> None:
+    from loadtests.event_log_ab import _counts, _summary
+
+    assert _counts("10, 100,1000") == [10, 100, 1000]
+    with pytest.raises(argparse.ArgumentTypeError):
+        _counts("0")
+
+    def run(rate: float, commit_ms: float) -> dict[str, object]:
+        return {"msgs_per_s": rate, "commit_ms_avg": commit_ms, "lost": 0, "duplicated": 0,
+                "cpu_ms_per_msg": {"server": 0.1, "total": 0.2}}
+
+    summary = _summary({"off": [run(1000, 3.0), run(1200, 3.2)], "on": [run(950, 3.3), run(1080, 3.5)]})
+    assert summary["on_over_off"] == round(1015 / 1100, 3)
+    assert summary["median_pair"] == round((0.95 + 0.9) / 2, 3)
+    assert summary["commit_ms_avg"] == {"off": 3.1, "on": 3.4}
