@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ import psutil
 from loadtests.process_cpu import cpu_seconds
 from server.dev.embedded import EmbeddedServices
 from server.platform.db.migrate import migrate
+from server.platform.supervised_child import die_with_parent
 from server.settings import Settings
 from server.tenancy.workspaces import create_workspace
 from tests.support import ServerProcess
@@ -94,8 +96,11 @@ def _rss_mb(procs: list[psutil.Process]) -> float:
 
 
 def _driver(cfg: dict[str, object]) -> subprocess.Popen[bytes]:
+    # PDEATHSIG: a bench killed mid-run takes its driver with it, as it does its replicas and
+    # embedded servers (a driver left behind kept loading the machine under the next runs).
     return subprocess.Popen(["node", str(DRIVER), json.dumps({"runId": uuid.uuid4().hex[:8], **cfg})],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                            preexec_fn=lambda: die_with_parent(signal.SIGTERM))
 
 
 def _wait_phase(driver: subprocess.Popen[bytes], phase: str, timeout: float) -> None:
