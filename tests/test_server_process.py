@@ -26,7 +26,7 @@ time.sleep(600)
 
 # The bench's driver aimed at a port nobody listens on: it keeps trying to connect until stopped.
 _BENCH = """
-import sys, time
+import time
 from loadtests.bench import _driver
 driver = _driver({"mode": "storm", "urls": ["http://127.0.0.1:9"], "apiKey": "k", "clients": 1, "holdS": 600})
 print(driver.pid, flush=True)
