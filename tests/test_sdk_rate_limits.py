@@ -9,11 +9,13 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import socketio
 
+from loadtests.sdk_client import ReplyHQClient
 from tests.sockets import Socket, open_socket, refused_handshake
 from tests.support import ServerProcess
 
@@ -130,3 +132,28 @@ def test_a_keys_limit_holds_across_replicas(start_server, workspace) -> None:
     assert 10 <= admitted <= 11, admitted
     time.sleep(1.5)
     assert get(first, "/v1/users/me", {"x-api-key": key, "x-user-id": "a-late"})[0] == 429
+
+
+async def test_the_load_kits_sdk_waits_out_a_rate_limit_and_every_send_lands_once(start_server, workspace,
+                                                                                 db) -> None:
+    """The load kit's client (loadtests/sdk_client) retries a 429 after `details.retry_after`, as the
+    docs tell SDKs to: a window longer than its own backoff (about 7 s over 8 tries) once made it give
+    up with `rate_limited`."""
+    window = 12
+    server = start_server(SDK_USER_RATE_LIMIT="4", SDK_RATE_WINDOW=str(window))
+    # Windows start at multiples of their length: begin just after one starts, so the limit is hit
+    # with most of the window (longer than that backoff) still to wait.
+    await asyncio.sleep(window - time.time() % window)
+    client = ReplyHQClient(server.url, workspace.publishable_key, "patient", transports=["websocket"])
+    await client.connect()  # the handshake counts against the user too
+    try:
+        conversation = (await client.create_conversation(body="hello"))["conversation"]
+        sent = [await client.send(conversation["id"], f"message {n}", client_id=f"patient-{n}") for n in range(4)]
+    finally:
+        await client.close()
+    # Each send acknowledged and stored once, in order, though the limit refused some of the tries.
+    assert [m["body"] for m in sent] == [f"message {n}" for n in range(4)]
+    stored = await db.fetch("SELECT seq, client_id, body FROM messages WHERE conversation_id = $1 ORDER BY seq",
+                            uuid.UUID(conversation["id"]))
+    assert [r["body"] for r in stored] == ["hello"] + [f"message {n}" for n in range(4)]
+    assert [r["seq"] for r in stored[1:]] == [m["seq"] for m in sent]

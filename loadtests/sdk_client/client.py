@@ -47,6 +47,15 @@ class ReplyHQError(Exception):
         super().__init__(f"{self.code}: {err.get('message', body)}")
 
 
+def _retry_delay(err: ReplyHQError, attempt: int) -> float:
+    """Seconds before retrying `err`: a rate limit says when its window reopens (`retry_after`), as
+    the docs tell SDKs to wait; anything else backs off exponentially."""
+    after = err.details.get("retry_after") if isinstance(err.details, dict) else None
+    if err.status == 429 and isinstance(after, int | float) and after >= 0:
+        return float(after)
+    return min(0.1 * 2**attempt, 2.0)
+
+
 class _Dropped(Exception):
     """The socket dropped while an ack was awaited."""
 
@@ -180,7 +189,7 @@ class ReplyHQClient:
             if err.status not in RETRYABLE_STATUS:
                 raise err
             last = err
-            await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+            await asyncio.sleep(_retry_delay(err, attempt))
         if isinstance(last, ReplyHQError):
             raise last
         raise ReplyHQError({"ok": False, "status": 503, "error": {"code": "unavailable", "message": str(last)}})
