@@ -16,6 +16,7 @@ from typing import Any
 import socketio
 
 from loadtests.sdk_client import ReplyHQClient
+from loadtests.sdk_client.sync_socket import SyncSocket
 from tests.sockets import Socket, open_socket, refused_handshake
 from tests.support import ServerProcess
 
@@ -134,26 +135,42 @@ def test_a_keys_limit_holds_across_replicas(start_server, workspace) -> None:
     assert get(first, "/v1/users/me", {"x-api-key": key, "x-user-id": "a-late"})[0] == 429
 
 
-async def test_the_load_kits_sdk_waits_out_a_rate_limit_and_every_send_lands_once(start_server, workspace,
-                                                                                 db) -> None:
-    """The load kit's client (loadtests/sdk_client) retries a 429 after `details.retry_after`, as the
-    docs tell SDKs to: a window longer than its own backoff (about 7 s over 8 tries) once made it give
-    up with `rate_limited`."""
+async def test_the_load_kits_sdk_clients_wait_out_a_rate_limit_and_every_send_lands_once(start_server, workspace,
+                                                                                         db) -> None:
+    """Both of the load kit's clients (loadtests/sdk_client: the asyncio one and locust's sync socket)
+    retry a 429 after `details.retry_after`, as the docs tell SDKs to: a window longer than their own
+    backoff (about 7 s over 8 tries, 1.5 s over 5) once made them give up with `rate_limited`."""
     window = 12
     server = start_server(SDK_USER_RATE_LIMIT="4", SDK_RATE_WINDOW=str(window))
+    key = workspace.publishable_key
     # Windows start at multiples of their length: begin just after one starts, so the limit is hit
     # with most of the window (longer than that backoff) still to wait.
     await asyncio.sleep(window - time.time() % window)
-    client = ReplyHQClient(server.url, workspace.publishable_key, "patient", transports=["websocket"])
-    await client.connect()  # the handshake counts against the user too
-    try:
-        conversation = (await client.create_conversation(body="hello"))["conversation"]
-        sent = [await client.send(conversation["id"], f"message {n}", client_id=f"patient-{n}") for n in range(4)]
-    finally:
-        await client.close()
-    # Each send acknowledged and stored once, in order, though the limit refused some of the tries.
-    assert [m["body"] for m in sent] == [f"message {n}" for n in range(4)]
-    stored = await db.fetch("SELECT seq, client_id, body FROM messages WHERE conversation_id = $1 ORDER BY seq",
-                            uuid.UUID(conversation["id"]))
-    assert [r["body"] for r in stored] == ["hello"] + [f"message {n}" for n in range(4)]
-    assert [r["seq"] for r in stored[1:]] == [m["seq"] for m in sent]
+
+    async def with_asyncio_client() -> tuple[str, list[dict[str, Any]]]:
+        client = ReplyHQClient(server.url, key, "patient", transports=["websocket"])
+        await client.connect()  # the handshake counts against the user too
+        try:
+            conversation = (await client.create_conversation(body="hello"))["conversation"]
+            return conversation["id"], [await client.send(conversation["id"], f"message {n}",
+                                                          client_id=f"patient-{n}") for n in range(4)]
+        finally:
+            await client.close()
+
+    def with_locust_socket() -> tuple[str, list[dict[str, Any]]]:
+        sock = SyncSocket(server.url, "/client", {"api_key": key, "user_id": "patient-sync"})
+        sock.connect()
+        try:
+            created = sock.call("conversation:create", {"message": {"client_id": "sync-hello", "body": "hello"}})
+            conversation = created["conversation"]["id"]
+            return conversation, [sock.send(conversation, f"message {n}", client_id=f"sync-{n}") for n in range(4)]
+        finally:
+            sock.disconnect()
+
+    for conversation, sent in await asyncio.gather(with_asyncio_client(), asyncio.to_thread(with_locust_socket)):
+        # Each send acknowledged and stored once, in order, though the limit refused some of the tries.
+        assert [m["body"] for m in sent] == [f"message {n}" for n in range(4)]
+        stored = await db.fetch("SELECT seq, body FROM messages WHERE conversation_id = $1 ORDER BY seq",
+                                uuid.UUID(conversation))
+        assert [r["body"] for r in stored] == ["hello"] + [f"message {n}" for n in range(4)]
+        assert [r["seq"] for r in stored[1:]] == [m["seq"] for m in sent]

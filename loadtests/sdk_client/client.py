@@ -47,7 +47,7 @@ class ReplyHQError(Exception):
         super().__init__(f"{self.code}: {err.get('message', body)}")
 
 
-def _retry_delay(err: ReplyHQError, attempt: int) -> float:
+def retry_delay(err: ReplyHQError, attempt: int) -> float:
     """Seconds before retrying `err`: a rate limit says when its window reopens (`retry_after`), as
     the docs tell SDKs to wait; anything else backs off exponentially."""
     after = err.details.get("retry_after") if isinstance(err.details, dict) else None
@@ -189,7 +189,7 @@ class ReplyHQClient:
             if err.status not in RETRYABLE_STATUS:
                 raise err
             last = err
-            await asyncio.sleep(_retry_delay(err, attempt))
+            await asyncio.sleep(retry_delay(err, attempt))
         if isinstance(last, ReplyHQError):
             raise last
         raise ReplyHQError({"ok": False, "status": 503, "error": {"code": "unavailable", "message": str(last)}})
