@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import psutil
 from loadtests.process_cpu import cpu_seconds
 from server.dev.embedded import EmbeddedServices
 from server.platform.db.migrate import migrate
-from server.platform.supervised_child import die_with_parent
+from server.platform.supervised_child import terminated_with_parent
 from server.settings import Settings
 from server.tenancy.workspaces import create_workspace
 from tests.support import ServerProcess
@@ -100,7 +99,7 @@ def _driver(cfg: dict[str, object]) -> subprocess.Popen[bytes]:
     # embedded servers (a driver left behind kept loading the machine under the next runs).
     return subprocess.Popen(["node", str(DRIVER), json.dumps({"runId": uuid.uuid4().hex[:8], **cfg})],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
-                            preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+                            preexec_fn=terminated_with_parent)
 
 
 def _wait_phase(driver: subprocess.Popen[bytes], phase: str, timeout: float) -> None:

@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 
 from server.dev.embedded import free_port
-from server.platform.supervised_child import die_with_parent
+from server.platform.supervised_child import terminated_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
@@ -57,7 +57,7 @@ def start_cluster(replicas: int, out: Path, data_dir: Path) -> tuple[str, subpro
     with open(log, "wb") as logf:
         proc = subprocess.Popen([sys.executable, "-m", "server", "cluster", "--replicas", str(replicas)],
                                 cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT,
-                                preexec_fn=lambda: die_with_parent(signal.SIGTERM))  # never outlives us
+                                preexec_fn=terminated_with_parent)  # never outlives us
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, log)

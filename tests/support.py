@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from server.dev.embedded import free_port
-from server.platform.supervised_child import die_with_parent
+from server.platform.supervised_child import terminated_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ class ServerProcess:
         # left behind keeps retrying its Postgres and Redis, and loads the machine, for good.
         self.proc = subprocess.Popen([sys.executable, "-m", self.module, "run"], cwd=ROOT, env=env,
                                      stdout=logf, stderr=subprocess.STDOUT,
-                                     preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+                                     preexec_fn=terminated_with_parent)
         logf.close()
         if wait:
             try:

@@ -47,11 +47,13 @@ class ReplyHQError(Exception):
         super().__init__(f"{self.code}: {err.get('message', body)}")
 
 
-def retry_delay(err: ReplyHQError, attempt: int) -> float:
-    """Seconds before retrying `err`: a rate limit says when its window reopens (`retry_after`), as
-    the docs tell SDKs to wait; anything else backs off exponentially."""
-    after = err.details.get("retry_after") if isinstance(err.details, dict) else None
-    if err.status == 429 and isinstance(after, int | float) and after >= 0:
+def retry_delay(exc: BaseException, attempt: int) -> float:
+    """Seconds before retry number `attempt` after `exc`: a rate limit says when its window reopens
+    (`retry_after`), as the docs tell SDKs to wait; anything else (a drop, a time-out, a 503) backs
+    off exponentially."""
+    details = exc.details if isinstance(exc, ReplyHQError) and exc.status == 429 else None
+    after = details.get("retry_after") if isinstance(details, dict) else None
+    if isinstance(after, int | float) and after >= 0:
         return float(after)
     return min(0.1 * 2**attempt, 2.0)
 
@@ -181,7 +183,7 @@ class ReplyHQClient:
                 ack = await self._call_once(event, payload)
             except (_Dropped, TimeoutError) as exc:
                 last = exc
-                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+                await asyncio.sleep(retry_delay(exc, attempt))
                 continue
             if isinstance(ack, dict) and ack.get("ok"):
                 return ack

@@ -74,7 +74,7 @@ class SyncSocket:
                 retryable = isinstance(exc, TimeoutError) or exc.status in RETRYABLE_STATUS
                 if not retryable or attempt == self.send_attempts - 1:
                     raise
-                time.sleep(min(0.1 * 2**attempt, 2.0) if isinstance(exc, TimeoutError) else retry_delay(exc, attempt))
+                time.sleep(retry_delay(exc, attempt))
         raise AssertionError("unreachable")
 
     def send(self, conversation_id: str, body: str, client_id: str | None = None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from server.dev.balancer import Backend, Balancer, check_health
 from server.dev.embedded import free_port
-from server.platform.supervised_child import die_with_parent
+from server.platform.supervised_child import terminated_with_parent
 from server.settings import Settings
 
 log = logging.getLogger("replyhq.cluster")
@@ -128,7 +128,7 @@ class Cluster:
     async def _spawn(self, replica: Replica) -> None:
         replica.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "server", "run", env=replica.env, start_new_session=True,
-            preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+            preexec_fn=terminated_with_parent)
         replica.started_at = time.monotonic()
         log.info("replica %s started (pid %s, port %s)", replica.name, replica.proc.pid, replica.port)
 

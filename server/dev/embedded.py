@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.dev.embedded_paths import reachable_bin_dir, reachable_data_dir
-from server.platform.supervised_child import die_with_parent
+from server.platform.supervised_child import die_with_parent, terminated_with_parent
 
 DB_USER_NAME = "replyhq-db"
 log = logging.getLogger("replyhq.embedded")
@@ -217,7 +217,7 @@ class EmbeddedRedis:
              "--appendonly", "no", "--dir", str(self.data_dir), "--logfile", str(log_path),
              "--maxclients", "10000"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-            preexec_fn=lambda: die_with_parent(signal.SIGTERM),
+            preexec_fn=terminated_with_parent,
         )
         _wait_port(self.port, self.proc, "redis", log_path)
         return self.url

@@ -93,9 +93,15 @@ def die_with_parent(sig: int) -> None:
             libc.prctl(_PR_SET_PDEATHSIG, sig)
 
 
+def terminated_with_parent() -> None:
+    """A `preexec_fn` (or a child's first step): SIGTERM when the parent dies, so a child stops
+    cleanly whether the process that started it exits, crashes or is killed."""
+    die_with_parent(signal.SIGTERM)
+
+
 def exit_with_parent(parent_pid: int) -> None:
     """In the child: receive SIGTERM when the parent dies, and exit now if it already has."""
-    die_with_parent(signal.SIGTERM)
+    terminated_with_parent()
     if not parent_alive(parent_pid):
         raise SystemExit(f"parent {parent_pid} is gone")
 
