@@ -7,9 +7,11 @@ consumers or the driver around it (whose CPU on two shared cores blurs the full 
 Variants alternate in short slices (`--slice` seconds, `--rounds` times, the order reversed every
 other round) so a drifting machine weighs on each alike:
 
-- `current`: the statement as it is (the event names its message: `message_id`);
+- `current`: the statement as it is (one event row for the workspace's messages of the commit,
+  naming them: migration 045);
 - `none`: the same without the event;
-- `copy`: the event carrying the message's JSON, as it did before migration 042.
+- `per_message`: one event row a message, naming it, as before migration 045;
+- `copy`: one event row a message carrying the message's JSON, as before migration 042.
 
 Prints each variant's median msgs/s, Postgres CPU µs and WAL bytes per message:
 
@@ -46,13 +48,21 @@ EVENT_START = "ev AS ("
 EVENT_END = "SELECT (SELECT array_agg(conversation_id) FROM dup)"
 # The event as it was recorded before migration 042: the message's JSON built in the statement.
 _COPY_EVENT = """ev AS (
-    INSERT INTO domain_events (type, app_id, conversation_id, user_id, data)
+    INSERT INTO event_rows (type, app_id, conversation_id, user_id, data)
     SELECT 'message.created', new.a, new.c, adv.user_id, json_build_object('message', json_build_object(
                'id', new.i, 'conversation_id', new.c, 'seq', new.s, 'client_id', new.cid, 'sender_kind', new.sk,
                'sender_id', new.sid, 'body', new.b, 'attachments', new.att::json, 'is_note', new.n,
                'created_at', to_char(new.t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')))
     FROM new JOIN adv ON adv.id = new.c ORDER BY new.ord
-    RETURNING 1
+    RETURNING 1 AS n
+)
+"""
+# One event row a message, naming it, as recorded from migration 044 until 045.
+_PER_MESSAGE_EVENT = """ev AS (
+    INSERT INTO event_rows (type, app_id, conversation_id, user_id, message_id, sender_kind, is_note)
+    SELECT 'message.created', new.a, new.c, adv.user_id, new.i, new.sk, new.n
+    FROM new JOIN adv ON adv.id = new.c ORDER BY new.ord
+    RETURNING 1 AS n
 )
 """
 BODY = "Hello there, this is a fairly ordinary message of support chat length."
@@ -61,7 +71,8 @@ BODY = "Hello there, this is a fairly ordinary message of support chat length."
 def variants() -> dict[str, str]:
     sql = commit._COMMIT_SQL
     head, tail = sql[:sql.index(EVENT_START)], sql[sql.index(EVENT_END):]
-    return {"current": sql, "none": head + "ev AS (SELECT 1 WHERE false)\n" + tail, "copy": head + _COPY_EVENT + tail}
+    return {"current": sql, "none": head + "ev AS (SELECT 0 AS n WHERE false)\n" + tail,
+            "per_message": head + _PER_MESSAGE_EVENT + tail, "copy": head + _COPY_EVENT + tail}
 
 
 class Writer:

@@ -141,7 +141,7 @@ async def _seed(db_url: str, app_ids: list[uuid.UUID], per_app: int) -> None:
     conn = await asyncpg.connect(db_url)
     try:
         await conn.execute(
-            """INSERT INTO domain_events (type, app_id, data)
+            """INSERT INTO event_rows (type, app_id, data)
                SELECT 'message.created', a, jsonb_build_object('message', jsonb_build_object('id', gen_random_uuid(),
                       'seq', g, 'body', 'backlog message ' || g, 'sender_kind', 'user'))
                FROM unnest($1::uuid[]) a, generate_series(1, $2) g""", app_ids, per_app)

@@ -52,7 +52,7 @@ async def test_a_cursor_never_skips_an_event_that_commits_after_a_later_one(db_u
     """Transaction A starts first but commits last; B commits in between. A serial-number cursor
     would read B and then never see A. Ours reads neither until A is done, then both, in order."""
     a, b, reader = [await asyncpg.connect(db_url) for _ in range(3)]
-    insert = ("INSERT INTO domain_events (type, app_id, data) VALUES ($1, $2, '{}'::jsonb) "
+    insert = ("INSERT INTO event_rows (type, app_id, data) VALUES ($1, $2, '{}'::jsonb) "
               "RETURNING seq")
     app = uuid.uuid4()
     try:
@@ -79,7 +79,7 @@ async def test_positions_sort_as_numbers_across_a_power_of_ten(db: asyncpg.Pool)
     """Transaction ids 99 and 100 (long finished): 99 first, as a number, not "100" < "99"."""
     app = uuid.uuid4()
     for tx in (100, 99, 9, 10):
-        await db.execute("INSERT INTO domain_events (tx, type, app_id, data) VALUES ($1::xid8, 'user.created', $2, "
+        await db.execute("INSERT INTO event_rows (tx, type, app_id, data) VALUES ($1::xid8, 'user.created', $2, "
                          "'{}')", tx, app)
     events = await read_after(db, START, 100)
     assert [e.position.split(".")[0] for e in events] == ["9", "10", "99", "100"]
@@ -193,7 +193,7 @@ async def test_a_message_deleted_before_its_event_is_read_reads_as_null_and_cons
         await db.execute(
             """WITH m AS (INSERT INTO messages (app_id, conversation_id, seq, client_id, sender_kind, sender_id, body)
                           VALUES ($1, $2, 1, $3, 'user', $4, 'hi') RETURNING id, sender_kind, is_note)
-               INSERT INTO domain_events (type, app_id, conversation_id, user_id, message_id, sender_kind, is_note)
+               INSERT INTO event_rows (type, app_id, conversation_id, user_id, message_id, sender_kind, is_note)
                SELECT 'message.created', $1, $2, $4, id, CASE WHEN $5 THEN sender_kind END,
                       CASE WHEN $5 THEN is_note END FROM m""", app, conv, client_id, user, with_sender)
         convs.append(conv)
@@ -240,7 +240,7 @@ async def test_the_stream_names_each_message_and_a_group_gets_the_message_unless
         """WITH m AS (INSERT INTO messages (app_id, conversation_id, seq, client_id, sender_kind, sender_id, body,
                                             is_note)
                       VALUES ($1, $2, $3, $4, 'user', $5, $6, $7) RETURNING id, sender_kind, is_note)
-           INSERT INTO domain_events (type, app_id, conversation_id, message_id, sender_kind, is_note)
+           INSERT INTO event_rows (type, app_id, conversation_id, message_id, sender_kind, is_note)
            SELECT 'message.created', $1, $2, id, CASE WHEN $3 = 1 THEN sender_kind END,
                   CASE WHEN $3 = 1 THEN is_note END
            FROM m RETURNING message_id""",
@@ -292,7 +292,7 @@ async def test_a_group_takes_the_envelopes_from_its_process_or_redis_or_else_pos
         async def apply(self, conn: asyncpg.Connection, events: list[Any]) -> None:
             got[self.name] += [e.id for e in events if e.app_id == str(workspace.app_id)]
 
-    await db.execute("INSERT INTO domain_events (type, app_id, data) SELECT 'user.updated', $1, '{}'::json "
+    await db.execute("INSERT INTO event_rows (type, app_id, data) SELECT 'user.updated', $1, '{}'::json "
                      "FROM generate_series(1, 250)", workspace.app_id)
     ids = [e.id for e in await read_after(db, START, 100_000) if e.app_id == str(workspace.app_id)]
     relaying, elsewhere = aioredis.from_url(redis_url), aioredis.from_url(redis_url)
@@ -391,7 +391,7 @@ async def test_a_group_passes_over_events_it_has_no_use_for_and_still_applies_th
 
     redis = aioredis.from_url(redis_url)
     await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ('event-counts', '0', 0)")
-    await db.execute("INSERT INTO domain_events (type, app_id, data) SELECT 'user.updated', $1, '{}'::json "
+    await db.execute("INSERT INTO event_rows (type, app_id, data) SELECT 'user.updated', $1, '{}'::json "
                      "FROM generate_series(1, 5)", workspace.app_id)
     events = await read_after(db, START, 100)
     assert [e.type for e in events].count("api_key.created") == 2 and events[-1].type == "user.updated"
@@ -426,14 +426,14 @@ async def test_a_group_reading_from_postgres_does_not_apply_a_batch_with_nothing
     try:
         await db.execute("""INSERT INTO event_consumers (name, tx, seq)
                             SELECT 'event-counts', tx, seq FROM domain_events ORDER BY tx DESC, seq DESC LIMIT 1""")
-        await db.execute("INSERT INTO domain_events (type, app_id, data) SELECT 'user.updated', $1, '{}'::json "
+        await db.execute("INSERT INTO event_rows (type, app_id, data) SELECT 'user.updated', $1, '{}'::json "
                          "FROM generate_series(1, 5)", workspace.app_id)
         group = ConsumerGroup(db, redis, KeysOnly(), replica_id="r1")
         assert await group.catch_up() == 5
         assert applied == []
         last = await db.fetchval("SELECT max(seq) FROM domain_events")
         assert await db.fetchval("SELECT seq FROM event_consumers WHERE name = 'event-counts'") == last
-        await db.execute("INSERT INTO domain_events (type, app_id, data) VALUES ('api_key.created', $1, '{}'::json)",
+        await db.execute("INSERT INTO event_rows (type, app_id, data) VALUES ('api_key.created', $1, '{}'::json)",
                          workspace.app_id)
         assert await ConsumerGroup(db, redis, KeysOnly(), replica_id="r2").catch_up() == 1
         assert applied == [["api_key.created"]]
@@ -460,12 +460,12 @@ async def test_a_group_with_an_interval_gathers_batches_but_reads_a_backlog_with
             await super().apply(conn, events)
 
     redis = aioredis.from_url(redis_url)
-    await db.execute("DELETE FROM domain_events")
+    await db.execute("DELETE FROM event_rows")
     prev = START
 
     async def append(n: int) -> None:
         nonlocal prev
-        await db.execute("INSERT INTO domain_events (type, app_id, data) SELECT 'user.updated', $1, '{}'::json "
+        await db.execute("INSERT INTO event_rows (type, app_id, data) SELECT 'user.updated', $1, '{}'::json "
                          "FROM generate_series(1, $2)", workspace.app_id, n)
         for e in await read_after(db, prev, 100):
             await redis.xadd(STREAM, {"prev": str(prev), "e": msgspec.json.encode(e)})
@@ -518,9 +518,9 @@ async def test_retention_deletes_old_events_and_a_consumer_behind_it_says_so(
         caplog: pytest.LogCaptureFixture) -> None:
     from workers.event_retention import EventRetention
 
-    await db.execute("UPDATE domain_events SET occurred_at = now() - make_interval(days => $1)", days_old)
+    await db.execute("UPDATE event_rows SET occurred_at = now() - make_interval(days => $1)", days_old)
     kept = await db.fetchval(
-        "INSERT INTO domain_events (type, app_id, data) VALUES ('user.created', $1, '{}') RETURNING seq",
+        "INSERT INTO event_rows (type, app_id, data) VALUES ('user.created', $1, '{}') RETURNING seq",
         workspace.app_id)
     redis = aioredis.from_url(redis_url)
     retention = EventRetention(db, redis, replica_id="r1", days=30, batch=2)

@@ -29,7 +29,7 @@ def test_the_event_log_off_patch_still_applies_to_the_tree_and_removes_each_part
     for path in ("server/conversations/commit.py", "server/events/record.py", "workers/event_relay.py",
                  "workers/runtime/consumer_groups.py"):
         assert f"+++ b/{path}" in text, path
-    assert "-    INSERT INTO domain_events" in text
+    assert "-    INSERT INTO event_rows" in text
 
 
 def test_the_commit_cost_bench_still_finds_the_event_in_the_group_commit() -> None:
@@ -40,8 +40,9 @@ def test_the_commit_cost_bench_still_finds_the_event_in_the_group_commit() -> No
 
     found = variants()
     assert found["current"] == _COMMIT_SQL
-    assert "INSERT INTO domain_events" not in found["none"]
-    assert "message_id" in found["current"] and "json_build_object('message'" in found["copy"]
+    assert "INSERT INTO event_rows" not in found["none"]
+    assert "message_ids" in found["current"] and "json_build_object('message'" in found["copy"]
+    assert "message_ids" not in found["per_message"] and "message_id," in found["per_message"]
     heads = {sql[:sql.index(EVENT_START)] for sql in found.values()}
     tails = {sql[sql.index(EVENT_END):] for sql in found.values()}
     assert len(heads) == 1 and len(tails) == 1

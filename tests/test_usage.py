@@ -142,11 +142,11 @@ async def test_a_redelivered_batch_adds_nothing_twice(workspace: NewWorkspace, d
     conv = uuid.uuid4()
     msg = {"sender_kind": "user", "sender_id": str(user), "is_note": False}
     async with db.acquire() as conn, conn.transaction():
-        await conn.execute("INSERT INTO domain_events (type, app_id, data) VALUES ('conversation.created', $1, $2)",
+        await conn.execute("INSERT INTO event_rows (type, app_id, data) VALUES ('conversation.created', $1, $2)",
                            workspace.app_id, {"conversation": {"id": str(conv)}})
         for data in ({**msg}, {**msg}, {**msg, "sender_kind": "admin", "sender_id": None},
                      {**msg, "sender_kind": "admin", "is_note": True}, {**msg, "sender_kind": "bot"}):
-            await conn.execute("INSERT INTO domain_events (type, app_id, data) VALUES ('message.created', $1, $2)",
+            await conn.execute("INSERT INTO event_rows (type, app_id, data) VALUES ('message.created', $1, $2)",
                                workspace.app_id, {"message": data})
     await db.execute("DELETE FROM usage_active_users WHERE app_id = $1", workspace.app_id)  # only the events
     redis = aioredis.from_url(redis_url)
@@ -208,7 +208,7 @@ async def test_a_group_that_loses_postgres_forgets_which_active_users_it_stored(
     them active again (remembering them, it would skip them and undercount)."""
     user = await db.fetchval("INSERT INTO end_users (app_id, external_id) VALUES ($1, 'lost') RETURNING id",
                              workspace.app_id)
-    await db.execute("INSERT INTO domain_events (type, app_id, data) VALUES ('message.created', $1, $2)",
+    await db.execute("INSERT INTO event_rows (type, app_id, data) VALUES ('message.created', $1, $2)",
                      workspace.app_id, {"message": {"sender_kind": "user", "sender_id": str(user), "is_note": False}})
     await db.execute("DELETE FROM usage_active_users WHERE app_id = $1", workspace.app_id)
     await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ('usage', '0', 0)")

@@ -1,4 +1,4 @@
-"""Event retention: deletes domain events older than EVENT_RETENTION_DAYS, in small batches.
+"""Event retention: deletes domain events older than EVENT_RETENTION_DAYS, in small batches of rows.
 
 One replica at a time (the "event-retention" lease). Batches are small, taken in position order, so a
 prune never holds locks the commit path waits on (commits only insert). The newest position
@@ -21,18 +21,21 @@ LEASE_KIND = "event-retention"
 
 _PRUNE_SQL = """
 WITH gone AS (
-    -- The oldest positions (the primary key's order), of those the expired ones: positions follow
-    -- time closely, so a batch with anything young in it is the last one needed.
-    DELETE FROM domain_events WHERE (tx, seq) IN (
-        SELECT tx, seq FROM domain_events ORDER BY tx, seq LIMIT $2)
+    -- The oldest rows (the primary key's order), of those the expired ones: positions follow
+    -- time closely, so a batch with anything young in it is the last one needed. A row goes whole,
+    -- with every event it lists (migration 045): they committed together. Its last event's
+    -- position is the row's seq plus the events it lists, less one.
+    DELETE FROM event_rows WHERE (tx, seq) IN (
+        SELECT tx, seq FROM event_rows ORDER BY tx, seq LIMIT $2)
       AND occurred_at < now() - make_interval(days => $1)
-    RETURNING tx, seq
-), top AS (SELECT tx, seq FROM gone ORDER BY tx DESC, seq DESC LIMIT 1
+    RETURNING tx, seq + coalesce(cardinality(message_ids), 1) - 1 AS last, coalesce(cardinality(message_ids), 1) AS n
+), top AS (SELECT tx, last FROM gone ORDER BY tx DESC, last DESC LIMIT 1
 ), mark AS (
-    UPDATE event_retention r SET tx = top.tx, seq = top.seq FROM top
-    WHERE r.id = 1 AND (r.tx, r.seq) < (top.tx, top.seq) RETURNING 1
+    UPDATE event_retention r SET tx = top.tx, seq = top.last FROM top
+    WHERE r.id = 1 AND (r.tx, r.seq) < (top.tx, top.last) RETURNING 1
 )
-SELECT (SELECT count(*) FROM gone) + 0 * (SELECT count(*) FROM mark) AS deleted
+-- `mark` runs whether read or not (as every data-modifying WITH does).
+SELECT count(*) AS rows, coalesce(sum(n), 0) AS events FROM gone
 """
 
 
@@ -52,12 +55,12 @@ class EventRetention(LeasedWorker):
         return False
 
     async def prune(self) -> int:
-        """Delete every expired event, a batch per transaction; returns how many."""
+        """Delete every expired event, a batch of rows per transaction; returns how many events."""
         total = 0
         while True:
-            deleted = await self.pool.fetchval(_PRUNE_SQL, self.days, self.batch) or 0
-            total += deleted
-            if deleted < self.batch:
+            row = await self.pool.fetchrow(_PRUNE_SQL, self.days, self.batch)
+            total += row["events"]
+            if row["rows"] < self.batch:
                 if total:
                     log.info("event retention: %d events older than %d days deleted", total, self.days)
                 return total

@@ -141,17 +141,21 @@ ev AS (  -- message.created, in this same statement: the event commits with its 
          -- It names its message rather than copying it: readers build the data from the row
          -- (server/events/store.py); the commit writes about 400 bytes less WAL an event. Its sender
          -- kind and note flag ride along (a few bytes): what the usage group counts by.
-    INSERT INTO domain_events (type, app_id, conversation_id, user_id, message_id, sender_kind, is_note)
-    SELECT 'message.created', new.a, new.c, adv.user_id, new.i, new.sk, new.n
-    FROM new JOIN adv ON adv.id = new.c ORDER BY new.ord
-    RETURNING 1
+         -- One row for the workspace's messages of this commit, listed in order (migration 045): a
+         -- row, its index entries and its WAL records once a commit, not once a message. At most
+         -- 1024 messages a row (server/events/store.py ROW_SPAN).
+    INSERT INTO event_rows (type, app_id, conversation_ids, user_ids, message_ids, sender_kinds, notes)
+    SELECT 'message.created', new.a, array_agg(new.c ORDER BY new.ord), array_agg(adv.user_id ORDER BY new.ord),
+           array_agg(new.i ORDER BY new.ord), array_agg(new.sk ORDER BY new.ord), array_agg(new.n ORDER BY new.ord)
+    FROM new JOIN adv ON adv.id = new.c GROUP BY new.a, (new.ord - 1) / 1024
+    RETURNING cardinality(message_ids) AS n
 )
 SELECT (SELECT array_agg(conversation_id) FROM dup) AS dup_conversations,
        (SELECT array_agg(client_id) FROM dup) AS dup_client_ids,
        CASE WHEN NOT EXISTS (SELECT 1 FROM dup) AND (SELECT count(*) FROM adv) <> (SELECT count(*) FROM per_conv)
             THEN replyhq_stale('conversation moved under its actor') END AS fence,
        (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM logged) AS logged,
-       (SELECT count(*) FROM ev) AS events
+       (SELECT coalesce(sum(n), 0) FROM ev) AS events
 """
 
 

@@ -12,7 +12,7 @@ from server.events.catalog import EVENT_TYPES
 
 _encode = msgspec.json.Encoder().encode
 
-INSERT_SQL = """INSERT INTO domain_events (type, app_id, conversation_id, user_id, admin_id, data)
+INSERT_SQL = """INSERT INTO event_rows (type, app_id, conversation_id, user_id, admin_id, data)
                 VALUES ($1, $2, $3, $4, $5, $6::text::json)"""
 
 

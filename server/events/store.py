@@ -93,15 +93,29 @@ def _envelope(data: str) -> str:
 _ENVELOPE = _envelope(_MESSAGE_DATA)
 _BY_REFERENCE = _envelope(_REFERENCE)
 
-# `tx` comes back as text (asyncpg has no xid8 codec); ORDER BY names the table's columns, since
-# an output column of the same name would sort as text ("1001" before "991").
-_VISIBLE_AFTER = """(tx, seq) > ($1::text::xid8, $2::bigint) AND tx < pg_snapshot_xmin(pg_current_snapshot())"""
+# message.created events of one commit and workspace share a row of `event_rows`, numbered from its
+# `seq` (migration 045); `domain_events` is the view with one row an event. A row's events span
+# fewer than ROW_SPAN numbers, so the rows that hold events after (tx, n) are those after
+# (tx, n - ROW_SPAN) in the primary key: the first condition is the index's, the second the events'.
+ROW_SPAN = 1024
+
+
+def _after(tx: str, n: str) -> str:
+    return f"(tx, row_seq) > ({tx}, {n} - {ROW_SPAN}) AND (tx, seq) > ({tx}, {n})"
+
+
+# `tx` comes back as text (asyncpg has no xid8 codec); ORDER BY names the view's columns, since
+# an output column of the same name would sort as text ("1001" before "991"). It orders by row and
+# place in the row (the order the events' numbers have): the primary key's order, so a LIMIT stops
+# the index scan early, where ordering by the event's number would sort everything after the cursor.
+_VISIBLE_AFTER = f"""{_after("$1::text::xid8", "$2::bigint")} AND tx < pg_snapshot_xmin(pg_current_snapshot())"""
+_IN_ORDER = "ORDER BY domain_events.tx, domain_events.row_seq, domain_events.row_index"
 
 
 def _after_sql(envelope: str) -> str:
     return f"""
 SELECT tx::text AS tx, seq, {envelope} AS envelope FROM domain_events WHERE {_VISIBLE_AFTER}
-ORDER BY domain_events.tx, domain_events.seq LIMIT $3
+{_IN_ORDER} LIMIT $3
 """
 
 
@@ -112,8 +126,9 @@ _AFTER_SQL = {False: _after_sql(_ENVELOPE), True: _after_sql(_BY_REFERENCE)}
 # stream entry (the runtime reads it as the stream carries it).
 _BETWEEN_SQL = f"""
 SELECT tx::text AS tx, seq, {_BY_REFERENCE} AS envelope FROM domain_events
-WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND (tx, seq) < ($3::text::xid8, $4::bigint)
-ORDER BY domain_events.tx, domain_events.seq LIMIT $5
+WHERE {_after("$1::text::xid8", "$2::bigint")}
+  AND (tx, row_seq) < ($3::text::xid8, $4::bigint) AND (tx, seq) < ($3::text::xid8, $4::bigint)
+{_IN_ORDER} LIMIT $5
 """
 
 # The relay's read: the same events (message.created by reference), as stream entries of up to $4
@@ -126,7 +141,7 @@ SELECT count(*)::int AS n, '[' || string_agg(envelope, ',' ORDER BY rn) || ']' A
        extract(epoch FROM min(occurred_at))::float8 AS oldest
 FROM (SELECT b.*, row_number() OVER (ORDER BY b.tx, b.seq) AS rn
       FROM (SELECT tx, seq, occurred_at, {_BY_REFERENCE} AS envelope FROM domain_events WHERE {_VISIBLE_AFTER}
-            ORDER BY domain_events.tx, domain_events.seq LIMIT $3) b) c
+            {_IN_ORDER} LIMIT $3) b) c
 GROUP BY (rn - 1) / $4 ORDER BY (rn - 1) / $4
 """
 
@@ -249,8 +264,9 @@ async def list_for_app(conn: asyncpg.Connection | asyncpg.Pool, app_id: UUID, *,
     """A workspace's events, newest first (for support and debugging)."""
     rows = await conn.fetch(
         f"""SELECT tx::text AS tx, seq, {_ENVELOPE} AS envelope FROM domain_events
-            WHERE app_id = $1 AND ($2::text[] IS NULL OR type = ANY($2)) AND ($3::bigint IS NULL OR seq < $3)
-            ORDER BY seq DESC LIMIT $4""", app_id, types, before, limit)
+            WHERE app_id = $1 AND ($2::text[] IS NULL OR type = ANY($2))
+              AND ($3::bigint IS NULL OR (row_seq < $3 AND seq < $3))
+            ORDER BY row_seq DESC, row_index DESC LIMIT $4""", app_id, types, before, limit)
     return [event_from_row(r) for r in rows]
 
 

@@ -123,7 +123,7 @@ def _key(row: asyncpg.Record) -> ApiKey:
 
 
 # The domain event of a key change, in the statement of the change (CTE `k`: the changed key).
-_RECORD_KEY_EVENT = """INSERT INTO domain_events (type, app_id, admin_id, data)
+_RECORD_KEY_EVENT = """INSERT INTO event_rows (type, app_id, admin_id, data)
     SELECT '{type}', k.app_id, {admin}, jsonb_build_object('api_key', jsonb_build_object(
         'id', k.id, 'kind', k.kind, 'name', k.name, 'prefix', k.prefix, 'scopes', k.scopes,
         'expires_at', k.expires_at, 'revoked_at', k.revoked_at){extra}) FROM k RETURNING 1"""

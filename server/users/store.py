@@ -32,7 +32,7 @@ ch AS (
     FROM up LEFT JOIN old ON true
 ),
 ev AS (
-    INSERT INTO domain_events (type, app_id, user_id, data)
+    INSERT INTO event_rows (type, app_id, user_id, data)
     SELECT CASE WHEN up.inserted THEN 'user.created' ELSE 'user.updated' END, up.app_id, up.id,
            CASE WHEN up.inserted THEN jsonb_build_object('user', """ + _USER_JSON + """)
                 ELSE jsonb_build_object('user', """ + _USER_JSON + """, 'changes', to_jsonb(up.changes)) END
@@ -102,7 +102,7 @@ async def _promote(conn: Conn, app_id: UUID, external_id: str, anonymous_id: str
                WHERE app_id = $1 AND anonymous_id = $3 AND external_id IS NULL
                  AND NOT EXISTS (SELECT 1 FROM end_users WHERE app_id = $1 AND external_id = $2)
                RETURNING *),
-               ev AS (INSERT INTO domain_events (type, app_id, user_id, data)
+               ev AS (INSERT INTO event_rows (type, app_id, user_id, data)
                       SELECT 'user.identified', up.app_id, up.id,
                              jsonb_build_object('user', """ + _USER_JSON + """, 'anonymous_id', up.anonymous_id)
                       FROM up RETURNING 1)
