@@ -64,6 +64,31 @@ def _cpu_by_part(procs: list[psutil.Process], driver: subprocess.Popen[bytes]) -
     return parts
 
 
+# Postgres's backends by whom they serve (the pools' application_name, server/platform/db/pool.py).
+_PG_ROLE = {"replyhq": "replicas", "replyhq-event-workers": "event_workers"}
+
+
+async def _backend_roles(db_url: str) -> dict[int, str]:
+    conn = await asyncpg.connect(db_url)
+    try:
+        return {r["pid"]: _PG_ROLE.get(r["application_name"], "other")
+                for r in await conn.fetch("SELECT pid, application_name FROM pg_stat_activity")}
+    finally:
+        await conn.close()
+
+
+def _postgres_by_role(db_url: str) -> dict[str, float]:
+    """Postgres's CPU seconds so far: the replicas' backends (the message path: the group commit and
+    its event rows), the event workers' (relay and consumer groups), the rest (background writers,
+    autovacuum, the bench's own connections)."""
+    roles = asyncio.run(_backend_roles(db_url))
+    parts = {"replicas": 0.0, "event_workers": 0.0, "other": 0.0}
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] == "postgres":
+            parts[roles.get(p.pid, "other")] += cpu_seconds([p])
+    return parts
+
+
 async def _workspace(db_url: str) -> tuple[str, uuid.UUID]:
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
     ws = await create_workspace(pool, app_name="bench", email=f"bench-{uuid.uuid4().hex[:8]}@bench.local",
@@ -168,14 +193,14 @@ def run_messages(urls: list[str], api_key: str, clients: int, warmup: float, dur
                       "warmupS": warmup, "durationS": duration, "rate": rate})
     _wait_phase(driver, "measuring", timeout=600)
     # Server CPU and memory over the measured window only.
-    cpu0, parts0, t0 = cpu_seconds(procs), _cpu_by_part(procs, driver), time.monotonic()
+    cpu0, parts0, pg0, t0 = cpu_seconds(procs), _cpu_by_part(procs, driver), _postgres_by_role(db_url), time.monotonic()
     rss_peak = 0.0
     killed = False
     parts1: dict[str, float] | None = None
     while driver.poll() is None and time.monotonic() - t0 < duration:
         rss_peak = max(rss_peak, _rss_mb(procs))
         if parts1 is None and time.monotonic() - t0 >= duration - 1:  # before the driver stops
-            parts1, parts_s = _cpu_by_part(procs, driver), time.monotonic() - t0
+            parts1, pg1, parts_s = _cpu_by_part(procs, driver), _postgres_by_role(db_url), time.monotonic() - t0
         if kill is not None and not killed and time.monotonic() - t0 > duration / 3:
             kill.kill()  # SIGKILL the replica owning half the partitions, mid-load
             killed = True
@@ -185,13 +210,15 @@ def run_messages(urls: list[str], api_key: str, clients: int, warmup: float, dur
     result = _result(driver, duration + 300)
     # CPU milliseconds per acknowledged message, by part, over the window's first duration - 1 s.
     per_msg: dict[str, float] = {}
+    pg_per_msg: dict[str, float] = {}
     sent = float(result.get("msgs_per_s") or 0)  # type: ignore[arg-type]
     if parts1 is not None and sent:
         per_msg = {k: round((parts1[k] - parts0[k]) * 1000 / (sent * parts_s), 3) for k in parts0}
         per_msg["total"] = round(sum(per_msg.values()), 3)
+        pg_per_msg = {k: round((pg1[k] - pg0[k]) * 1000 / (sent * parts_s), 4) for k in pg0}
     stored = asyncio.run(_verify(db_url, result.pop("conversations")))  # type: ignore[arg-type]
     return {**result, **stored, **_commit_stats(urls), "server_cpu_pct": round(cpu_pct, 1),
-            "server_rss_mb": round(rss_peak, 1), "cpu_ms_per_msg": per_msg}
+            "server_rss_mb": round(rss_peak, 1), "cpu_ms_per_msg": per_msg, "postgres_cpu_ms_per_msg": pg_per_msg}
 
 
 def run_storm(urls: list[str], api_key: str, sockets: int, procs: list[psutil.Process]) -> list[dict[str, object]]:

@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -15,10 +16,22 @@ import pytest
 import redis.asyncio as aioredis
 
 from loadtests.sdk_client import ReplyHQClient
-from server.events.catalog import EVENT_TYPES
+from server.conversations import commit
+from server.events.catalog import EVENT_TYPES, DomainEvent
 from server.events.counts import EventCounts
-from server.events.store import START, Position, list_for_app, read_after
-from server.tenancy.workspaces import NewWorkspace
+from server.events.store import (
+    START,
+    Position,
+    decode_events,
+    list_for_app,
+    read_after,
+    read_between,
+    read_entries_after,
+    referenced_message,
+    referenced_sender,
+    resolve,
+)
+from server.tenancy.workspaces import NewWorkspace, create_workspace
 from tests.admin_helpers import call
 from tests.inbox_helpers import identify, owner_token, reply, start_conversation, teammate
 from tests.support import ROOT, ServerProcess, http
@@ -512,12 +525,69 @@ async def test_the_events_route_lists_filters_pages_and_refuses_bad_input(
     assert status == 403, body
 
 
+async def test_a_group_commit_records_one_row_a_workspace_and_each_message_reads_as_its_own_event(
+        db: asyncpg.Pool) -> None:
+    """A commit's messages share a row per workspace (migration 045), yet every reader sees one event
+    a message, in commit order, and a cursor anywhere, inside a row too, resumes at the next event."""
+    spaces = [await create_workspace(db, app_name=f"Rows {i}", email=f"rows-{uuid.uuid4().hex}@example.test",
+                                     password="correct horse battery") for i in range(2)]
+    states = {}
+    for ws, n in ((spaces[0], 2), (spaces[1], 1)):
+        for _ in range(n):
+            user = await db.fetchval("INSERT INTO end_users (app_id, external_id) VALUES ($1, $2) RETURNING id",
+                                     ws.app_id, uuid.uuid4().hex)
+            conv = await db.fetchval("INSERT INTO conversations (app_id, user_id) VALUES ($1, $2) RETURNING id",
+                                     ws.app_id, user)
+            states[conv] = commit.ConversationState(conv, ws.app_id, user, 0)
+    a, b, c = states.values()  # a and b in the first workspace, c in the second
+    batch = [commit.NewMessage(uuid.uuid4(), s.app_id, s.id, seq, uuid.uuid4().hex, "user", s.user_id, f"m{k}",
+                               "[]", k == 4, datetime.now(UTC))
+             for k, (s, seq) in enumerate([(a, 1), (c, 1), (b, 1), (a, 2), (b, 2)])]
+    async with db.acquire() as conn:
+        await commit.insert_messages(conn, batch, states)
+    apps = {str(ws.app_id) for ws in spaces}
+    rows = await db.fetch("SELECT app_id, cardinality(message_ids) AS n FROM event_rows "
+                          "WHERE app_id = ANY($1) AND type = 'message.created'", [ws.app_id for ws in spaces])
+    assert sorted(r["n"] for r in rows) == [1, 4]  # one row for each workspace, not one a message
+
+    def ours(events: list[DomainEvent]) -> list[DomainEvent]:
+        return [e for e in events if e.app_id in apps and e.type == "message.created"]
+
+    events = ours(await read_after(db, START, 100_000, by_reference=True))
+    first = str(spaces[0].app_id)
+    assert [referenced_message(e) for e in events if e.app_id == first] == [
+        str(m.id) for m in batch if m.app_id == spaces[0].app_id]  # in commit order
+    assert len(events) == 5 and len({e.id for e in events}) == 5
+    by_message = {referenced_message(e): e for e in events}
+    for m in batch:  # each event names its own conversation, user and sender
+        e = by_message[str(m.id)]
+        assert (e.conversation_id, e.user_id) == (str(m.conversation_id), str(states[m.conversation_id].user_id))
+        assert referenced_sender(e) == ("user", m.is_note)
+    positions = [Position.parse(e.position) for e in events]
+    assert positions == sorted(positions) and len(set(positions)) == 5
+    for k in range(5):  # resuming after each event, inside a row or at its end
+        assert ours(await read_after(db, positions[k], 100_000, by_reference=True)) == events[k + 1:]
+        assert ours(await read_between(db, positions[0], positions[k], 100)) == events[1:k]
+        entries = await read_entries_after(db, positions[k], 100_000, 3)
+        assert ours([e for entry in entries for e in decode_events(entry.events)]) == events[k + 1:]
+    firsts = [e for e in events if e.app_id == first]
+    newest_first = await list_for_app(db, spaces[0].app_id, types=["message.created"],
+                                      before=int(firsts[3].id.removeprefix("evt_")), limit=2)
+    assert [e.id for e in newest_first] == [firsts[2].id, firsts[1].id]  # the route's cursor inside a row
+    assert [e.data for e in newest_first] == [e.data for e in await resolve(db, [firsts[2], firsts[1]])]
+
+
 @pytest.mark.parametrize("days_old", [40])
 async def test_retention_deletes_old_events_and_a_consumer_behind_it_says_so(
         workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str, days_old: int,
         caplog: pytest.LogCaptureFixture) -> None:
     from workers.event_retention import EventRetention
 
+    listed = await db.fetchrow(  # the newest old row lists three messages: they go together
+        """INSERT INTO event_rows (type, app_id, conversation_ids, user_ids, message_ids, sender_kinds, notes)
+           SELECT 'message.created', $1, array_agg(gen_random_uuid()), array_agg(gen_random_uuid()),
+                  array_agg(gen_random_uuid()), array_agg('user'::text), array_agg(false) FROM generate_series(1, 3)
+           RETURNING tx::text AS tx, seq""", workspace.app_id)
     await db.execute("UPDATE event_rows SET occurred_at = now() - make_interval(days => $1)", days_old)
     kept = await db.fetchval(
         "INSERT INTO event_rows (type, app_id, data) VALUES ('user.created', $1, '{}') RETURNING seq",
@@ -526,6 +596,8 @@ async def test_retention_deletes_old_events_and_a_consumer_behind_it_says_so(
     retention = EventRetention(db, redis, replica_id="r1", days=30, batch=2)
     assert await retention.prune() >= 3
     assert [r["seq"] for r in await db.fetch("SELECT seq FROM domain_events")] == [kept]
+    # the mark is the row's last event: a checkpoint on its first or second has missed the rest
+    assert tuple(await db.fetchrow("SELECT tx::text, seq FROM event_retention")) == (listed["tx"], listed["seq"] + 2)
     await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ('event-counts', '0', 0)")
     group = ConsumerGroup(db, redis, EventCounts(), replica_id="r1")
     with caplog.at_level("ERROR"):

@@ -107,7 +107,7 @@ async def run(settings: Settings, consumers: Sequence[Consumer], parent_pid: int
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     settings = msgspec.structs.replace(settings, db_pool_min=1, db_pool_max=min(settings.db_pool_max, CHILD_POOL_MAX))
     metrics = Metrics()
-    pool = await create_pool(settings, settings.database_url or "")
+    pool = await create_pool(settings, settings.database_url or "", application_name="replyhq-event-workers")
     redis = redis_client.connect(settings.redis_url or "")
     workers = build_workers(pool, redis, settings, metrics, consumers)
     started: list[Worker] = []

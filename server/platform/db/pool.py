@@ -17,9 +17,12 @@ async def init_connection(conn: asyncpg.Connection) -> None:
                                   schema="pg_catalog")
 
 
-async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
+async def create_pool(settings: Settings, dsn: str, *, application_name: str = "replyhq") -> asyncpg.Pool:
+    """`application_name` names the pool's backends in `pg_stat_activity` (an operator tells the
+    replicas' connections from their event workers'; the bench splits Postgres's CPU by it)."""
     pool = await asyncpg.create_pool(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
                                      init=init_connection, command_timeout=30,
+                                     server_settings={"application_name": application_name},
                                      # Re-prepared every 30 s, statements get plans for the
                                      # tables as they are now, not as they were at start-up.
                                      max_cached_statement_lifetime=30)
