@@ -577,6 +577,26 @@ async def test_a_group_commit_records_one_row_a_workspace_and_each_message_reads
     assert [e.data for e in newest_first] == [e.data for e in await resolve(db, [firsts[2], firsts[1]])]
 
 
+async def test_a_replica_not_yet_upgraded_still_records_its_events_through_the_view(db: asyncpg.Pool) -> None:
+    """During a rolling upgrade, replicas of the code before migration 045 insert into
+    `domain_events` one event a row, as they did: each insert records its event."""
+    app, message = uuid.uuid4(), uuid.uuid4()
+    async with db.acquire() as conn, conn.transaction():
+        recorded = await conn.fetch(
+            """WITH ev AS (INSERT INTO domain_events (type, app_id, conversation_id, user_id, message_id, sender_kind,
+                                                      is_note)
+                           VALUES ('message.created', $1, gen_random_uuid(), gen_random_uuid(), $2, 'admin', true)
+                           RETURNING seq)
+               SELECT seq FROM ev""", app, message)
+        await conn.execute("INSERT INTO domain_events (type, app_id, data) VALUES ('user.created', $1, '{}'::json)",
+                           app)
+    events = [e for e in await read_after(db, START, 100_000, by_reference=True) if e.app_id == str(app)]
+    assert [e.type for e in events] == ["message.created", "user.created"]
+    assert events[0].id == f"evt_{recorded[0]['seq']}"
+    assert (referenced_message(events[0]), referenced_sender(events[0])) == (str(message), ("admin", True))
+    assert await db.fetchval("SELECT count(*) FROM event_rows WHERE app_id = $1", app) == 2
+
+
 @pytest.mark.parametrize("days_old", [40])
 async def test_retention_deletes_old_events_and_a_consumer_behind_it_says_so(
         workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str, days_old: int,

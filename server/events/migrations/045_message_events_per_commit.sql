@@ -47,3 +47,24 @@ FROM event_rows r CROSS JOIN LATERAL unnest(
     coalesce(r.message_ids, ARRAY[r.message_id]), coalesce(r.sender_kinds, ARRAY[r.sender_kind]),
     coalesce(r.notes, ARRAY[r.is_note])
 ) WITH ORDINALITY AS x(conversation_id, user_id, message_id, sender_kind, is_note, row_index);
+
+-- Replicas still running the code before this migration (a rolling upgrade) insert into
+-- `domain_events`, one event a row: the view takes those inserts as they were (an event of its
+-- own row), with the table's defaults, and answers RETURNING as the table did.
+ALTER VIEW domain_events ALTER COLUMN tx SET DEFAULT pg_current_xact_id();
+ALTER VIEW domain_events ALTER COLUMN occurred_at SET DEFAULT now();
+ALTER VIEW domain_events ALTER COLUMN version SET DEFAULT 1;
+CREATE FUNCTION domain_events_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO event_rows (tx, seq, type, app_id, occurred_at, conversation_id, user_id, admin_id, version, data,
+                            message_id, sender_kind, is_note)
+    VALUES (NEW.tx, coalesce(NEW.seq, nextval(pg_get_serial_sequence('event_rows', 'seq'))), NEW.type, NEW.app_id,
+            NEW.occurred_at, NEW.conversation_id, NEW.user_id, NEW.admin_id, NEW.version, NEW.data, NEW.message_id,
+            NEW.sender_kind, NEW.is_note)
+    RETURNING seq INTO NEW.seq;
+    NEW.row_seq := NEW.seq;
+    NEW.row_index := 1;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER domain_events_insert INSTEAD OF INSERT ON domain_events
+    FOR EACH ROW EXECUTE FUNCTION domain_events_insert();
