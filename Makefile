@@ -68,7 +68,7 @@ bench: $(STAMP) $(NODE_STAMP)
 bench-events-ab: $(STAMP) $(NODE_STAMP)
 	$(PY) -m loadtests.event_log_ab
 
-# The group commit's statement alone, with its message.created event, without it, and with the old copy.
+# The group commit's statement alone: with its message.created row, without it, and with the older forms.
 bench-commit-cost: $(STAMP)
 	$(PY) -m loadtests.commit_cost
 
