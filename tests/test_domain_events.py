@@ -577,6 +577,42 @@ async def test_a_group_commit_records_one_row_a_workspace_and_each_message_reads
     assert [e.data for e in newest_first] == [e.data for e in await resolve(db, [firsts[2], firsts[1]])]
 
 
+async def test_a_groups_lag_counts_events_not_event_numbers(db: asyncpg.Pool, redis_url: str) -> None:
+    """A row of messages spans 1,024 event numbers: the lag gauge counts the events a group has yet
+    to apply up to the relay's checkpoint (here 7: a commit's row of 5, then 2 events), not numbers."""
+    from server.platform.metrics import Metrics
+
+    app = uuid.uuid4()
+    start = await read_after(db, START, 100_000)
+    begin = Position.parse(start[-1].position) if start else START
+    await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ('lagging', $1::text::xid8, $2)",
+                     str(begin.tx), begin.n)
+    await db.execute(
+        """INSERT INTO event_rows (type, app_id, conversation_ids, user_ids, message_ids, sender_kinds, notes)
+           SELECT 'message.created', $1, array_agg(gen_random_uuid()), array_agg(gen_random_uuid()),
+                  array_agg(gen_random_uuid()), array_agg('user'::text), array_agg(false) FROM generate_series(1, 5)""",
+        app)
+    for _ in range(2):
+        await db.execute("INSERT INTO event_rows (type, app_id, data) VALUES ('user.created', $1, '{}')", app)
+    last = Position.parse((await read_after(db, START, 100_000))[-1].position)
+    await db.execute("UPDATE event_relay SET tx = $1::text::xid8, seq = $2", str(last.tx), last.n)
+
+    class Lagging:
+        name = "lagging"
+
+        async def apply(self, conn: asyncpg.Connection, events: list[Any]) -> None:
+            return None
+
+    metrics = Metrics()
+    redis = aioredis.from_url(redis_url)
+    try:
+        assert await ConsumerGroup(db, redis, Lagging(), replica_id="r1", metrics=metrics).catch_up() == 7
+    finally:
+        await redis.aclose()
+    # measured on the batch's checkpoint before it moved; the numbers between span more than 2,048
+    assert metrics.event_registry.get_sample_value("replyhq_event_consumer_lag_events", {"group": "lagging"}) == 7
+
+
 async def test_a_replica_not_yet_upgraded_still_records_its_events_through_the_view(db: asyncpg.Pool) -> None:
     """During a rolling upgrade, replicas of the code before migration 045 insert into
     `domain_events` one event a row, as they did: each insert records its event."""

@@ -63,7 +63,8 @@ class Metrics:
             registry=r, buckets=(0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.5, 1,
                                  2.5, 5, 10, 60))
         self.event_consumer_lag = Gauge("replyhq_event_consumer_lag_events",
-                                        "Events committed but not yet applied by the group (approximate)",
+                                        "Events relayed but not yet applied by the group"
+                                        " (counted at most once a second, up to 100,000)",
                                         ["group"], registry=r)
         self.event_consumer_behind_retention = Gauge(
             "replyhq_event_consumer_behind_retention",

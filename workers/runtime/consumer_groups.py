@@ -33,8 +33,8 @@ log = logging.getLogger("replyhq.workers.consumer_groups")
 # got. The effect and the checkpoint commit together, so a commit lost in a Postgres crash loses
 # both and those events are applied again, once: the transaction need not wait for the WAL flush.
 _CHECKPOINT_SQL = """
-SELECT c.tx::text AS tx, c.seq, r.tx::text AS kept_tx, r.seq AS kept_seq, l.seq AS relayed_seq,
-       set_config('synchronous_commit', 'off', true) AS async_commit
+SELECT c.tx::text AS tx, c.seq, r.tx::text AS kept_tx, r.seq AS kept_seq, l.tx::text AS relayed_tx,
+       l.seq AS relayed_seq, set_config('synchronous_commit', 'off', true) AS async_commit
 FROM event_consumers c, event_retention r, event_relay l
 WHERE c.name = $1 AND r.id = 1 AND l.id = 1
 FOR UPDATE OF c
@@ -50,7 +50,7 @@ _MOVE_SQL = """
 UPDATE event_consumers c SET tx = $4::text::xid8, seq = $5, applied = c.applied + $6, updated_at = now()
 FROM event_retention r, event_relay l, (SELECT set_config('synchronous_commit', 'off', true)) AS off
 WHERE c.name = $1 AND c.tx = $2::text::xid8 AND c.seq = $3 AND r.id = 1 AND l.id = 1
-RETURNING r.tx::text AS kept_tx, r.seq AS kept_seq, l.seq AS relayed_seq
+RETURNING r.tx::text AS kept_tx, r.seq AS kept_seq, l.tx::text AS relayed_tx, l.seq AS relayed_seq
 """
 
 
@@ -62,6 +62,11 @@ REFRESH_EVERY_S = 1.0
 
 # How long a group may move past batches with nothing for it before its checkpoint is written.
 SKIP_SAVE_S = 1.0
+
+# The lag gauge: events between the group's checkpoint and the relay's, counted at most this often
+# (a statement of its own) and up to LAG_COUNT_MAX (a group further behind shows that many).
+LAG_EVERY_S = 1.0
+LAG_COUNT_MAX = 100_000
 
 
 class _CheckpointMoved(Exception):
@@ -148,6 +153,7 @@ class ConsumerGroup:
         self._by_reference = bool(getattr(consumer, "by_reference", False))
         # Labelled metric children, looked up once rather than on every batch.
         self._m_applied = self._m_delay = self._m_lag = self._m_behind = None
+        self._lag_at = float("-inf")  # monotonic time the lag was last counted
         if metrics is not None:
             self._m_applied = metrics.event_consumer_applied.labels(self.name)
             self._m_delay = metrics.event_consumer_delay.labels(self.name)
@@ -323,7 +329,7 @@ class ConsumerGroup:
         async with self._connection() as conn, conn.transaction():
             row = await conn.fetchrow(_CHECKPOINT_SQL, self.name)  # one round trip: it is on every batch
             checkpoint = Position(int(row["tx"]), row["seq"])
-            self._observe(checkpoint, row)
+            await self._observe(conn, checkpoint, row)
             if self._cursor is None or checkpoint > self._cursor:
                 self._unseen = True  # events up to the checkpoint were applied without this replica
             todo = []
@@ -394,17 +400,21 @@ class ConsumerGroup:
                                       cursor.n, len(todo) + self._passed)
             if row is None:
                 raise _CheckpointMoved
-            self._observe(checkpoint, row)
+            await self._observe(conn, checkpoint, row)
             if not idle:
                 await self._consume(conn, todo)
         self._saved_here(cursor)
         self._applied(todo)
         return len(todo)
 
-    def _observe(self, checkpoint: Position, row: asyncpg.Record) -> None:
+    async def _observe(self, conn: asyncpg.Connection, checkpoint: Position, row: asyncpg.Record) -> None:
         self._check_retention(checkpoint, Position(int(row["kept_tx"]), row["kept_seq"]))
-        if self._m_lag is not None:  # numbers follow commit order closely: a fair estimate of the lag
-            self._m_lag.set(max(0, row["relayed_seq"] - checkpoint.n))
+        now = time.monotonic()
+        if self._m_lag is not None and now - self._lag_at >= LAG_EVERY_S:
+            self._lag_at = now
+            relayed = Position(int(row["relayed_tx"]), row["relayed_seq"])
+            self._m_lag.set(await store.count_between(conn, checkpoint, relayed, LAG_COUNT_MAX)
+                            if relayed > checkpoint else 0)
 
     def _applied(self, todo: list[DomainEvent], *, committed: bool = True) -> None:
         if not todo:

@@ -1,7 +1,8 @@
 -- message.created: one row for each group commit and workspace, listing its messages, instead of one
--- row a message (docs/benchmarks.md, "One event row a commit"). The rows, their two index entries and
--- their WAL records were what the event log still cost the group commit: about 10 µs a message, the
--- gap between the messages bench with the log and without it. Every other event keeps its own row.
+-- row a message (docs/benchmarks.md, "One event row a commit"). The commit's statement spends 2.3 µs of
+-- Postgres CPU and writes 69 bytes of WAL for a message's event instead of 6.6 µs and 334 bytes, an
+-- event takes 85 bytes on disk instead of 221, and the relay reads a backlog 70 % faster. Every other
+-- event keeps its own row.
 --
 -- The rows are now `event_rows`; `domain_events` is a view with one row an event, as before, so
 -- readers and recounts see what they saw. Writers insert into `event_rows`.
