@@ -26,6 +26,7 @@ import psutil
 
 from loadtests.process_cpu import cpu_seconds
 from server.dev.embedded import EmbeddedServices
+from server.events.store import ROW_EVENTS
 from server.platform.db.migrate import migrate
 from server.platform.supervised_child import terminated_with_parent
 from server.settings import Settings
@@ -87,6 +88,11 @@ def _postgres_by_role(db_url: str) -> dict[str, float]:
         if p.info["name"] == "postgres":
             parts[roles.get(p.pid, "other")] += cpu_seconds([p])
     return parts
+
+
+def _ms_per_msg(before: dict[str, float], after: dict[str, float], msgs: float, digits: int) -> dict[str, float]:
+    """CPU milliseconds a message of each part, from CPU seconds before and after `msgs` messages."""
+    return {k: round((after[k] - before[k]) * 1000 / msgs, digits) for k in before}
 
 
 async def _workspace(db_url: str) -> tuple[str, uuid.UUID]:
@@ -213,9 +219,9 @@ def run_messages(urls: list[str], api_key: str, clients: int, warmup: float, dur
     pg_per_msg: dict[str, float] = {}
     sent = float(result.get("msgs_per_s") or 0)  # type: ignore[arg-type]
     if parts1 is not None and sent:
-        per_msg = {k: round((parts1[k] - parts0[k]) * 1000 / (sent * parts_s), 3) for k in parts0}
+        per_msg = _ms_per_msg(parts0, parts1, sent * parts_s, 3)
         per_msg["total"] = round(sum(per_msg.values()), 3)
-        pg_per_msg = {k: round((pg1[k] - pg0[k]) * 1000 / (sent * parts_s), 4) for k in pg0}
+        pg_per_msg = _ms_per_msg(pg0, pg1, sent * parts_s, 4)
     stored = asyncio.run(_verify(db_url, result.pop("conversations")))  # type: ignore[arg-type]
     return {**result, **stored, **_commit_stats(urls), "server_cpu_pct": round(cpu_pct, 1),
             "server_rss_mb": round(rss_peak, 1), "cpu_ms_per_msg": per_msg, "postgres_cpu_ms_per_msg": pg_per_msg}
@@ -315,12 +321,11 @@ async def _events_progress(db_url: str, app_id: uuid.UUID) -> dict[str, int]:
     try:
         row = await conn.fetchrow(
             # From the rows, not the one-an-event view: a poll must not expand a million events.
-            """SELECT (SELECT seq + coalesce(cardinality(message_ids), 1) - 1 FROM event_rows
-                       ORDER BY seq DESC LIMIT 1) AS head,
+            f"""SELECT (SELECT seq + {ROW_EVENTS} - 1 FROM event_rows ORDER BY seq DESC LIMIT 1) AS head,
                       (SELECT seq FROM event_relay WHERE id = 1) AS relayed,
                       (SELECT seq FROM event_consumers WHERE name = 'event-counts') AS applied,
                       (SELECT min(seq) FROM event_consumers) AS applied_by_all,
-                      (SELECT sum(coalesce(cardinality(message_ids), 1)) FROM event_rows WHERE app_id = $1) AS events,
+                      (SELECT sum({ROW_EVENTS}) FROM event_rows WHERE app_id = $1) AS events,
                       (SELECT coalesce(sum(count), 0) FROM event_counts WHERE app_id = $1) AS counted""", app_id)
         return {k: int(v or 0) for k, v in dict(row).items()}
     finally:

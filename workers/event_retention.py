@@ -14,12 +14,13 @@ import logging
 import asyncpg
 import redis.asyncio as aioredis
 
+from server.events.store import ROW_EVENTS
 from workers.runtime.leased_worker import LeasedWorker
 
 log = logging.getLogger("replyhq.workers.event_retention")
 LEASE_KIND = "event-retention"
 
-_PRUNE_SQL = """
+_PRUNE_SQL = f"""
 WITH gone AS (
     -- The oldest rows (the primary key's order), of those the expired ones: positions follow
     -- time closely, so a batch with anything young in it is the last one needed. A row goes whole,
@@ -28,7 +29,7 @@ WITH gone AS (
     DELETE FROM event_rows WHERE (tx, seq) IN (
         SELECT tx, seq FROM event_rows ORDER BY tx, seq LIMIT $2)
       AND occurred_at < now() - make_interval(days => $1)
-    RETURNING tx, seq + coalesce(cardinality(message_ids), 1) - 1 AS last, coalesce(cardinality(message_ids), 1) AS n
+    RETURNING tx, seq + {ROW_EVENTS} - 1 AS last, {ROW_EVENTS} AS n
 ), top AS (SELECT tx, last FROM gone ORDER BY tx DESC, last DESC LIMIT 1
 ), mark AS (
     UPDATE event_retention r SET tx = top.tx, seq = top.last FROM top

@@ -19,6 +19,7 @@ from server.conversations import rows
 from server.conversations.models import Conversation, Message, Receipt, UpdateCommand
 from server.conversations.store import record_user_changes
 from server.events.record import record
+from server.events.store import ROW_SPAN
 
 _encode = msgspec.json.Encoder().encode
 
@@ -147,7 +148,7 @@ ev AS (  -- message.created, in this same statement: the event commits with its 
     INSERT INTO event_rows (type, app_id, conversation_ids, user_ids, message_ids, sender_kinds, notes)
     SELECT 'message.created', new.a, array_agg(new.c ORDER BY new.ord), array_agg(adv.user_id ORDER BY new.ord),
            array_agg(new.i ORDER BY new.ord), array_agg(new.sk ORDER BY new.ord), array_agg(new.n ORDER BY new.ord)
-    FROM new JOIN adv ON adv.id = new.c GROUP BY new.a, (new.ord - 1) / 1024
+    FROM new JOIN adv ON adv.id = new.c GROUP BY new.a, (new.ord - 1) / """ + str(ROW_SPAN) + """
     RETURNING cardinality(message_ids) AS n
 )
 SELECT (SELECT array_agg(conversation_id) FROM dup) AS dup_conversations,

@@ -98,6 +98,8 @@ _BY_REFERENCE = _envelope(_REFERENCE)
 # fewer than ROW_SPAN numbers, so the rows that hold events after (tx, n) are those after
 # (tx, n - ROW_SPAN) in the primary key: the first condition is the index's, the second the events'.
 ROW_SPAN = 1024
+# How many events a row of `event_rows` holds (SQL, on the row): its listed messages, else one.
+ROW_EVENTS = "coalesce(cardinality(message_ids), 1)"
 
 
 def _after(tx: str, n: str) -> str:
