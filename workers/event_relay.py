@@ -2,12 +2,12 @@
 
 Runs on every replica, works on one at a time (the "event-relay" lease; a dead holder's lease
 expires and another replica resumes from the checkpoint in Postgres). Each stream entry carries
-up to ENTRY_EVENTS consecutive events: on the stream, the position of the last (`pos`) and the
+about ENTRY_EVENTS consecutive events: on the stream, the position of the last (`pos`) and the
 position before the first (`prev`), so a consumer can tell when the stream lacks something it needs
-(Redis restarted empty, FLUSHALL, trimming) and read that from Postgres; their envelopes (`es`) on
-a second stream under the same id, which this process's groups need not read back. A
-message.created names its message rather than carrying it (server/events/store.py): the runtime
-builds the message for the groups that use it.
+(Redis restarted empty, FLUSHALL, trimming) and read that from Postgres; their rows of `event_rows`
+(`rs`, server/events/store.py RowForm: a row of messages as its arrays) on a second stream under the
+same id, which this process's groups need not read back. A message.created names its message rather
+than carrying it (server/events/store.py): the runtime builds the message for the groups that use it.
 A relay that dies between appending and saving its checkpoint appends some events again: the
 consumers' checkpoints make the repeat a no-op.
 """
@@ -30,9 +30,10 @@ from workers.runtime.leased_worker import LeasedWorker
 log = logging.getLogger("replyhq.workers.event_relay")
 LEASE_KIND = "event-relay"
 CHECKPOINT_EVERY_S = 0.1
-# Events per stream entry at most: Redis, the relay and the consumers handle an entry, not each
+# Events per stream entry, about: Redis, the relay and the consumers handle an entry, not each
 # event (a few µs each, and most of what relaying cost), and the stream's length bound (in entries)
-# still bounds its memory: `maxlen` entries hold 1 to ENTRY_EVENTS events each.
+# still bounds its memory: `maxlen` entries hold 1 to ENTRY_EVENTS events each, or one row (a
+# commit's messages of one workspace: up to 1,024).
 ENTRY_EVENTS = 100
 
 # One EVAL per batch: XADD has several arguments, and redis-py packs each and reads each reply in Python.
@@ -43,7 +44,7 @@ _APPEND_LUA = """
 local ids = {}
 for i = 2, #ARGV, 3 do
     local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'pos', ARGV[i], 'prev', ARGV[i + 1])
-    redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, 'es', ARGV[i + 2])
+    redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, 'rs', ARGV[i + 2])
     ids[#ids + 1] = id
 end
 return ids
@@ -55,23 +56,26 @@ class EventRelay(LeasedWorker):
     log = log
 
     def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, *, replica_id: str, metrics: Any = None,
-                 interval_s: float = 0.01, batch: int = 5000, maxlen: int = 1_000) -> None:
+                 interval_s: float = 0.01, batch: int = 5000, rows: int = 1000, maxlen: int = 1_000) -> None:
         super().__init__(redis, replica_id=replica_id, interval_s=interval_s)
         self.pool = pool
         self.redis = redis
         self.metrics = metrics
-        self.batch = batch
+        self.batch = batch  # events a read, about (no row past it)
+        self.rows = rows  # rows a read at most
         self.maxlen = maxlen
         self._pos: Position | None = None  # where this relay has got to while it holds the lease
         self._saved_at = 0.0  # monotonic time of the last checkpoint saved
         self._unsaved = False  # _pos is ahead of the saved checkpoint
         self._caught_up = False  # the last read found nothing new
+        self._more = False  # the last read stopped at a bound: more may be waiting
         # One connection held while relaying: a pool round trip per cycle resets the connection
         # (a statement of its own) on every release.
         self._conn: asyncpg.Connection | None = None
 
     async def tick(self) -> bool:
-        return await self.relay_once() == self.batch
+        await self.relay_once()
+        return self._more
 
     def on_inactive(self) -> None:
         self._pos, self._unsaved = None, False  # another replica relays: resume from the checkpoint
@@ -99,24 +103,26 @@ class EventRelay(LeasedWorker):
         # a checkpoint a moment old only makes a successor append a few events again, which the
         # consumers' checkpoints skip.
         save = self._unsaved and (self._caught_up or now - self._saved_at >= CHECKPOINT_EVERY_S)
-        entries = await store.read_entries_after(conn, self._pos, self.batch, ENTRY_EVENTS, save_checkpoint=save)
+        entries = await store.read_entries_after(conn, self._pos, self.rows, self.batch, ENTRY_EVENTS,
+                                                 save_checkpoint=save)
         if save:
             self._saved_at, self._unsaved = now, False
         self._caught_up = not entries
+        count = sum(entry.size for entry in entries)
+        self._more = count >= self.batch or sum(entry.row_count for entry in entries) >= self.rows
         if not entries:
             return 0
         prev = self._pos
         args: list[Any] = [self.maxlen]
         for entry in entries:
-            args += (entry.last, str(prev), entry.events)
+            args += (entry.last, str(prev), entry.rows)
             prev = Position.parse(entry.last)
         ids = await self.redis.eval(_APPEND_LUA, 2, STREAM, PAYLOADS, *args)  # type: ignore[misc]
         # This process's groups find the envelopes here rather than reading them back from Redis.
-        for entry_id, pos, prev_text, events in zip(ids, args[1::3], args[2::3], args[3::3], strict=True):
-            remember_payload(self.redis, entry_id, prev_text, pos, events)
+        for entry_id, pos, prev_text, rows in zip(ids, args[1::3], args[2::3], args[3::3], strict=True):
+            remember_payload(self.redis, entry_id, prev_text, pos, rows)
         self._pos = prev
         self._unsaved = True
-        count = sum(entry.size for entry in entries)
         if self.metrics is not None:
             self.metrics.events_relayed.inc(count)
             # Each entry's oldest event's wait, the longest of its (up to ENTRY_EVENTS) events: a

@@ -60,8 +60,15 @@ _NO_MESSAGE = f"'{NO_MESSAGE}'"
 # message either (deleted by hand), the reference is the id alone.
 REFERENCE_PREFIX = b'{"message_id":"'
 _SENDER = """',"sender_kind":"' || {0}sender_kind || '","is_note":' || {0}is_note::text"""
-_REFERENCE = f"""'{REFERENCE_PREFIX.decode()}' || message_id || '"' || coalesce({_SENDER.format("")},
-    (SELECT {_SENDER.format("m.")} FROM messages m WHERE m.id = domain_events.message_id), '') || '}}'"""
+
+
+def _reference(table: str) -> str:
+    """The reference of the event with a `message_id` in `table` (NULL without one)."""
+    return f"""'{REFERENCE_PREFIX.decode()}' || message_id || '"' || coalesce({_SENDER.format("")},
+    (SELECT {_SENDER.format("m.")} FROM messages m WHERE m.id = {table}.message_id), '') || '}}'"""
+
+
+_REFERENCE = _reference("domain_events")
 
 
 class MessageReference(msgspec.Struct, gc=False):
@@ -133,19 +140,37 @@ WHERE {_after("$1::text::xid8", "$2::bigint")}
 {_IN_ORDER} LIMIT $5
 """
 
-# The relay's read: the same events (message.created by reference), as stream entries of up to $4
-# events each: an entry's envelopes as one JSON array, the position of its last event, how many,
-# and the oldest commit time of the entry (Unix seconds). Redis and both ends handle an entry, not
-# each event.
-_ENTRIES_SQL = f"""
-SELECT count(*)::int AS n, '[' || string_agg(envelope, ',' ORDER BY rn) || ']' AS events,
-       (array_agg(tx::text || '.' || seq ORDER BY rn DESC))[1] AS last,
+# The relay's read: the rows of `event_rows` as they are, each a JSON array (RowForm below), grouped
+# into stream entries of about $5 events (a row is never split). A row of messages reaches the stream
+# as its arrays, not as an envelope an event: building those was most of the relay's Postgres time,
+# and three times the bytes through Redis; the groups expand a row into its events (`decode_rows`).
+# Up to $3 rows, and past $4 events no further row. The first row may hold events at or before the
+# position read after (a relay before this one stopped inside it): it is sent whole, and its entry's
+# `prev` tells the groups which of its events are new. `n` counts only those.
+_ROW_JSON = f"""'[' || tx::text || ',' || seq || ',' || to_json(type)::text || ',"' || app_id || '","'
+    || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '",' || version
+    || ',' || coalesce('"' || admin_id || '"', 'null') || ',' || coalesce('"' || conversation_id || '"', 'null')
+    || ',' || coalesce('"' || user_id || '"', 'null')
+    || ',' || CASE WHEN message_ids IS NULL THEN coalesce(data::text, {_reference("w")}, {_NO_MESSAGE}) ELSE 'null' END
+    || ',' || coalesce(to_json(conversation_ids)::text, 'null') || ',' || coalesce(to_json(user_ids)::text, 'null')
+    || ',' || coalesce(to_json(message_ids)::text, 'null') || ',' || coalesce(to_json(sender_kinds)::text, 'null')
+    || ',' || coalesce(to_json(notes)::text, 'null') || ']'"""
+_ENTRIES = f"""
+r AS (
+    SELECT e.*, {ROW_EVENTS} AS size FROM event_rows e
+    WHERE (tx, seq) > ($1::text::xid8, $2::bigint - {ROW_SPAN})
+      AND (tx, seq + {ROW_EVENTS} - 1) > ($1::text::xid8, $2::bigint)
+      AND tx < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY tx, seq LIMIT $3),
+c AS (SELECT r.*, CASE WHEN tx = $1::text::xid8 AND seq <= $2 THEN seq + size - 1 - $2 ELSE size END AS fresh FROM r),
+w AS (SELECT c.*, (sum(fresh) OVER (ORDER BY tx, seq))::bigint - fresh AS before FROM c)
+SELECT count(*)::int AS rows, sum(fresh)::int AS n,
+       '[' || string_agg({_ROW_JSON}, ',' ORDER BY tx, seq) || ']' AS events,
+       (array_agg(tx::text || '.' || (seq + size - 1) ORDER BY tx DESC, seq DESC))[1] AS last,
        extract(epoch FROM min(occurred_at))::float8 AS oldest
-FROM (SELECT b.*, row_number() OVER (ORDER BY b.tx, b.seq) AS rn
-      FROM (SELECT tx, seq, occurred_at, {_BY_REFERENCE} AS envelope FROM domain_events WHERE {_VISIBLE_AFTER}
-            {_IN_ORDER} LIMIT $3) b) c
-GROUP BY (rn - 1) / $4 ORDER BY (rn - 1) / $4
+FROM w WHERE before < $4 GROUP BY before / $5 ORDER BY before / $5
 """
+_ENTRIES_SQL = f"WITH {_ENTRIES}"
 
 # The relay's read, saving its checkpoint at the position read after (everything up to it is
 # on the stream) in the same statement: no round trip of its own. Not waiting for the WAL flush: a
@@ -154,8 +179,8 @@ GROUP BY (rn - 1) / $4 ORDER BY (rn - 1) / $4
 _SAVE_AND_ENTRIES_SQL = f"""
 WITH off AS (SELECT set_config('synchronous_commit', 'off', true)),
 saved AS (UPDATE event_relay SET tx = $1::text::xid8, seq = $2 FROM off
-          WHERE id = 1 AND (tx, seq) < ($1::text::xid8, $2::bigint) RETURNING 1)
-{_ENTRIES_SQL}"""
+          WHERE id = 1 AND (tx, seq) < ($1::text::xid8, $2::bigint) RETURNING 1),
+{_ENTRIES}"""
 
 # For `resolve`. LATERAL ... LIMIT 1: a primary-key probe per message whatever generic plan Postgres
 # settles on for this prepared statement (one made while `messages` was small could scan it all).
@@ -165,6 +190,71 @@ CROSS JOIN LATERAL (SELECT {_MESSAGE_JSON} AS data FROM messages m WHERE m.id = 
 
 decode_event = msgspec.json.Decoder(DomainEvent).decode
 decode_events = msgspec.json.Decoder(list[DomainEvent]).decode
+
+
+class RowForm(msgspec.Struct, array_like=True, gc=False):
+    """A row of `event_rows` as the relay puts it on the stream (`_ROW_JSON`): one event with its
+    `data` (message.created by reference), or a row of messages, its arrays."""
+
+    tx: int
+    seq: int
+    type: str
+    app_id: str
+    occurred_at: str
+    version: int
+    admin_id: str | None
+    conversation_id: str | None
+    user_id: str | None
+    data: msgspec.Raw  # null for a row of messages
+    conversation_ids: list[str | None] | None
+    user_ids: list[str | None] | None
+    message_ids: list[str] | None
+    sender_kinds: list[str | None] | None
+    notes: list[bool | None] | None
+
+
+_decode_rows = msgspec.json.Decoder(list[RowForm]).decode
+
+
+def decode_rows(rows: str | bytes, after: Position) -> list[DomainEvent]:
+    """The events of `rows` (a JSON array of RowForm) after `after`, message.created by reference,
+    exactly as the view's by-reference read gives them."""
+    out: list[DomainEvent] = []
+    append = out.append
+    for r in _decode_rows(rows):
+        tx = r.tx
+        if r.message_ids is None:
+            if (tx, r.seq) > after:
+                append(DomainEvent(id=f"evt_{r.seq}", type=r.type, app_id=r.app_id, occurred_at=r.occurred_at,
+                                   conversation_id=r.conversation_id, user_id=r.user_id, admin_id=r.admin_id,
+                                   version=r.version, data=r.data, position=f"{tx}.{r.seq}"))
+            continue
+        first = 0 if tx != after.tx or r.seq > after.n else after.n - r.seq + 1
+        kind, app, at, version, admin, seq = r.type, r.app_id, r.occurred_at, r.version, r.admin_id, r.seq
+        conversations, users, kinds, notes = r.conversation_ids, r.user_ids, r.sender_kinds, r.notes
+        assert conversations is not None and users is not None and kinds is not None and notes is not None
+        # The hottest loop of the worker process (every message, once a replica): inlined.
+        for i in range(first, len(r.message_ids)):
+            tail = _TAILS.get((kinds[i], notes[i])) or _tail(kinds[i], notes[i])
+            n = seq + i
+            append(DomainEvent(id=f"evt_{n}", type=kind, app_id=app, occurred_at=at,
+                               conversation_id=conversations[i], user_id=users[i], admin_id=admin, version=version,
+                               data=msgspec.Raw(REFERENCE_PREFIX + r.message_ids[i].encode() + tail),
+                               position=f"{tx}.{n}"))
+    return out
+
+
+# (sender_kind, is_note) -> what follows the message id in a reference, as _REFERENCE writes it.
+_TAILS: dict[tuple[str | None, bool | None], bytes] = {}
+
+
+def _tail(sender_kind: str | None, is_note: bool | None) -> bytes:
+    # The commit records the sender of every message of a row; without one, the id alone.
+    tail = b'"}' if sender_kind is None or is_note is None else (
+        b'","sender_kind":"%s","is_note":%s}' % (sender_kind.encode(), b"true" if is_note else b"false"))
+    if len(_TAILS) < 64:  # bounded whatever the data
+        _TAILS[(sender_kind, is_note)] = tail
+    return tail
 
 
 def event_from_row(row: asyncpg.Record) -> DomainEvent:
@@ -199,6 +289,7 @@ def referenced_message(event: DomainEvent) -> str | None:
 # What follows the message id in a reference -> (sender_kind, is_note): a handful of distinct
 # values (sender kinds by note flag), so each is decoded once rather than every event's.
 _SENDERS: dict[bytes, tuple[str | None, bool]] = {}
+_TAIL_AT = len(REFERENCE_PREFIX) + 36
 
 
 def referenced_sender(event: DomainEvent) -> tuple[str | None, bool] | None:
@@ -206,6 +297,13 @@ def referenced_sender(event: DomainEvent) -> tuple[str | None, bool] | None:
     message was gone when an event recorded before migration 044 was read); None: not a
     message.created, or it carries the message itself (recorded before migration 042, or read
     without `by_reference`)."""
+    if event.type != "message.created":
+        return None
+    # The usual case, once for every message: a known tail after a 36-character id (a uuid).
+    data = bytes(event.data)
+    found = _SENDERS.get(data[_TAIL_AT:])
+    if found is not None and data.startswith(REFERENCE_PREFIX):
+        return found
     split = _split_reference(event)
     if split is None:
         return None
@@ -232,21 +330,23 @@ async def resolve(conn: asyncpg.Connection | asyncpg.Pool, events: list[DomainEv
 
 
 class Entry(NamedTuple):
-    """Consecutive events as the relay appends them to the stream: one entry."""
+    """Consecutive rows of events as the relay appends them to the stream: one entry."""
 
     last: str  # the position of the last event, as text
-    size: int  # how many events
-    events: str  # their envelopes, a JSON array
+    size: int  # how many events after the position read after
+    rows: str  # the rows, a JSON array of RowForm (decode_rows)
+    row_count: int  # how many rows
     oldest: float  # the oldest commit time among them (Unix seconds)
 
 
-async def read_entries_after(conn: asyncpg.Connection | asyncpg.Pool, after: Position, limit: int,
+async def read_entries_after(conn: asyncpg.Connection | asyncpg.Pool, after: Position, rows: int, limit: int,
                              per_entry: int, *, save_checkpoint: bool = False) -> list[Entry]:
-    """read_after for the relay: up to `limit` events as entries of up to `per_entry` events, in
-    position order. With `save_checkpoint`, the same statement saves the relay's checkpoint at `after`."""
-    rows = await conn.fetch(_SAVE_AND_ENTRIES_SQL if save_checkpoint else _ENTRIES_SQL, str(after.tx), after.n,
-                            limit, per_entry)
-    return [Entry(r["last"], r["n"], r["events"], r["oldest"]) for r in rows]
+    """The relay's read: the rows of events after `after`, up to `rows` rows and no row past `limit`
+    events, as entries of about `per_entry` events (a row is never split), in position order. With
+    `save_checkpoint`, the same statement saves the relay's checkpoint at `after`."""
+    found = await conn.fetch(_SAVE_AND_ENTRIES_SQL if save_checkpoint else _ENTRIES_SQL, str(after.tx), after.n,
+                             rows, limit, per_entry)
+    return [Entry(r["last"], r["n"], r["events"], r["rows"], r["oldest"]) for r in found]
 
 
 async def read_between(conn: asyncpg.Connection | asyncpg.Pool, after: Position, before: Position,
@@ -256,19 +356,24 @@ async def read_between(conn: asyncpg.Connection | asyncpg.Pool, after: Position,
     return [event_from_row(r) for r in rows]
 
 
+# Counted by rows, not events: a row of messages counts its events in the window without being
+# unnested (the gauge of a group that batches once a second counts a second of traffic each time).
 _COUNT_SQL = f"""
-SELECT count(*)::bigint FROM (
-    SELECT 1 FROM domain_events
-    WHERE {_after("$1::text::xid8", "$2::bigint")}
-      AND (tx, row_seq) <= ($3::text::xid8, $4::bigint) AND (tx, seq) <= ($3::text::xid8, $4::bigint)
-    LIMIT $5) e
+SELECT coalesce(sum(least(seq + size - 1, CASE WHEN tx = $3::text::xid8 THEN $4 ELSE seq + size - 1 END)
+                    - greatest(seq, CASE WHEN tx = $1::text::xid8 THEN $2 + 1 ELSE seq END) + 1), 0)::bigint
+FROM (SELECT tx, seq, {ROW_EVENTS} AS size FROM event_rows
+      WHERE (tx, seq) > ($1::text::xid8, $2::bigint - {ROW_SPAN})
+        AND (tx, seq + {ROW_EVENTS} - 1) > ($1::text::xid8, $2::bigint)
+        AND (tx, seq) <= ($3::text::xid8, $4::bigint)
+      LIMIT $5) r
 """
 
 
 async def count_between(conn: asyncpg.Connection | asyncpg.Pool, after: Position, upto: Position, limit: int) -> int:
-    """How many events lie after `after` and at or before `upto`, counting up to `limit`. Event
-    numbers cannot tell: a row of messages takes 1,024 numbers however many it lists."""
-    return int(await conn.fetchval(_COUNT_SQL, str(after.tx), after.n, str(upto.tx), upto.n, limit))
+    """How many events lie after `after` and at or before `upto`, counting up to `limit` (or a
+    little past it: rows are counted whole up to `limit` rows). Event numbers cannot tell: a row of
+    messages takes 1,024 numbers however many it lists."""
+    return min(limit, int(await conn.fetchval(_COUNT_SQL, str(after.tx), after.n, str(upto.tx), upto.n, limit)))
 
 
 async def relay_checkpoint(conn: asyncpg.Connection | asyncpg.Pool) -> Position:

@@ -98,7 +98,7 @@ class UsageCounts:
             if e.type == "message.created":
                 sender = store.referenced_sender(e)
                 if sender is not None:
-                    sent_by = (e.app_id, e.occurred_at[:10], e.user_id, sender)
+                    sent_by = (e.app_id, e.occurred_at, e.user_id, sender)  # the day taken below, once a key
                     tally[sent_by] = tally.get(sent_by, 0) + 1
                     continue
                 m = _decode_message(e.data).message  # recorded with its copy (before migration 042)
@@ -115,7 +115,8 @@ class UsageCounts:
                 metric = found
             key = (e.app_id, e.occurred_at[:10], metric)
             counts[key] = counts.get(key, 0) + n
-        for (app, day, user, (kind, is_note)), n in tally.items():
+        for (app, at, user, (kind, is_note)), n in tally.items():
+            day = at[:10]
             # The sender as the commit recorded it (or, for an event recorded before it did, as the
             # read found it): a user's message is its conversation's user's, the event's user_id.
             # No sender: the message was gone before an older event's read.

@@ -16,12 +16,17 @@ from the group's next refresh (after a restart, or once another replica applied 
 
 from __future__ import annotations
 
+import operator
+
 import asyncpg
 import msgspec
 
 from server.events.catalog import DomainEvent
 from server.webhooks.event_types import DELIVERED_TYPES
 from server.webhooks.store import parse_time
+
+_TYPE = operator.attrgetter("type")
+_CREATED = "webhook.endpoint_created"
 
 
 class Body(msgspec.Struct):
@@ -75,12 +80,17 @@ class WebhookDeliveries:
         hooked = self._hooked
         if hooked is None:
             return True
-        self._learn(events)
+        # Asked of every batch (every message): the types first, looped in C.
+        types = set(map(_TYPE, events))
+        if _CREATED in types:
+            self._learn(events)
+        if not hooked or DELIVERED_TYPES.isdisjoint(types):
+            return False
         return any(e.type in DELIVERED_TYPES and e.app_id in hooked for e in events)
 
     def _learn(self, events: list[DomainEvent]) -> None:
         if self._hooked is not None:
-            self._hooked.update(e.app_id for e in events if e.type == "webhook.endpoint_created")
+            self._hooked.update(e.app_id for e in events if e.type == _CREATED)
 
     async def apply(self, conn: asyncpg.Connection, events: list[DomainEvent]) -> None:
         self._learn(events)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +30,7 @@ from server.events.catalog import PAYLOADS, STREAM, DomainEvent
 from server.events.store import Position
 
 log = logging.getLogger("replyhq.workers.consumer_groups")
+_TYPE = operator.attrgetter("type")
 # The group's checkpoint, locked for the batch, with what retention deleted and how far the relay
 # got. The effect and the checkpoint commit together, so a commit lost in a Postgres crash loses
 # both and those events are applied again, once: the transaction need not wait for the WAL flush.
@@ -135,7 +137,7 @@ class ConsumerGroup:
         types = getattr(consumer, "types", None)
         if self._relevant is None and types is not None:
             wanted = frozenset(types)
-            self._relevant = lambda todo: any(e.type in wanted for e in todo)
+            self._relevant = lambda todo: not wanted.isdisjoint(map(_TYPE, todo))  # looped in C
         self._refresh = getattr(consumer, "refresh", None)
         # Events up to the cursor went by unseen here (another replica applied them, or a restart),
         # so what `relevant` learned may be short of them until the next refresh.
@@ -288,8 +290,7 @@ class ConsumerGroup:
             for entry_id, _ in missing:
                 pipe.xrange(PAYLOADS, entry_id, entry_id, count=1)
             for (entry_id, fields), found in zip(missing, await pipe.execute(), strict=True):
-                payload = found[0][1].get(b"es") if found else None
-                run = None if payload is None else _decoded(self.redis, entry_id, fields, payload)
+                run = _decoded(self.redis, entry_id, fields, found[0][1]) if found else None
                 runs.append(run or _Run(Position.parse(fields[b"prev"]), Position.parse(fields[b"pos"]), None))
         return runs
 
@@ -453,7 +454,7 @@ class _Run(NamedTuple):
 
 
 # Entries decoded lately, shared by the groups of a replica: each group reads every entry, and
-# decoding an entry (about a hundred envelopes) was a replica's largest cost per event after the
+# decoding an entry (about a hundred events) was a replica's largest cost per event after the
 # transactions; so was reading its envelopes from Redis once per group, which is why they live on
 # PAYLOADS and the relay leaves what it appended here, undecoded until a group needs it. Keyed by the
 # Redis client, the entry id and the positions it spans, so groups of another stream (another
@@ -461,28 +462,30 @@ class _Run(NamedTuple):
 # Enough entries for the groups that read once a second (interval_s) to find what the group that
 # reads on every relay cycle decoded: about 75 entries a second at 5,000 events/s, since the relay
 # appends 2 to 3 entries every 40 ms. At 64 the interval groups found almost none and decoded each
-# entry again (at most 256 x 100 events: about 15 MB).
+# entry again (256 entries of about 100 events: about 15 MB; more only if commits of over 100
+# messages a workspace fill them, an entry being one row at most of the ROW_SPAN a row may hold).
 # An OrderedDict: dropping a plain dict's first key walks past every slot deleted before it.
-_DECODED: OrderedDict[tuple[int, bytes, bytes, bytes], _Run | str | bytes] = OrderedDict()
+_DECODED: OrderedDict[tuple[int, bytes, bytes, bytes], _Run | str] = OrderedDict()
 _DECODED_MAX = 256
 
 
-def remember_payload(redis: aioredis.Redis, entry_id: bytes | str, prev: str, pos: str, events: str) -> None:
-    """The relay's side: the envelopes (a JSON array) of the entry it appended to the stream."""
+def remember_payload(redis: aioredis.Redis, entry_id: bytes | str, prev: str, pos: str, rows: str) -> None:
+    """The relay's side: the rows (server/events/store.py RowForm, a JSON array) of the entry it
+    appended to the stream."""
     key = (id(redis), entry_id.encode() if isinstance(entry_id, str) else entry_id, prev.encode(), pos.encode())
-    _remember(key, events)
+    _remember(key, rows)
 
 
-def _remember(key: tuple[int, bytes, bytes, bytes], value: _Run | str | bytes) -> None:
+def _remember(key: tuple[int, bytes, bytes, bytes], value: _Run | str) -> None:
     if key not in _DECODED and len(_DECODED) >= _DECODED_MAX:
         _DECODED.popitem(last=False)  # the oldest
     _DECODED[key] = value
 
 
 def _decoded(redis: aioredis.Redis, entry_id: bytes, fields: dict[bytes, bytes],
-             payload: bytes | None = None) -> _Run | None:
-    """The entry's events, if this process has them or `payload` (or, as older relays appended
-    them, the entry itself) carries them."""
+             payload: dict[bytes, bytes] | None = None) -> _Run | None:
+    """The entry's events, if this process has them or `payload` (the entry's fields on PAYLOADS,
+    or, as older relays appended them, the entry itself) carries them."""
     single = fields.get(b"e")
     if single is not None:  # one event (`e`) per entry
         event = store.decode_event(single)
@@ -492,10 +495,17 @@ def _decoded(redis: aioredis.Redis, entry_id: bytes, fields: dict[bytes, bytes],
     found = _DECODED.get(key)
     if isinstance(found, tuple):
         return found
-    many = found if found is not None else fields.get(b"es", payload)
-    if many is None:
+    prev = Position.parse(fields[b"prev"])
+    carried = payload if payload is not None else fields
+    if found is not None:
+        events = store.decode_rows(found, prev)
+    elif b"rs" in carried:  # rows of `event_rows`
+        events = store.decode_rows(carried[b"rs"], prev)
+    elif b"es" in carried:  # envelopes, as relays before the rows appended them
+        events = store.decode_events(carried[b"es"])
+    else:
         return None
-    run = _Run(Position.parse(fields[b"prev"]), Position.parse(fields[b"pos"]), store.decode_events(many))
+    run = _Run(prev, Position.parse(fields[b"pos"]), events)
     _remember(key, run)
     return run
 
