@@ -488,7 +488,7 @@ async def test_a_group_with_an_interval_gathers_batches_but_reads_a_backlog_with
             prev = Position.parse(e.position)
 
     await append(16)
-    group = ConsumerGroup(db, redis, Patient(), replica_id="r1", batch=100)  # 5 entries a read
+    group = ConsumerGroup(db, redis, Patient(), replica_id="r1", batch=25)  # 5 entries a read (batch // 5)
     await group.start()
     try:
         # Three full reads, then one of a single entry: a wait of 30 s between any two of them
