@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 import uuid
@@ -24,6 +23,7 @@ from server.events import capability as events
 from server.http import docs, operations, sdk_limits
 from server.http.payloads import dumps
 from server.platform.db.pool import create_pool
+from server.platform.gc_tuning import freeze_long_lived
 from server.platform.logging_setup import request_id_var
 from server.platform.metrics import Metrics
 from server.platform.redis import client as redis_client
@@ -109,12 +109,7 @@ def _setup_platform(ctx: AppContext) -> None:
 
 
 async def _freeze_gc() -> None:
-    # Everything built so far lives as long as the process: keep it out of the cyclic GC's
-    # scans, and collect young objects less often. With thousands of sockets the default
-    # thresholds spend a large share of CPU re-scanning long-lived objects.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    freeze_long_lived()
 
 
 def _install_middleware(app: Sanic) -> None:

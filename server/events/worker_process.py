@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 
 from server.platform.db.pool import create_pool
+from server.platform.gc_tuning import freeze_long_lived
 from server.platform.metrics import Metrics
 from server.platform.redis import client as redis_client
 from server.platform.supervised_child import SupervisedChild, exit_with_parent, parent_alive
@@ -115,6 +116,7 @@ async def run(settings: Settings, consumers: Sequence[Consumer], parent_pid: int
         for worker in workers:
             await worker.start()
             started.append(worker)
+        freeze_long_lived()
         log.info("event workers running for replica %s", settings.replica_id)
         while not stop.is_set() and parent_alive(parent_pid):
             await _publish(redis, settings.replica_id, metrics)
