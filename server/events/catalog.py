@@ -6,6 +6,7 @@ the envelope's subject ids say whom it concerns. Served at GET /docs/events (doc
 
 from __future__ import annotations
 
+import operator
 from datetime import datetime
 
 import msgspec
@@ -16,6 +17,10 @@ STREAM = "events:domain"  # the Redis Stream the relay appends to and consumer g
 # copy of an entry's events, so each reads only the small entry from STREAM and, for an entry its
 # process has not seen, its envelopes from here (workers/runtime/consumer_groups.py).
 PAYLOADS = "events:domain:payloads"
+
+
+# An event's type, for loops over a batch that run in C (map, set, isdisjoint).
+event_type = operator.attrgetter("type")
 
 
 # gc=False: an event holds only strings, numbers and bytes, so it can be in no reference cycle, and

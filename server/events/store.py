@@ -231,15 +231,15 @@ def decode_rows(rows: str | bytes, after: Position) -> list[DomainEvent]:
             continue
         first = 0 if tx != after.tx or r.seq > after.n else after.n - r.seq + 1
         kind, app, at, version, admin, seq = r.type, r.app_id, r.occurred_at, r.version, r.admin_id, r.seq
-        conversations, users, kinds, notes = r.conversation_ids, r.user_ids, r.sender_kinds, r.notes
+        ids, conversations, users, kinds, notes = r.message_ids, r.conversation_ids, r.user_ids, r.sender_kinds, r.notes
         assert conversations is not None and users is not None and kinds is not None and notes is not None
         # The hottest loop of the worker process (every message, once a replica): inlined.
-        for i in range(first, len(r.message_ids)):
+        for i in range(first, len(ids)):
             tail = _TAILS.get((kinds[i], notes[i])) or _tail(kinds[i], notes[i])
             n = seq + i
             append(DomainEvent(id=f"evt_{n}", type=kind, app_id=app, occurred_at=at,
                                conversation_id=conversations[i], user_id=users[i], admin_id=admin, version=version,
-                               data=msgspec.Raw(REFERENCE_PREFIX + r.message_ids[i].encode() + tail),
+                               data=msgspec.Raw(REFERENCE_PREFIX + ids[i].encode() + tail),
                                position=f"{tx}.{n}"))
     return out
 

@@ -16,16 +16,13 @@ from the group's next refresh (after a restart, or once another replica applied 
 
 from __future__ import annotations
 
-import operator
-
 import asyncpg
 import msgspec
 
-from server.events.catalog import DomainEvent
+from server.events.catalog import DomainEvent, event_type
 from server.webhooks.event_types import DELIVERED_TYPES
 from server.webhooks.store import parse_time
 
-_TYPE = operator.attrgetter("type")
 _CREATED = "webhook.endpoint_created"
 
 
@@ -81,7 +78,7 @@ class WebhookDeliveries:
         if hooked is None:
             return True
         # Asked of every batch (every message): the types first, looped in C.
-        types = set(map(_TYPE, events))
+        types = set(map(event_type, events))
         if _CREATED in types:
             self._learn(events)
         if not hooked or DELIVERED_TYPES.isdisjoint(types):

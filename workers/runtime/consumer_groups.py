@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import operator
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -26,11 +25,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from server.events import store
-from server.events.catalog import PAYLOADS, STREAM, DomainEvent
+from server.events.catalog import PAYLOADS, STREAM, DomainEvent, event_type
 from server.events.store import Position
 
 log = logging.getLogger("replyhq.workers.consumer_groups")
-_TYPE = operator.attrgetter("type")
 # The group's checkpoint, locked for the batch, with what retention deleted and how far the relay
 # got. The effect and the checkpoint commit together, so a commit lost in a Postgres crash loses
 # both and those events are applied again, once: the transaction need not wait for the WAL flush.
@@ -135,7 +133,7 @@ class ConsumerGroup:
         types = getattr(consumer, "types", None)
         if self._relevant is None and types is not None:
             wanted = frozenset(types)
-            self._relevant = lambda todo: not wanted.isdisjoint(map(_TYPE, todo))  # looped in C
+            self._relevant = lambda todo: not wanted.isdisjoint(map(event_type, todo))  # looped in C
         self._refresh = getattr(consumer, "refresh", None)
         # Events up to the cursor went by unseen here (another replica applied them, or a restart),
         # so what `relevant` learned may be short of them until the next refresh.
