@@ -34,6 +34,7 @@ from server.events.store import (
 )
 from server.tenancy.workspaces import NewWorkspace, create_workspace
 from tests.admin_helpers import call
+from tests.event_tally import EventTally
 from tests.inbox_helpers import identify, owner_token, reply, start_conversation, teammate
 from tests.support import ROOT, ServerProcess, http
 from workers.runtime.consumer_groups import ConsumerGroup
@@ -200,9 +201,9 @@ async def test_a_message_deleted_before_its_event_is_read_reads_as_null_and_cons
     app = workspace.app_id
     user = await db.fetchval("INSERT INTO end_users (app_id, external_id) VALUES ($1, 'gone') RETURNING id", app)
     convs = []
-    # One message in each of three conversations: recorded as the commit does (c1, c3), and as it
-    # did before migration 044 (c2, no sender in the event row).
-    for client_id, with_sender in (("c1", True), ("c2", False), ("c3", True)):
+    # One message in each of four conversations: recorded as the commit does (c1, c3), and as it
+    # did before migration 044 (c2, c4: no sender in the event row, so the group reads the message's).
+    for client_id, with_sender in (("c1", True), ("c2", False), ("c3", True), ("c4", False)):
         conv = await db.fetchval("INSERT INTO conversations (app_id, user_id) VALUES ($1, $2) RETURNING id", app, user)
         await db.execute(
             """WITH m AS (INSERT INTO messages (app_id, conversation_id, seq, client_id, sender_kind, sender_id, body)
@@ -211,16 +212,16 @@ async def test_a_message_deleted_before_its_event_is_read_reads_as_null_and_cons
                SELECT 'message.created', $1, $2, $4, id, CASE WHEN $5 THEN sender_kind END,
                       CASE WHEN $5 THEN is_note END FROM m""", app, conv, client_id, user, with_sender)
         convs.append(conv)
-    await db.execute("DELETE FROM conversations WHERE id = ANY($1::uuid[])", convs[1:])
+    await db.execute("DELETE FROM conversations WHERE id = ANY($1::uuid[])", convs[1:3])
     events = [e for e in await _events(db, app) if e["type"] == "message.created"]
-    assert [e["data"]["message"] and e["data"]["message"]["client_id"] for e in events] == ["c1", None, None]
+    assert [e["data"]["message"] and e["data"]["message"]["client_id"] for e in events] == ["c1", None, None, "c4"]
     redis = aioredis.from_url(redis_url)
     await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ('usage', '0', 0)")
     try:
         assert await ConsumerGroup(db, redis, UsageCounts(), replica_id="r1").catch_up() > 0
         counted = await db.fetch("SELECT metric, count FROM usage_daily WHERE app_id = $1 AND metric LIKE 'messages%'",
                                  app)
-        assert [(r["metric"], r["count"]) for r in counted] == [("messages.user", 2)]  # c1 and c3
+        assert [(r["metric"], r["count"]) for r in counted] == [("messages.user", 3)]  # c1, c3 and c4
         active = await db.fetchval("SELECT array_agg(user_id) FROM usage_active_users WHERE app_id = $1", app)
         assert active == [user]
     finally:
@@ -317,7 +318,8 @@ async def test_a_group_takes_the_envelopes_from_its_process_or_redis_or_else_pos
         await relay.rest()
         entries = list(await relaying.xrange(STREAM))
         # Rows of one event each: entries of 100 (ENTRY_EVENTS), the last holding the rest.
-        assert len(entries) == -(-relayed // 100) and all(set(fields) == {b"pos", b"prev"} for _, fields in entries)
+        assert len(entries) == -(-relayed // 100)
+        assert all(set(fields) == {b"pos", b"prev", b"n", b"at", b"ts"} for _, fields in entries)
         assert await relaying.xlen(PAYLOADS) == len(entries)
 
         async def run(name: str, redis: aioredis.Redis) -> int:
@@ -399,7 +401,7 @@ async def test_a_group_passes_over_events_it_has_no_use_for_and_still_applies_th
     passed-over events again without a second effect."""
     import msgspec
 
-    class KeysOnly(EventCounts):
+    class KeysOnly(EventTally):
         types = frozenset({"api_key.created"})
 
         async def apply(self, conn: asyncpg.Connection, events: list[Any]) -> None:
@@ -432,7 +434,7 @@ async def test_a_group_reading_from_postgres_does_not_apply_a_batch_with_nothing
     batch its consumer's `types` rule out is not applied there either, and its checkpoint moves."""
     applied: list[list[str]] = []
 
-    class KeysOnly(EventCounts):
+    class KeysOnly(EventTally):
         types = frozenset({"api_key.created"})
 
         async def apply(self, conn: asyncpg.Connection, events: list[Any]) -> None:
@@ -468,7 +470,7 @@ async def test_a_group_with_an_interval_gathers_batches_but_reads_a_backlog_with
 
     batches: list[int] = []
 
-    class Patient(EventCounts):
+    class Patient(EventTally):
         interval_s = 30.0
 
         async def apply(self, conn: asyncpg.Connection, events: list[Any]) -> None:
@@ -712,8 +714,8 @@ async def test_a_consumer_dying_mid_batch_leaves_no_half_effect(workspace: NewWo
         def __init__(self) -> None:
             self.wrote = asyncio.Event()
 
-        async def apply(self, conn: asyncpg.Connection, events: list[Any]) -> None:
-            await super().apply(conn, events)  # the effect is written ...
+        async def apply_range(self, conn: asyncpg.Connection, after: Position, upto: Position) -> None:
+            await super().apply_range(conn, after, upto)  # the effect is written ...
             self.wrote.set()
             await asyncio.Event().wait()  # ... and the process dies before the commit
 

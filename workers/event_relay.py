@@ -4,7 +4,9 @@ Runs on every replica, works on one at a time (the "event-relay" lease; a dead h
 expires and another replica resumes from the checkpoint in Postgres). Each stream entry carries
 about ENTRY_EVENTS consecutive events: on the stream, the position of the last (`pos`) and the
 position before the first (`prev`), so a consumer can tell when the stream lacks something it needs
-(Redis restarted empty, FLUSHALL, trimming) and read that from Postgres; their rows of `event_rows`
+(Redis restarted empty, FLUSHALL, trimming) and read that from Postgres, with how many events are
+new (`n`), the oldest one's commit time (`at`, Unix seconds) and their types (`ts`,
+comma-separated), so a group with no use for them passes them over without reading them; their rows of `event_rows`
 (`rs`, server/events/store.py RowForm: a row of messages as its arrays) on a second stream under the
 same id, which this process's groups need not read back. A message.created names its message rather
 than carrying it (server/events/store.py): the runtime builds the message for the groups that use it.
@@ -42,13 +44,15 @@ ENTRY_EVENTS = 100
 # after STREAM alone was deleted) is only missing, and a group reads those events from Postgres.
 _APPEND_LUA = """
 local ids = {}
-for i = 2, #ARGV, 3 do
-    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'pos', ARGV[i], 'prev', ARGV[i + 1])
-    redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, 'rs', ARGV[i + 2])
+for i = 2, #ARGV, 6 do
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'pos', ARGV[i], 'prev', ARGV[i + 1],
+                          'n', ARGV[i + 2], 'at', ARGV[i + 3], 'ts', ARGV[i + 4])
+    redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, 'rs', ARGV[i + 5])
     ids[#ids + 1] = id
 end
 return ids
 """
+_PER_ENTRY = 6  # the arguments of an entry in _APPEND_LUA
 
 
 class EventRelay(LeasedWorker):
@@ -115,12 +119,12 @@ class EventRelay(LeasedWorker):
         prev = self._pos
         args: list[Any] = [self.maxlen]
         for entry in entries:
-            args += (entry.last, str(prev), entry.rows)
+            args += (entry.last, str(prev), entry.size, repr(entry.oldest), entry.types, entry.rows)
             prev = Position.parse(entry.last)
         ids = await self.redis.eval(_APPEND_LUA, 2, STREAM, PAYLOADS, *args)  # type: ignore[misc]
         # This process's groups find the envelopes here rather than reading them back from Redis.
-        for entry_id, pos, prev_text, rows in zip(ids, args[1::3], args[2::3], args[3::3], strict=True):
-            remember_payload(self.redis, entry_id, prev_text, pos, rows)
+        for entry_id, entry, prev_text in zip(ids, entries, args[2::_PER_ENTRY], strict=True):
+            remember_payload(self.redis, entry_id, prev_text, entry.last, entry.rows)
         self._pos = prev
         self._unsaved = True
         if self.metrics is not None:

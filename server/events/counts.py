@@ -1,29 +1,31 @@
 """The first consumer of domain events: how many of each type a workspace had each day (UTC).
 
 Kept incrementally: each batch adds its counts in the transaction that moves the group's
-checkpoint, so the table always equals a recount of the events the group has applied.
+checkpoint, so the table always equals a recount of the events the group has applied. A range
+consumer (workers/runtime/consumer_groups.py): one statement counts a batch's rows of
+`event_rows` where they lie, a row of messages by its length, never an event at a time.
 """
 
 from __future__ import annotations
 
 import asyncpg
 
-from server.events.catalog import DomainEvent
+from server.events.store import RANGE_ROWS, Position
+
+_ADD = f"""
+INSERT INTO event_counts (app_id, day, type, count)
+SELECT app_id, (occurred_at AT TIME ZONE 'UTC')::date, type, sum(last - first + 1)
+FROM {RANGE_ROWS} w
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3  -- two transactions adding to the same rows lock them in the same order
+ON CONFLICT (app_id, day, type) DO UPDATE SET count = event_counts.count + EXCLUDED.count
+"""
 
 
 class EventCounts:
     name = "event-counts"
     # Counts may trail by a second: one transaction a second rather than one per relay cycle.
     interval_s = 1.0
-    by_reference = True  # it never reads `data`: no message is built for it
 
-    async def apply(self, conn: asyncpg.Connection, events: list[DomainEvent]) -> None:
-        counts: dict[tuple[str, str, str], int] = {}
-        for e in events:
-            key = (e.app_id, e.occurred_at[:10], e.type)
-            counts[key] = counts.get(key, 0) + 1
-        await conn.execute(
-            """INSERT INTO event_counts (app_id, day, type, count)
-               SELECT a, d::date, t, n FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[]) AS x(a, d, t, n)
-               ON CONFLICT (app_id, day, type) DO UPDATE SET count = event_counts.count + EXCLUDED.count""",
-            [k[0] for k in counts], [k[1] for k in counts], [k[2] for k in counts], list(counts.values()))
+    async def apply_range(self, conn: asyncpg.Connection, after: Position, upto: Position) -> None:
+        await conn.execute(_ADD, str(after.tx), after.n, str(upto.tx), upto.n)

@@ -167,7 +167,7 @@ w AS (SELECT c.*, (sum(fresh) OVER (ORDER BY tx, seq))::bigint - fresh AS before
 SELECT count(*)::int AS rows, sum(fresh)::int AS n,
        '[' || string_agg({_ROW_JSON}, ',' ORDER BY tx, seq) || ']' AS events,
        (array_agg(tx::text || '.' || (seq + size - 1) ORDER BY tx DESC, seq DESC))[1] AS last,
-       extract(epoch FROM min(occurred_at))::float8 AS oldest
+       extract(epoch FROM min(occurred_at))::float8 AS oldest, string_agg(DISTINCT type, ',') AS types
 FROM w WHERE before < $4 GROUP BY before / $5 ORDER BY before / $5
 """
 _ENTRIES_SQL = f"WITH {_ENTRIES}"
@@ -337,6 +337,7 @@ class Entry(NamedTuple):
     rows: str  # the rows, a JSON array of RowForm (decode_rows)
     row_count: int  # how many rows
     oldest: float  # the oldest commit time among them (Unix seconds)
+    types: str  # the rows' event types, comma-separated
 
 
 async def read_entries_after(conn: asyncpg.Connection | asyncpg.Pool, after: Position, rows: int, limit: int,
@@ -346,7 +347,7 @@ async def read_entries_after(conn: asyncpg.Connection | asyncpg.Pool, after: Pos
     `save_checkpoint`, the same statement saves the relay's checkpoint at `after`."""
     found = await conn.fetch(_SAVE_AND_ENTRIES_SQL if save_checkpoint else _ENTRIES_SQL, str(after.tx), after.n,
                              rows, limit, per_entry)
-    return [Entry(r["last"], r["n"], r["events"], r["rows"], r["oldest"]) for r in found]
+    return [Entry(r["last"], r["n"], r["events"], r["rows"], r["oldest"], r["types"]) for r in found]
 
 
 async def read_between(conn: asyncpg.Connection | asyncpg.Pool, after: Position, before: Position,
@@ -374,6 +375,55 @@ async def count_between(conn: asyncpg.Connection | asyncpg.Pool, after: Position
     little past it: rows are counted whole up to `limit` rows). Event numbers cannot tell: a row of
     messages takes 1,024 numbers however many it lists."""
     return min(limit, int(await conn.fetchval(_COUNT_SQL, str(after.tx), after.n, str(upto.tx), upto.n, limit)))
+
+
+# The rows of `event_rows` holding events after ($1, $2) up to and including ($3, $4), with the
+# numbers of the first and last of their events in that window (`first`, `last`): what a group that
+# applies ranges in SQL (workers/runtime/consumer_groups.py `apply_range`) reads and counts. Every
+# event at or before a relayed position is committed and visible; the horizon condition keeps an
+# upper bound taken from Postgres (catch-up) to such events too.
+def rows_between(after_tx: str, after_n: str, upto_tx: str, upto_n: str) -> str:
+    """FROM-clause SQL: event_rows `r` overlapping (after, upto], with `first` and `last`."""
+    return f"""(SELECT r.*,
+       CASE WHEN r.tx = {after_tx} AND r.seq <= {after_n} THEN {after_n} + 1 ELSE r.seq END AS first,
+       CASE WHEN r.tx = {upto_tx} AND r.seq + {ROW_EVENTS} - 1 > {upto_n} THEN {upto_n}
+            ELSE r.seq + {ROW_EVENTS} - 1 END AS last
+FROM event_rows r
+WHERE (r.tx, r.seq) > ({after_tx}, {after_n} - {ROW_SPAN})
+  AND (r.tx, r.seq + {ROW_EVENTS} - 1) > ({after_tx}, {after_n})
+  AND (r.tx, r.seq) <= ({upto_tx}, {upto_n}) AND r.tx < pg_snapshot_xmin(pg_current_snapshot()))"""
+
+
+RANGE_ROWS = rows_between("$1::text::xid8", "$2::bigint", "$3::text::xid8", "$4::bigint")
+
+# The same window on the view, one row an event: for a group that needs each event's own columns.
+RANGE_EVENTS = f"""{_after("$1::text::xid8", "$2::bigint")}
+  AND (tx, row_seq) <= ($3::text::xid8, $4::bigint) AND (tx, seq) <= ($3::text::xid8, $4::bigint)"""
+
+# A range group's batch: the next rows after its checkpoint, up to a position (or the horizon), in
+# order: how many events each holds in the window, and when it was committed.
+_SPANS_SQL = f"""
+SELECT tx::text AS tx, first, last, extract(epoch FROM occurred_at)::float8 AS at
+FROM {RANGE_ROWS} w ORDER BY tx, seq LIMIT $5
+"""
+# Beyond every position: an upper bound for "up to the horizon".
+_END = Position(2**64 - 1, 2**63 - 1)
+
+
+class Span(NamedTuple):
+    """The events of one row of `event_rows` in a window: numbers `first` to `last` of transaction `tx`."""
+
+    tx: int
+    first: int
+    last: int
+    at: float  # when it was committed (Unix seconds)
+
+
+async def spans_after(conn: asyncpg.Connection, after: Position, upto: Position | None, rows: int) -> list[Span]:
+    """The next `rows` rows' events after `after` and at or before `upto` (None: as far as is visible)."""
+    end = upto or _END
+    found = await conn.fetch(_SPANS_SQL, str(after.tx), after.n, str(end.tx), end.n, rows)
+    return [Span(int(r["tx"]), r["first"], r["last"], r["at"]) for r in found]
 
 
 async def relay_checkpoint(conn: asyncpg.Connection | asyncpg.Pool) -> Position:

@@ -85,6 +85,12 @@ class WebhookDeliveries:
             return False
         return any(e.type in DELIVERED_TYPES and e.app_id in hooked for e in events)
 
+    def passes(self, types: frozenset[str]) -> bool:
+        """Events of only these types certainly have nothing for this group: no workspace has an
+        endpoint, or none of them is delivered; and none adds an endpoint to learn of."""
+        hooked = self._hooked
+        return hooked is not None and _CREATED not in types and (not hooked or DELIVERED_TYPES.isdisjoint(types))
+
     def _learn(self, events: list[DomainEvent]) -> None:
         if self._hooked is not None:
             self._hooked.update(e.app_id for e in events if e.type == _CREATED)

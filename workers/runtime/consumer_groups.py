@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
 
 import asyncpg
@@ -96,7 +96,15 @@ class Consumer(Protocol):
     transaction per interval instead of one per relay cycle; a backlog is still read at full speed.
     `forget()`, if defined, is called when the group loses Postgres or Redis: what `committed`
     remembered may be gone (a group commits asynchronously: a crash of Postgres may lose its last
-    transactions, each effect with its checkpoint, and those events are then applied again)."""
+    transactions, each effect with its checkpoint, and those events are then applied again).
+
+    A consumer whose effect is a statement over the events (counters) defines
+    `apply_range(conn, after, upto)` instead of `apply`: apply every event after position `after`
+    up to and including `upto`, reading them from Postgres (server/events/store.py `RANGE_ROWS`,
+    `RANGE_EVENTS`). All of them are committed and visible. The group then builds no events at
+    all: a stream entry gives only how far the range goes, so nothing is decoded in Python and
+    the cost is per row of `event_rows` in Postgres, not per event in the worker process
+    (`types`, `relevant`, `by_reference` and `committed` do not apply)."""
 
     name: str
 
@@ -131,9 +139,14 @@ class ConsumerGroup:
         # Whether a batch may have an effect: the consumer's own test, or one from its `types`.
         self._relevant: Callable[[list[DomainEvent]], bool] | None = getattr(consumer, "relevant", None)
         types = getattr(consumer, "types", None)
+        # Whether entries of only these event types (their `ts` field) certainly have nothing for
+        # the consumer: then they are passed over without being read at all.
+        self._passes: Callable[[frozenset[str]], bool] | None = getattr(consumer, "passes", None)
         if self._relevant is None and types is not None:
             wanted = frozenset(types)
             self._relevant = lambda todo: not wanted.isdisjoint(map(event_type, todo))  # looped in C
+            if self._passes is None:
+                self._passes = wanted.isdisjoint
         self._refresh = getattr(consumer, "refresh", None)
         # Events up to the cursor went by unseen here (another replica applied them, or a restart),
         # so what `relevant` learned may be short of them until the next refresh.
@@ -153,6 +166,8 @@ class ConsumerGroup:
         # at 5,000 events/s): one read and one transaction an interval, not two.
         self.read_entries = max(1, batch // (5 if self._interval else 20))
         self._by_reference = bool(getattr(consumer, "by_reference", False))
+        self._apply_range: Callable[[asyncpg.Connection, Position, Position], Awaitable[None]] | None = getattr(
+            consumer, "apply_range", None)
         # Labelled metric children, looked up once rather than on every batch.
         self._m_applied = self._m_delay = self._m_lag = self._m_behind = None
         self._lag_at = float("-inf")  # monotonic time the lag was last counted
@@ -264,14 +279,58 @@ class ConsumerGroup:
     async def handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]], *, ack: bool = True) -> int:
         """Apply a batch of stream entries once; returns how many events were applied. Without
         `ack`, the entries are acknowledged with the next read."""
-        runs = await self._runs(entries)
-        applied = await self._apply(sorted(runs, key=lambda run: run.last))
+        passed = await self._pass_over(entries)
+        if passed is not None:
+            applied = passed
+        elif self._apply_range is not None:
+            applied = await self._ranges_upto(max(map(_entry_last, entries))) if entries else 0
+        else:
+            runs = await self._runs(entries)
+            applied = await self._apply(sorted(runs, key=lambda run: run.last))
         ids = [entry_id for entry_id, _ in entries]
         if ack:
             await self.redis.xack(STREAM, self.name, *ids)
         else:
             self._unacked += ids
         return applied
+
+    async def _pass_over(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int | None:
+        """Pass over entries whose types (`ts`) the consumer has no use for, from their fields alone:
+        nothing decoded, nothing read from Redis or Postgres (the checkpoint written at most every
+        SKIP_SAVE_S, as for any batch with nothing for the consumer). Returns how many events, or
+        None, having done nothing, unless every entry follows on from this replica's cursor and
+        can be passed over (then the usual path decides)."""
+        if self._passes is None or self._cursor is None or self._saved is None:
+            return None
+        if self._unseen and self._refresh is not None:
+            if time.monotonic() - self._refreshed_at < REFRESH_EVERY_S:
+                return None
+            async with self._connection() as conn:
+                await self._refresh(conn)
+            self._refreshed_at, self._unseen = time.monotonic(), False
+        cursor = self._cursor
+        spans: list[tuple[int, float]] = []  # (events, the oldest one's commit time) an entry
+        for _, fields in sorted(entries, key=_entry_last):
+            pos, prev, n, at, ts = (fields.get(k) for k in (b"pos", b"prev", b"n", b"at", b"ts"))
+            if pos is None or prev is None or n is None or at is None or ts is None:
+                return None  # an entry as older relays appended it
+            last = Position.parse(pos)
+            if last <= cursor:
+                continue  # applied before
+            if Position.parse(prev) != cursor or not self._passes(frozenset(ts.decode().split(","))):
+                return None
+            spans.append((int(n), float(at)))
+            cursor = last
+        total = sum(n for n, _ in spans)
+        self._cursor = cursor
+        self._passed += total
+        self._applied_counts(spans)
+        if time.monotonic() - self._saved_at >= SKIP_SAVE_S:
+            try:
+                await self._apply_following(self._saved, cursor, [], idle=True)
+            except _CheckpointMoved:
+                self._cursor = self._saved = None
+        return total
 
     async def _runs(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[_Run]:
         """The entries' events: from this process's cache (the relay here put them there, or another
@@ -304,12 +363,47 @@ class ConsumerGroup:
                 await self._apply_following(self._saved, self._cursor, [], idle=True)
             except _CheckpointMoved:
                 self._cursor = self._saved = None
+        if self._apply_range is not None:
+            return await self._ranges_upto(None)
         total = 0
         while True:
             applied = await self._apply(None)
             total += applied
             if applied < self.batch:
                 return total
+
+    async def _ranges_upto(self, upto: Position | None) -> int:
+        """A range consumer's batches: every event past the checkpoint up to `upto` (None: as far as
+        Postgres has them visible), `batch` rows of `event_rows` a transaction."""
+        total = 0
+        while True:
+            applied, more = await self._apply_one_range(upto)
+            total += applied
+            if not more:
+                return total
+
+    async def _apply_one_range(self, upto: Position | None) -> tuple[int, bool]:
+        """One transaction: lock the checkpoint, apply the rows after it (up to `upto`), move it.
+        Returns how many events, and whether more rows may follow within `upto`."""
+        assert self._apply_range is not None
+        async with self._connection() as conn, conn.transaction():
+            row = await conn.fetchrow(_CHECKPOINT_SQL, self.name)
+            checkpoint = Position(int(row["tx"]), row["seq"])
+            await self._observe(conn, checkpoint, row)
+            if upto is not None and upto <= checkpoint:
+                return 0, False  # applied before: a redelivery, or the relay appending again
+            spans = await store.spans_after(conn, checkpoint, upto, self.batch)
+            if not spans:
+                return 0, False
+            cursor = Position(spans[-1].tx, spans[-1].last)
+            applied = sum(span.last - span.first + 1 for span in spans)
+            await self._apply_range(conn, checkpoint, cursor)
+            await conn.execute(
+                """UPDATE event_consumers SET tx = $2::text::xid8, seq = $3, applied = applied + $4,
+                   updated_at = now() WHERE name = $1""", self.name, str(cursor.tx), cursor.n, applied)
+        self._saved_here(cursor)
+        self._applied_counts([(span.last - span.first + 1, span.at) for span in spans])
+        return applied, len(spans) >= self.batch
 
     async def _apply(self, runs: list[_Run] | None) -> int:
         if runs is not None and self._cursor is not None and self._saved is not None:
@@ -433,6 +527,21 @@ class ConsumerGroup:
                 self._m_delay.observe(e.age_s(now))
             self._counted = (self._counted + len(todo)) % DELAY_SAMPLE_EVERY
 
+    def _applied_counts(self, counts: list[tuple[int, float]]) -> None:
+        """Metrics for events applied or passed over without being read: (how many, when the
+        oldest of them was committed) a row or an entry."""
+        if self._m_applied is None or self._m_delay is None:
+            return
+        self._m_applied.inc(sum(n for n, _ in counts))
+        # As _applied samples: every DELAY_SAMPLE_EVERY-th event, each sharing its row's (entry's) time.
+        now, counted = time.time(), self._counted
+        for n, at in counts:
+            counted += n
+            while counted >= DELAY_SAMPLE_EVERY:
+                self._m_delay.observe(max(0.0, now - at))
+                counted -= DELAY_SAMPLE_EVERY
+        self._counted = counted
+
     def _check_retention(self, checkpoint: Position, mark: Position) -> None:
         behind = checkpoint < mark
         if self._m_behind is not None:
@@ -508,6 +617,13 @@ def _decoded(redis: aioredis.Redis, entry_id: bytes, fields: dict[bytes, bytes],
     run = _Run(prev, Position.parse(fields[b"pos"]), events)
     _remember(key, run)
     return run
+
+
+def _entry_last(entry: tuple[bytes, dict[bytes, bytes]]) -> Position:
+    """The position of an entry's last event, from its fields (an entry of one event: that event's)."""
+    fields = entry[1]
+    pos = fields.get(b"pos")
+    return Position.parse(pos) if pos is not None else Position.parse(store.decode_event(fields[b"e"]).position)
 
 
 def _past(run: _Run, cursor: Position) -> list[DomainEvent]:
