@@ -24,45 +24,59 @@ from __future__ import annotations
 
 import asyncpg
 
-from server.events.store import RANGE_EVENTS, Position
+from server.events.store import RANGE_ROWS, Position
 
 SENDER_KINDS = ("user", "admin", "note", "bot", "system")
 # The metrics this group counts (webhook deliveries and API calls are counted elsewhere).
 COUNTED = {"conversation.created": "conversations", "workflow.run_started": "workflow_runs"}
 TYPES = ("message.created", "broadcast.messages_sent", *COUNTED)
 
+# A batch's messages are first tallied by workspace, day, sender kind, note flag and sender (a
+# hash table of a few hundred keys for thousands of messages): every expression after that (the
+# metric's name, the month) is computed once a key, not once a message. A row of messages (migration
+# 045) is read as its arrays; a message a row (recorded before, or by a replica still running the
+# code before it) as the view reads it. As the worker process counted them: in a row of messages, a
+# message whose sender or note flag the commit did not record (it always does) counts for nothing.
+_IN = "[w.first - w.seq + 1 : w.last - w.seq + 1]"  # a row's events in the window
 _APPLY = f"""
-WITH ev AS (
-    SELECT app_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, type, user_id, data, message_id,
-           sender_kind, is_note
-    FROM domain_events WHERE {RANGE_EVENTS} AND type = ANY($5::text[])
+WITH w AS (
+    SELECT w.* FROM {RANGE_ROWS} w WHERE w.type = ANY($5::text[])
 ),
-msg AS (  -- each message's sender: (kind, note, the user it makes active if kind is 'user')
-    SELECT ev.app_id, ev.day, s.kind, s.note, s.sender
-    FROM ev CROSS JOIN LATERAL (
-        SELECT ev.sender_kind AS kind, ev.is_note AS note, ev.user_id AS sender
-        WHERE ev.message_id IS NOT NULL AND ev.sender_kind IS NOT NULL AND ev.is_note IS NOT NULL
+msg AS (  -- (kind, note, the user it makes active if kind is 'user') a message
+    SELECT w.app_id, w.occurred_at, x.kind, x.note, x.usr AS sender
+    FROM w CROSS JOIN LATERAL unnest(w.sender_kinds{_IN}, w.notes{_IN}, w.user_ids{_IN}) AS x(kind, note, usr)
+    WHERE w.message_ids IS NOT NULL AND x.kind IS NOT NULL AND x.note IS NOT NULL
+    UNION ALL
+    SELECT w.app_id, w.occurred_at, s.kind, s.note, s.sender
+    FROM w CROSS JOIN LATERAL (
+        SELECT w.sender_kind AS kind, w.is_note AS note, w.user_id AS sender
+        WHERE w.message_id IS NOT NULL AND w.sender_kind IS NOT NULL AND w.is_note IS NOT NULL
         UNION ALL
-        SELECT m.sender_kind, m.is_note, ev.user_id FROM messages m
-        WHERE ev.message_id IS NOT NULL AND (ev.sender_kind IS NULL OR ev.is_note IS NULL) AND m.id = ev.message_id
+        SELECT m.sender_kind, m.is_note, w.user_id FROM messages m
+        WHERE w.message_id IS NOT NULL AND (w.sender_kind IS NULL OR w.is_note IS NULL) AND m.id = w.message_id
         UNION ALL
-        SELECT coalesce(ev.data->'message'->>'sender_kind', 'user'),
-               coalesce((ev.data->'message'->>'is_note')::boolean, false),
-               (ev.data->'message'->>'sender_id')::uuid
-        WHERE ev.message_id IS NULL AND json_typeof(ev.data->'message') = 'object'
+        SELECT coalesce(w.data->'message'->>'sender_kind', 'user'),
+               coalesce((w.data->'message'->>'is_note')::boolean, false),
+               (w.data->'message'->>'sender_id')::uuid
+        WHERE w.message_id IS NULL AND json_typeof(w.data->'message') = 'object'
     ) s
-    WHERE ev.type = 'message.created'
+    WHERE w.type = 'message.created' AND w.message_ids IS NULL
+),
+tally AS (
+    SELECT app_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, kind, note, sender, n FROM (
+        SELECT app_id, occurred_at, kind, note, sender, count(*) AS n FROM msg GROUP BY 1, 2, 3, 4, 5) t
 ),
 counts AS (
     SELECT app_id, day, metric, sum(n)::bigint AS n FROM (
-        SELECT app_id, day, CASE WHEN note THEN 'messages.note' ELSE 'messages.' || kind END AS metric, 1 AS n
-        FROM msg
+        SELECT app_id, day, CASE WHEN note THEN 'messages.note' ELSE 'messages.' || kind END AS metric, n FROM tally
         UNION ALL
-        SELECT app_id, day, CASE type WHEN 'conversation.created' THEN 'conversations' ELSE 'workflow_runs' END, 1
-        FROM ev WHERE type IN ('conversation.created', 'workflow.run_started')
+        SELECT app_id, (occurred_at AT TIME ZONE 'UTC')::date,
+               CASE type WHEN 'conversation.created' THEN 'conversations' ELSE 'workflow_runs' END, 1
+        FROM w WHERE type IN ('conversation.created', 'workflow.run_started')
         UNION ALL
-        SELECT app_id, day, 'broadcast_recipients', coalesce((data->>'count')::bigint, 0)
-        FROM ev WHERE type = 'broadcast.messages_sent'
+        SELECT app_id, (occurred_at AT TIME ZONE 'UTC')::date, 'broadcast_recipients',
+               coalesce((data->>'count')::bigint, 0)
+        FROM w WHERE type = 'broadcast.messages_sent'
     ) x GROUP BY 1, 2, 3
 ),
 added AS (
@@ -74,7 +88,7 @@ added AS (
 ),
 active AS (
     SELECT app_id, date_trunc('month', day)::date AS month, sender, min(day) AS first_day
-    FROM msg WHERE kind = 'user' AND sender IS NOT NULL GROUP BY 1, 2, 3
+    FROM tally WHERE kind = 'user' AND sender IS NOT NULL GROUP BY 1, 2, 3
 ),
 seen AS (  -- most senders are stored already: a probe each, not an insert that conflicts
     INSERT INTO usage_active_users (app_id, month, user_id, first_day)
