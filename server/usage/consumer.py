@@ -32,22 +32,23 @@ COUNTED = {"conversation.created": "conversations", "workflow.run_started": "wor
 TYPES = ("message.created", "broadcast.messages_sent", *COUNTED)
 
 # A batch's messages are first tallied by workspace, day, sender kind, note flag and sender (a
-# hash table of a few hundred keys for thousands of messages): every expression after that (the
-# metric's name, the month) is computed once a key, not once a message. A row of messages (migration
+# hash table of a few hundred keys for thousands of messages; the day is a row's, computed once a
+# row): every expression after that (the metric's name, the month) is computed once a key, not once
+# a message. A row of messages (migration
 # 045) is read as its arrays; a message a row (recorded before, or by a replica still running the
 # code before it) as the view reads it. As the worker process counted them: in a row of messages, a
 # message whose sender or note flag the commit did not record (it always does) counts for nothing.
 _IN = "[w.first - w.seq + 1 : w.last - w.seq + 1]"  # a row's events in the window
 _APPLY = f"""
 WITH w AS (
-    SELECT w.* FROM {RANGE_ROWS} w WHERE w.type = ANY($5::text[])
+    SELECT w.*, (w.occurred_at AT TIME ZONE 'UTC')::date AS day FROM {RANGE_ROWS} w WHERE w.type = ANY($5::text[])
 ),
 msg AS (  -- (kind, note, the user it makes active if kind is 'user') a message
-    SELECT w.app_id, w.occurred_at, x.kind, x.note, x.usr AS sender
+    SELECT w.app_id, w.day, x.kind, x.note, x.usr AS sender
     FROM w CROSS JOIN LATERAL unnest(w.sender_kinds{_IN}, w.notes{_IN}, w.user_ids{_IN}) AS x(kind, note, usr)
     WHERE w.message_ids IS NOT NULL AND x.kind IS NOT NULL AND x.note IS NOT NULL
     UNION ALL
-    SELECT w.app_id, w.occurred_at, s.kind, s.note, s.sender
+    SELECT w.app_id, w.day, s.kind, s.note, s.sender
     FROM w CROSS JOIN LATERAL (
         SELECT w.sender_kind AS kind, w.is_note AS note, w.user_id AS sender
         WHERE w.message_id IS NOT NULL AND w.sender_kind IS NOT NULL AND w.is_note IS NOT NULL
@@ -62,20 +63,15 @@ msg AS (  -- (kind, note, the user it makes active if kind is 'user') a message
     ) s
     WHERE w.type = 'message.created' AND w.message_ids IS NULL
 ),
-tally AS (
-    SELECT app_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, kind, note, sender, n FROM (
-        SELECT app_id, occurred_at, kind, note, sender, count(*) AS n FROM msg GROUP BY 1, 2, 3, 4, 5) t
-),
+tally AS (SELECT app_id, day, kind, note, sender, count(*) AS n FROM msg GROUP BY 1, 2, 3, 4, 5),
 counts AS (
     SELECT app_id, day, metric, sum(n)::bigint AS n FROM (
         SELECT app_id, day, CASE WHEN note THEN 'messages.note' ELSE 'messages.' || kind END AS metric, n FROM tally
         UNION ALL
-        SELECT app_id, (occurred_at AT TIME ZONE 'UTC')::date,
-               CASE type WHEN 'conversation.created' THEN 'conversations' ELSE 'workflow_runs' END, 1
+        SELECT app_id, day, CASE type WHEN 'conversation.created' THEN 'conversations' ELSE 'workflow_runs' END, 1
         FROM w WHERE type IN ('conversation.created', 'workflow.run_started')
         UNION ALL
-        SELECT app_id, (occurred_at AT TIME ZONE 'UTC')::date, 'broadcast_recipients',
-               coalesce((data->>'count')::bigint, 0)
+        SELECT app_id, day, 'broadcast_recipients', coalesce((data->>'count')::bigint, 0)
         FROM w WHERE type = 'broadcast.messages_sent'
     ) x GROUP BY 1, 2, 3
 ),
