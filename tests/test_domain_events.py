@@ -345,6 +345,89 @@ async def test_a_group_takes_the_envelopes_from_its_process_or_redis_or_else_pos
         await elsewhere.aclose()
 
 
+async def test_a_group_passes_over_entries_of_types_it_has_no_use_for_without_reading_them(
+        workspace: NewWorkspace, db: asyncpg.Pool, redis_url: str) -> None:
+    """Each stream entry says how many events it holds and of which types: a group whose consumer
+    has no use for those types moves past the entry on that alone (no envelope read from Redis or
+    Postgres, nothing decoded), counts its events as applied, and writes its checkpoint at most every
+    SKIP_SAVE_S; an entry with a type it wants is read and applied as usual, once."""
+    from server.events.catalog import PAYLOADS, STREAM
+    from server.platform.metrics import Metrics
+    from workers.event_relay import EventRelay
+    from workers.runtime import consumer_groups
+
+    applied: list[str] = []
+
+    class KeysOnly(EventTally):
+        types = frozenset({"api_key.created"})
+
+        async def apply(self, conn: asyncpg.Connection, events: list[Any]) -> None:
+            applied.extend(e.type for e in events if e.type in self.types)
+            await super().apply(conn, [e for e in events if e.type in self.types])
+
+    relaying, reading = aioredis.from_url(redis_url), aioredis.from_url(redis_url)
+    relay = EventRelay(db, relaying, replica_id="r1")
+
+    async def relay_new(n: int, type: str = "user.updated") -> list[tuple[bytes, dict[bytes, bytes]]]:
+        await db.execute("INSERT INTO event_rows (type, app_id, data) SELECT $2, $1, '{}'::json "
+                         "FROM generate_series(1, $3)", workspace.app_id, type, n)
+        last = (await relaying.xrevrange(STREAM, count=1) or [(b"0-0", {})])[0][0]
+        await relay.relay_once()
+        return [e for e in await relaying.xrange(STREAM) if e[0] > last]
+
+    async def xranges() -> int:
+        return int((await reading.info("commandstats")).get("cmdstat_xrange", {}).get("calls", 0))
+
+    try:
+        start = Position.parse((await relay_new(3))[-1][1][b"pos"])  # what came before is not this group's
+        await db.execute("INSERT INTO event_consumers (name, tx, seq) VALUES ('event-counts', $1::text::xid8, $2)",
+                         str(start.tx), start.n)
+        group = ConsumerGroup(db, reading, KeysOnly(), replica_id="r1", metrics=Metrics())
+        first = await relay_new(2, "api_key.created")
+        assert await group.handle(first) == 2 and applied == ["api_key.created"] * 2  # read and applied
+        saved = await db.fetchval("SELECT seq FROM event_consumers WHERE name = 'event-counts'")
+        entries = await relay_new(250)
+        assert [int(f[b"n"]) for _, f in entries] == [100, 100, 50]
+        assert all(f[b"ts"] == b"user.updated" and float(f[b"at"]) > 0 for _, f in entries)
+        assert await reading.xlen(PAYLOADS) > 0
+        before = await xranges()
+        assert await group.handle(entries) == 250  # passed over on the fields alone
+        assert await xranges() == before  # no envelope read back
+        assert await db.fetchval("SELECT seq FROM event_consumers WHERE name = 'event-counts'") == saved
+        assert group.metrics.event_consumer_applied.labels("event-counts")._value.get() == 252
+        consumer_groups.SKIP_SAVE_S, skip_save = 0.0, consumer_groups.SKIP_SAVE_S
+        try:
+            assert await group.handle(await relay_new(1)) == 1  # the checkpoint is due: written now
+        finally:
+            consumer_groups.SKIP_SAVE_S = skip_save
+        last = Position.parse((await relaying.xrevrange(STREAM, count=1))[0][1][b"pos"])
+        assert await db.fetchval("SELECT seq FROM event_consumers WHERE name = 'event-counts'") == last.n
+        wanted = await relay_new(1, "api_key.created")
+        before = await xranges()
+        assert await group.handle(wanted) == 1
+        assert applied == ["api_key.created"] * 3
+        assert await xranges() == before + 1  # that one was read
+        assert await db.fetchval("SELECT sum(count) FROM event_counts WHERE app_id = $1 AND type = 'api_key.created'",
+                                 workspace.app_id) == 3
+    finally:
+        await relay.rest()
+        await relaying.aclose()
+        await reading.aclose()
+
+
+def test_the_webhooks_group_passes_over_types_only_when_nothing_can_come_of_them() -> None:
+    from server.webhooks.deliveries import WebhookDeliveries
+
+    group = WebhookDeliveries()
+    messages, created = frozenset({"message.created"}), frozenset({"webhook.endpoint_created"})
+    assert not group.passes(messages)  # not yet loaded: it cannot tell
+    group._hooked = set()
+    assert group.passes(messages) and group.passes(frozenset({"user.updated"}))
+    assert not group.passes(created)  # an endpoint to learn of
+    group._hooked = {"app"}
+    assert not group.passes(messages) and group.passes(frozenset({"webhook.ping"}))
+
+
 def test_the_events_page_lists_every_type() -> None:
     page = (ROOT / "docs" / "events.md").read_text()
     assert all(f"| `{t}` |" in page for t in EVENT_TYPES)

@@ -108,7 +108,11 @@ async def run(settings: Settings, consumers: Sequence[Consumer], parent_pid: int
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     settings = msgspec.structs.replace(settings, db_pool_min=1, db_pool_max=min(settings.db_pool_max, CHILD_POOL_MAX))
     metrics = Metrics()
-    pool = await create_pool(settings, settings.database_url or "", application_name="replyhq-event-workers")
+    # Postgres planned the relay's read anew for each cycle's positions (its generic plan looked
+    # dearer on paper): 0.4 ms of its 0.8 ms at 5,000 messages/s. Every statement here reads by
+    # the primary key's order, which the generic plan does too (docs/benchmarks.md).
+    pool = await create_pool(settings, settings.database_url or "", application_name="replyhq-event-workers",
+                             generic_plans=True)
     redis = redis_client.connect(settings.redis_url or "")
     workers = build_workers(pool, redis, settings, metrics, consumers)
     started: list[Worker] = []
