@@ -98,6 +98,11 @@ class Consumer(Protocol):
     remembered may be gone (a group commits asynchronously: a crash of Postgres may lose its last
     transactions, each effect with its checkpoint, and those events are then applied again).
 
+    `passes(types)`, True if events of only these types certainly have no effect and nothing to
+    learn from (absent: derived from `types`): a stream entry names its events' types (`ts`), so a
+    batch of such entries is passed over on their fields alone, nothing read or decoded (webhooks:
+    while no workspace has an endpoint).
+
     A consumer whose effect is a statement over the events (counters) defines
     `apply_range(conn, after, upto)` instead of `apply`: apply every event after position `after`
     up to and including `upto`, reading them from Postgres (server/events/store.py `RANGE_ROWS`,
