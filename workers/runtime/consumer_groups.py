@@ -305,14 +305,8 @@ class ConsumerGroup:
         SKIP_SAVE_S, as for any batch with nothing for the consumer). Returns how many events, or
         None, having done nothing, unless every entry follows on from this replica's cursor and
         can be passed over (then the usual path decides)."""
-        if self._passes is None or self._cursor is None or self._saved is None:
+        if self._passes is None or self._cursor is None or self._saved is None or not await self._up_to_date():
             return None
-        if self._unseen and self._refresh is not None:
-            if time.monotonic() - self._refreshed_at < REFRESH_EVERY_S:
-                return None
-            async with self._connection() as conn:
-                await self._refresh(conn)
-            self._refreshed_at, self._unseen = time.monotonic(), False
         cursor = self._cursor
         spans: list[tuple[int, float]] = []  # (events, the oldest one's commit time) an entry
         for _, fields in sorted(entries, key=_entry_last):
@@ -472,18 +466,22 @@ class ConsumerGroup:
         await self.consumer.apply(conn, todo if self._by_reference else await store.resolve(conn, todo))
 
     async def _nothing_for_consumer(self, todo: list[DomainEvent]) -> bool:
-        if self._relevant is None:
+        if self._relevant is None or not await self._up_to_date():
             return False
+        return not self._relevant(todo)
+
+    async def _up_to_date(self) -> bool:
+        """Whether what the consumer learned covers what this replica did not see: refreshed if it
+        is due. At most one refresh every REFRESH_EVERY_S (with replicas taking turns, a batch seldom
+        follows on from the last one here); until then a batch is applied, and the transaction
+        decides, as for a consumer that cannot tell."""
         if self._unseen and self._refresh is not None:
-            # At most one refresh every REFRESH_EVERY_S (with replicas taking turns, a batch seldom
-            # follows on from the last one here); until then the batch is applied, and the
-            # transaction decides, as for a consumer that cannot tell.
             if time.monotonic() - self._refreshed_at < REFRESH_EVERY_S:
                 return False
             async with self._connection() as conn:
                 await self._refresh(conn)
             self._refreshed_at, self._unseen = time.monotonic(), False
-        return not self._relevant(todo)
+        return True
 
     def _saved_here(self, cursor: Position) -> None:
         self._cursor = self._saved = cursor
