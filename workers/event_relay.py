@@ -4,11 +4,11 @@ Runs on every replica, works on one at a time (the "event-relay" lease; a dead h
 expires and another replica resumes from the checkpoint in Postgres). Each stream entry carries
 about ENTRY_EVENTS consecutive events: on the stream, the position of the last (`pos`) and the
 position before the first (`prev`), so a consumer can tell when the stream lacks something it needs
-(Redis restarted empty, FLUSHALL, trimming) and read that from Postgres, with how many events are
-new (`n`), the oldest one's commit time (`at`, Unix seconds) and their types (`ts`,
-comma-separated), so a group with no use for them passes them over without reading them; their rows of `event_rows`
-(`rs`, server/events/store.py RowForm: a row of messages as its arrays) on a second stream under the
-same id, which this process's groups need not read back. A message.created names its message rather
+(Redis restarted empty, FLUSHALL, trimming) and read that from Postgres; how many events are new
+(`n`), the oldest one's commit time (`at`, Unix seconds) and their types (`ts`, comma-separated),
+so a group with no use for them passes them over without reading them. Their rows of `event_rows`
+(`rs`, server/events/store.py RowForm: a row of messages as its arrays) go on a second stream under
+the same id, which this process's groups need not read back. A message.created names its message rather
 than carrying it (server/events/store.py): the runtime builds the message for the groups that use it.
 A relay that dies between appending and saving its checkpoint appends some events again: the
 consumers' checkpoints make the repeat a no-op.

@@ -382,7 +382,7 @@ async def count_between(conn: asyncpg.Connection | asyncpg.Pool, after: Position
 # applies ranges in SQL (workers/runtime/consumer_groups.py `apply_range`) reads and counts. Every
 # event at or before a relayed position is committed and visible; the horizon condition keeps an
 # upper bound taken from Postgres (catch-up) to such events too.
-def rows_between(after_tx: str, after_n: str, upto_tx: str, upto_n: str) -> str:
+def _rows_between(after_tx: str, after_n: str, upto_tx: str, upto_n: str) -> str:
     """FROM-clause SQL: event_rows `r` overlapping (after, upto], with `first` and `last`."""
     return f"""(SELECT r.*,
        CASE WHEN r.tx = {after_tx} AND r.seq <= {after_n} THEN {after_n} + 1 ELSE r.seq END AS first,
@@ -394,11 +394,7 @@ WHERE (r.tx, r.seq) > ({after_tx}, {after_n} - {ROW_SPAN})
   AND (r.tx, r.seq) <= ({upto_tx}, {upto_n}) AND r.tx < pg_snapshot_xmin(pg_current_snapshot()))"""
 
 
-RANGE_ROWS = rows_between("$1::text::xid8", "$2::bigint", "$3::text::xid8", "$4::bigint")
-
-# The same window on the view, one row an event: for a group that needs each event's own columns.
-RANGE_EVENTS = f"""{_after("$1::text::xid8", "$2::bigint")}
-  AND (tx, row_seq) <= ($3::text::xid8, $4::bigint) AND (tx, seq) <= ($3::text::xid8, $4::bigint)"""
+RANGE_ROWS = _rows_between("$1::text::xid8", "$2::bigint", "$3::text::xid8", "$4::bigint")
 
 # A range group's batch: the next rows after its checkpoint, up to a position (or the horizon), in
 # order: how many events each holds in the window, and when it was committed.

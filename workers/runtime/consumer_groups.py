@@ -105,8 +105,8 @@ class Consumer(Protocol):
 
     A consumer whose effect is a statement over the events (counters) defines
     `apply_range(conn, after, upto)` instead of `apply`: apply every event after position `after`
-    up to and including `upto`, reading them from Postgres (server/events/store.py `RANGE_ROWS`,
-    `RANGE_EVENTS`). All of them are committed and visible. The group then builds no events at
+    up to and including `upto`, reading them from Postgres (server/events/store.py `RANGE_ROWS`).
+    All of them are committed and visible. The group then builds no events at
     all: a stream entry gives only how far the range goes, so nothing is decoded in Python and
     the cost is per row of `event_rows` in Postgres, not per event in the worker process
     (`types`, `relevant`, `by_reference` and `committed` do not apply)."""
