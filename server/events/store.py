@@ -140,6 +140,31 @@ WHERE {_after("$1::text::xid8", "$2::bigint")}
 {_IN_ORDER} LIMIT $5
 """
 
+# The rows of `event_rows` holding events after one position up to and including another, with the
+# numbers of the first and last of their events in that window (`first`, `last`): the one window
+# the relay reads (open to the horizon), the lag gauge counts, and a group that applies ranges in SQL
+# (workers/runtime/consumer_groups.py `apply_range`) applies. A row is found by the primary key:
+# its events span fewer than ROW_SPAN numbers. Every event at or before a relayed position is
+# committed and visible; the horizon condition keeps an upper bound taken from Postgres (the
+# relay's, a catch-up's) to such events too.
+def _rows_between(after_tx: str, after_n: str, upto_tx: str, upto_n: str) -> str:
+    """FROM-clause SQL: event_rows `r` overlapping (after, upto], with `first` and `last`."""
+    return f"""(SELECT r.*,
+       CASE WHEN r.tx = {after_tx} AND r.seq <= {after_n} THEN {after_n} + 1 ELSE r.seq END AS first,
+       CASE WHEN r.tx = {upto_tx} AND r.seq + {ROW_EVENTS} - 1 > {upto_n} THEN {upto_n}
+            ELSE r.seq + {ROW_EVENTS} - 1 END AS last
+FROM event_rows r
+WHERE (r.tx, r.seq) > ({after_tx}, {after_n} - {ROW_SPAN})
+  AND (r.tx, r.seq + {ROW_EVENTS} - 1) > ({after_tx}, {after_n})
+  AND (r.tx, r.seq) <= ({upto_tx}, {upto_n}) AND r.tx < pg_snapshot_xmin(pg_current_snapshot()))"""
+
+
+RANGE_ROWS = _rows_between("$1::text::xid8", "$2::bigint", "$3::text::xid8", "$4::bigint")
+
+# Beyond every position: the upper bound of a window open to the horizon.
+_END = Position(2**64 - 1, 2**63 - 1)
+_LAST_TX, _LAST_N = f"'{_END.tx}'::xid8", str(_END.n)
+
 # The relay's read: the rows of `event_rows` as they are, each a JSON array (RowForm below), grouped
 # into stream entries of about $5 events (a row is never split). A row of messages reaches the stream
 # as its arrays, not as an envelope an event: building those was most of the relay's Postgres time,
@@ -157,13 +182,9 @@ _ROW_JSON = f"""'[' || tx::text || ',' || seq || ',' || to_json(type)::text || '
     || ',' || coalesce(to_json(notes)::text, 'null') || ']'"""
 _ENTRIES = f"""
 r AS (
-    SELECT e.*, {ROW_EVENTS} AS size FROM event_rows e
-    WHERE (tx, seq) > ($1::text::xid8, $2::bigint - {ROW_SPAN})
-      AND (tx, seq + {ROW_EVENTS} - 1) > ($1::text::xid8, $2::bigint)
-      AND tx < pg_snapshot_xmin(pg_current_snapshot())
-    ORDER BY tx, seq LIMIT $3),
-c AS (SELECT r.*, CASE WHEN tx = $1::text::xid8 AND seq <= $2 THEN seq + size - 1 - $2 ELSE size END AS fresh FROM r),
-w AS (SELECT c.*, (sum(fresh) OVER (ORDER BY tx, seq))::bigint - fresh AS before FROM c)
+    SELECT x.*, {ROW_EVENTS} AS size, x.last - x.first + 1 AS fresh
+    FROM {_rows_between("$1::text::xid8", "$2::bigint", _LAST_TX, _LAST_N)} x ORDER BY tx, seq LIMIT $3),
+w AS (SELECT r.*, (sum(fresh) OVER (ORDER BY tx, seq))::bigint - fresh AS before FROM r)
 SELECT count(*)::int AS rows, sum(fresh)::int AS n,
        '[' || string_agg({_ROW_JSON}, ',' ORDER BY tx, seq) || ']' AS events,
        (array_agg(tx::text || '.' || (seq + size - 1) ORDER BY tx DESC, seq DESC))[1] AS last,
@@ -360,13 +381,7 @@ async def read_between(conn: asyncpg.Connection | asyncpg.Pool, after: Position,
 # Counted by rows, not events: a row of messages counts its events in the window without being
 # unnested (the gauge of a group that batches once a second counts a second of traffic each time).
 _COUNT_SQL = f"""
-SELECT coalesce(sum(least(seq + size - 1, CASE WHEN tx = $3::text::xid8 THEN $4 ELSE seq + size - 1 END)
-                    - greatest(seq, CASE WHEN tx = $1::text::xid8 THEN $2 + 1 ELSE seq END) + 1), 0)::bigint
-FROM (SELECT tx, seq, {ROW_EVENTS} AS size FROM event_rows
-      WHERE (tx, seq) > ($1::text::xid8, $2::bigint - {ROW_SPAN})
-        AND (tx, seq + {ROW_EVENTS} - 1) > ($1::text::xid8, $2::bigint)
-        AND (tx, seq) <= ($3::text::xid8, $4::bigint)
-      LIMIT $5) r
+SELECT coalesce(sum(last - first + 1), 0)::bigint FROM (SELECT first, last FROM {RANGE_ROWS} w LIMIT $5) r
 """
 
 
@@ -377,33 +392,12 @@ async def count_between(conn: asyncpg.Connection | asyncpg.Pool, after: Position
     return min(limit, int(await conn.fetchval(_COUNT_SQL, str(after.tx), after.n, str(upto.tx), upto.n, limit)))
 
 
-# The rows of `event_rows` holding events after ($1, $2) up to and including ($3, $4), with the
-# numbers of the first and last of their events in that window (`first`, `last`): what a group that
-# applies ranges in SQL (workers/runtime/consumer_groups.py `apply_range`) reads and counts. Every
-# event at or before a relayed position is committed and visible; the horizon condition keeps an
-# upper bound taken from Postgres (catch-up) to such events too.
-def _rows_between(after_tx: str, after_n: str, upto_tx: str, upto_n: str) -> str:
-    """FROM-clause SQL: event_rows `r` overlapping (after, upto], with `first` and `last`."""
-    return f"""(SELECT r.*,
-       CASE WHEN r.tx = {after_tx} AND r.seq <= {after_n} THEN {after_n} + 1 ELSE r.seq END AS first,
-       CASE WHEN r.tx = {upto_tx} AND r.seq + {ROW_EVENTS} - 1 > {upto_n} THEN {upto_n}
-            ELSE r.seq + {ROW_EVENTS} - 1 END AS last
-FROM event_rows r
-WHERE (r.tx, r.seq) > ({after_tx}, {after_n} - {ROW_SPAN})
-  AND (r.tx, r.seq + {ROW_EVENTS} - 1) > ({after_tx}, {after_n})
-  AND (r.tx, r.seq) <= ({upto_tx}, {upto_n}) AND r.tx < pg_snapshot_xmin(pg_current_snapshot()))"""
-
-
-RANGE_ROWS = _rows_between("$1::text::xid8", "$2::bigint", "$3::text::xid8", "$4::bigint")
-
 # A range group's batch: the next rows after its checkpoint, up to a position (or the horizon), in
 # order: how many events each holds in the window, and when it was committed.
 _SPANS_SQL = f"""
 SELECT tx::text AS tx, first, last, extract(epoch FROM occurred_at)::float8 AS at
 FROM {RANGE_ROWS} w ORDER BY tx, seq LIMIT $5
 """
-# Beyond every position: an upper bound for "up to the horizon".
-_END = Position(2**64 - 1, 2**63 - 1)
 
 
 class Span(NamedTuple):

@@ -81,15 +81,20 @@ class WebhookDeliveries:
         types = set(map(event_type, events))
         if _CREATED in types:
             self._learn(events)
-        if not hooked or DELIVERED_TYPES.isdisjoint(types):
+        if self._none_delivered(hooked, types):
             return False
         return any(e.type in DELIVERED_TYPES and e.app_id in hooked for e in events)
 
     def passes(self, types: frozenset[str]) -> bool:
-        """Events of only these types certainly have nothing for this group: no workspace has an
-        endpoint, or none of them is delivered; and none adds an endpoint to learn of."""
+        """Events of only these types certainly have nothing for this group, and none adds an
+        endpoint to learn of."""
         hooked = self._hooked
-        return hooked is not None and _CREATED not in types and (not hooked or DELIVERED_TYPES.isdisjoint(types))
+        return hooked is not None and _CREATED not in types and self._none_delivered(hooked, types)
+
+    @staticmethod
+    def _none_delivered(hooked: set[str], types: set[str] | frozenset[str]) -> bool:
+        # No workspace has an endpoint, or none of these types is delivered.
+        return not hooked or DELIVERED_TYPES.isdisjoint(types)
 
     def _learn(self, events: list[DomainEvent]) -> None:
         if self._hooked is not None:
