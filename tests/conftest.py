@@ -92,13 +92,19 @@ def cloned_database(pg_admin_url: str, template_db: str, name: str) -> Iterator[
         run_sync(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+# Redis logical DBs from this one up (of 16) are the module servers' (`module_server`); a test's own
+# DB (`redis_url`) is one below it. Shared, a module server still running flushes what the test
+# wrote (the usage meter's batches) or the test flushes the server's.
+MODULE_REDIS_DB_FIRST = 12
+
+
 @contextlib.contextmanager
 def module_server(services: EmbeddedServices, database_url: str, tmp: Path, *, redis_db: int,
                   module: str = "server", **env: str) -> Iterator[ServerProcess]:
     """One real server process for a test module (its own database, a Redis logical DB flushed first
     (throttle counters of an earlier module), its own socket channel), started for the block; `env`
     adds or overrides settings."""
-    assert services.redis is not None
+    assert services.redis is not None and redis_db >= MODULE_REDIS_DB_FIRST
     redis_url = f"redis://127.0.0.1:{services.redis.port}/{redis_db}"
 
     async def flush() -> None:
@@ -128,7 +134,7 @@ def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
 def redis_url(services: EmbeddedServices) -> str:
     """A Redis logical DB per test, flushed first (pub/sub channels are separated by name)."""
     assert services.redis is not None
-    index = next(_counter) % 16
+    index = next(_counter) % MODULE_REDIS_DB_FIRST
     url = f"redis://127.0.0.1:{services.redis.port}/{index}"
 
     async def flush() -> None:
